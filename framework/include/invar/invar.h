@@ -1,0 +1,13 @@
+/* invar/invar.h — the whole public SDK in one include. */
+#ifndef INVAR_INVAR_H
+#define INVAR_INVAR_H
+
+#include "arena.h"
+#include "core.h"
+#include "graph.h"
+#include "params.h"
+#include "plugin.h"
+#include "rng.h"
+#include "tensor.h"
+
+#endif
