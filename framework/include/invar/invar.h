@@ -5,6 +5,7 @@
 #include "arena.h"
 #include "core.h"
 #include "graph.h"
+#include "optim.h"
 #include "params.h"
 #include "plugin.h"
 #include "rng.h"
