@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config_internal.h"
+#include "invar/registry.h"
 
 /* ---- the framework's own parameter tables --------------------------------------------- */
 
@@ -149,6 +150,12 @@ static const char *suggest(const char *word, const char *const *cands, size_t n)
     size_t len = strlen(word);
     if (best && (best_d <= 2 || best_d <= len / 3) && best_d < len)
         return best;
+    /* A shortened or lengthened name ("optimizer" for "optim", "temp" for "temperature"). */
+    for (size_t i = 0; len >= 3 && i < n; i++) {
+        size_t lc = strlen(cands[i]);
+        if (lc >= 3 && strncmp(word, cands[i], len < lc ? len : lc) == 0)
+            return cands[i];
+    }
     return NULL;
 }
 
@@ -187,162 +194,45 @@ static const char *node_kind_name(const struct cfg_node *n)
 
 /* ---- typed values ------------------------------------------------------------------------- */
 
-static int parse_bool(const char *s, int *v)
+/* The registry types a value from its text and quoting; here we add where it came from. Its
+ * messages open with "key: ", which the key path in front already says. */
+static enum invar_status param_fail(struct res *r, const struct invar_param_spec *sp,
+                                    const struct cfg_node *n, const char *path,
+                                    const struct invar_error *perr)
 {
-    static const struct { const char *s; int v; } words[] = {
-        {"true", 1}, {"True", 1}, {"TRUE", 1}, {"false", 0}, {"False", 0}, {"FALSE", 0},
-    };
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (strcmp(s, words[i].s) == 0) {
-            *v = words[i].v;
-            return 1;
-        }
-    return 0;
-}
-
-static int parse_int(const char *s, int64_t *v)
-{
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (end == s || *end || errno)
-        return 0;
-    *v = x;
-    return 1;
-}
-
-static int parse_float(const char *s, double *v)
-{
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    /* strtod also reads hex floats, "inf" and "nan": an experiment wants plain decimals. */
-    if (end == s || *end || !isfinite(x) || strpbrk(s, "xXnN"))
-        return 0;
-    *v = x;
-    return 1;
-}
-
-static int bounded(const struct invar_param_spec *sp)
-{
-    return !(sp->min == 0 && sp->max == 0);
-}
-
-/* Why a node is not a number, for messages. */
-static void describe(const struct cfg_node *n, char *out, size_t cap)
-{
-    if (n->kind != CFG_SCALAR)
-        snprintf(out, cap, "got %s", node_kind_name(n));
-    else if (n->quoted)
-        snprintf(out, cap, "got the string \"%s\" (a quoted value stays a string)", n->text);
-    else
-        snprintf(out, cap, "got `%s`", n->text);
-}
-
-static enum invar_status number_of(struct res *r, const struct invar_param_spec *sp,
-                                   const struct cfg_node *n, const char *path, int integer,
-                                   double *out_d, int64_t *out_i)
-{
-    char why[600];
-    describe(n, why, sizeof why);
-    if (n->kind != CFG_SCALAR || n->quoted ||
-        !(integer ? parse_int(n->text, out_i) : parse_float(n->text, out_d)))
-        return cfg_fail(r->c, &n->pos, path, "expected %s, %s",
-                        integer ? "an integer" : "a number", why);
-    double v = integer ? (double)*out_i : *out_d;
-    if (bounded(sp) && (v < sp->min || v > sp->max))
-        return cfg_fail(r->c, &n->pos, path, "%s is out of range [%.17g, %.17g]", n->text,
-                        sp->min, sp->max);
-    return INVAR_OK;
+    const char *msg = perr->msg;
+    size_t k = strlen(sp->key);
+    if (strncmp(msg, sp->key, k) == 0 && msg[k] == ':' && msg[k + 1] == ' ')
+        msg += k + 2;
+    return cfg_fail(r->c, &n->pos, path, "%s", msg);
 }
 
 static enum invar_status set_param(struct res *r, const struct invar_param_spec *sp, void *base,
                                    const struct cfg_node *n, const char *path)
 {
-    char *field = (char *)base + sp->offset;
-    char why[600];
-    describe(n, why, sizeof why);
-    switch (sp->type) {
-    case INVAR_TYPE_BOOL: {
-        int v;
-        if (n->kind != CFG_SCALAR || n->quoted || !parse_bool(n->text, &v))
-            return cfg_fail(r->c, &n->pos, path, "expected true or false, %s", why);
-        *(int *)field = v;
-        return INVAR_OK;
+    struct invar_error perr = {{0}};
+    enum invar_status st;
+    if (n->kind == CFG_SCALAR) {
+        st = invar_param_set(sp, base, n->text, n->quoted, &perr);
+    } else if (sp->type == INVAR_TYPE_RANGE && n->kind == CFG_SEQ && n->n == 2 &&
+               n->items[0].val->kind == CFG_SCALAR &&
+               n->items[1].val->kind == CFG_SCALAR) {
+        const struct cfg_node *lo = n->items[0].val, *hi = n->items[1].val;
+        st = invar_param_set_range(sp, base, lo->text, lo->quoted, hi->text, hi->quoted, &perr);
+    } else {
+        static const char *const expected[] = {
+            [INVAR_TYPE_BOOL] = "true or false", [INVAR_TYPE_INT] = "an integer",
+            [INVAR_TYPE_FLOAT] = "a number", [INVAR_TYPE_STRING] = "a string",
+            [INVAR_TYPE_ENUM] = "one word", [INVAR_TYPE_RANGE] = "a list of two numbers [lo, hi]",
+        };
+        const char *want = (unsigned)sp->type <= INVAR_TYPE_RANGE && expected[sp->type]
+                               ? expected[sp->type] : "a value";
+        if (sp->type == INVAR_TYPE_ENUM)
+            return cfg_fail(r->c, &n->pos, path, "expected one of %s, got %s", sp->allowed,
+                            node_kind_name(n));
+        return cfg_fail(r->c, &n->pos, path, "expected %s, got %s", want, node_kind_name(n));
     }
-    case INVAR_TYPE_INT: {
-        int64_t v;
-        enum invar_status st = number_of(r, sp, n, path, 1, NULL, &v);
-        if (st == INVAR_OK)
-            *(int64_t *)field = v;
-        return st;
-    }
-    case INVAR_TYPE_FLOAT: {
-        double v;
-        enum invar_status st = number_of(r, sp, n, path, 0, &v, NULL);
-        if (st == INVAR_OK)
-            *(double *)field = v;
-        return st;
-    }
-    case INVAR_TYPE_STRING:
-        if (n->kind != CFG_SCALAR)
-            return cfg_fail(r->c, &n->pos, path, "expected a string, got %s", node_kind_name(n));
-        if (strlen(n->text) >= INVAR_STR_MAX)
-            return cfg_fail(r->c, &n->pos, path, "longer than %d bytes", INVAR_STR_MAX - 1);
-        memcpy(field, n->text, strlen(n->text) + 1);
-        return INVAR_OK;
-    case INVAR_TYPE_ENUM: {
-        const char *names[64];
-        char words[1024];
-        snprintf(words, sizeof words, "%s", sp->allowed ? sp->allowed : "");
-        size_t k = 0;
-        for (char *save, *t = strtok_r(words, "|", &save); t && k < 64;
-             t = strtok_r(NULL, "|", &save))
-            names[k++] = t;
-        if (n->kind == CFG_SCALAR)
-            for (size_t i = 0; i < k; i++)
-                if (strcmp(n->text, names[i]) == 0) {
-                    *(int *)field = (int)i;
-                    return INVAR_OK;
-                }
-        char h[600] = "";
-        if (n->kind == CFG_SCALAR) {
-            const char *s = suggest(n->text, names, k);
-            if (s)
-                snprintf(h, sizeof h, ", did you mean `%s`?", s);
-        }
-        return cfg_fail(r->c, &n->pos, path, "expected one of %s, %s%s", sp->allowed, why, h);
-    }
-    case INVAR_TYPE_RANGE: {
-        if (n->kind != CFG_SEQ || n->n != 2)
-            return cfg_fail(r->c, &n->pos, path, "expected a range [lo, hi], %s", why);
-        double v[2];
-        for (int i = 0; i < 2; i++) {
-            char ipath[600];
-            cfg_path_join(ipath, sizeof ipath, path, NULL, i);
-            enum invar_status st = number_of(r, sp, n->items[i].val, ipath, 0, &v[i], NULL);
-            if (st != INVAR_OK)
-                return st;
-        }
-        if (v[0] > v[1])
-            return cfg_fail(r->c, &n->pos, path, "range [%s, %s] has lo > hi",
-                            n->items[0].val->text, n->items[1].val->text);
-        memcpy(field, v, sizeof v);
-        return INVAR_OK;
-    }
-    }
-    return cfg_fail(r->c, &n->pos, path, "parameter `%s` has an unknown type %d", sp->key,
-                    (int)sp->type);
-}
-
-/* Shortest decimal that reads back to the same double, so 1e-3 and 0.001 print alike. */
-static void format_double(double v, char *out, size_t cap)
-{
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(out, cap, "%.*g", prec, v);
-        if (strtod(out, NULL) == v)
-            return;
-    }
+    return st == INVAR_OK ? INVAR_OK : param_fail(r, sp, n, path, &perr);
 }
 
 static struct cfg_node *scalar_node(struct res *r, const char *text, int quoted)
@@ -384,74 +274,15 @@ static enum invar_status canon_put(struct res *r, struct cfg_node *map, const ch
     return INVAR_OK;
 }
 
+/* Canonical text of a field: floats in their shortest round-trip form, so 1e-3, 0.001 and
+ * 1.0e-3 print alike; strings stay quoted so they load back as strings; a range "[lo, hi]"
+ * is written as flow text. */
 static struct cfg_node *format_param(struct res *r, const struct invar_param_spec *sp,
                                      const void *base)
 {
-    const char *field = (const char *)base + sp->offset;
-    char buf[64];
-    switch (sp->type) {
-    case INVAR_TYPE_BOOL:
-        return scalar_node(r, *(const int *)field ? "true" : "false", 0);
-    case INVAR_TYPE_INT:
-        snprintf(buf, sizeof buf, "%lld", (long long)*(const int64_t *)field);
-        return scalar_node(r, buf, 0);
-    case INVAR_TYPE_FLOAT:
-        format_double(*(const double *)field, buf, sizeof buf);
-        return scalar_node(r, buf, 0);
-    case INVAR_TYPE_STRING:
-        return scalar_node(r, field, 1);
-    case INVAR_TYPE_ENUM: {
-        char words[1024];
-        snprintf(words, sizeof words, "%s", sp->allowed ? sp->allowed : "");
-        int want = *(const int *)field, i = 0;
-        for (char *save, *t = strtok_r(words, "|", &save); t; t = strtok_r(NULL, "|", &save), i++)
-            if (i == want)
-                return scalar_node(r, t, 0);
-        return NULL;
-    }
-    case INVAR_TYPE_RANGE: {
-        struct cfg_node *seq = container_node(CFG_SEQ);
-        for (int i = 0; seq && i < 2; i++) {
-            format_double(((const double *)field)[i], buf, sizeof buf);
-            if (canon_put(r, seq, NULL, scalar_node(r, buf, 0)) != INVAR_OK) {
-                cfg_node_free(seq);
-                return NULL;
-            }
-        }
-        return seq;
-    }
-    }
-    return NULL;
-}
-
-/* A default is written as YAML ("0.07", "[0.2, 1.0]", "nce"); it goes through the same typed
- * path as a value from a file, so a table with a bad default fails loudly. */
-static enum invar_status set_default(struct res *r, const struct invar_param_spec *sp,
-                                     void *base, const char *owner)
-{
-    char path[300];
-    snprintf(path, sizeof path, "%s.%s", owner, sp->key);
-    if (!sp->def)
-        return invar_error_set(r->c->err, INVAR_ERR_PLUGIN, "%s: parameter has no default",
-                               path);
-    struct cfg_node *n = NULL;
-    enum invar_status st;
-    if (sp->def[0] == '[') {
-        st = cfg_parse(r->c, "<default>", sp->def, strlen(sp->def), NULL, &n);
-        if (st == INVAR_OK && !n)
-            st = INVAR_ERR_CONFIG;
-    } else {
-        n = scalar_node(r, sp->def, 0);
-        st = n ? INVAR_OK : nomem(r);
-    }
-    if (st == INVAR_OK)
-        st = set_param(r, sp, base, n, path);
-    cfg_node_free(n);
-    if (st == INVAR_ERR_CONFIG) {
-        invar_error_prefix(r->c->err, "bad default in the parameter table");
-        return INVAR_ERR_PLUGIN;
-    }
-    return st;
+    char buf[INVAR_PARAM_TEXT_MAX];
+    invar_param_format(sp, base, buf, sizeof buf);
+    return scalar_node(r, buf, sp->type == INVAR_TYPE_STRING);
 }
 
 /* Fills the tables' structs from map (defaults first), refuses unknown keys, and appends the
@@ -466,13 +297,13 @@ static enum invar_status fill_section(struct res *r, const struct cfg_node *map,
     for (size_t i = 0; extra && extra[i] && n_cands < 256; i++)
         cands[n_cands++] = extra[i];
     for (int t = 0; t < n_tabs; t++) {
-        for (const struct invar_param_spec *sp = tabs[t].spec; sp && sp->key; sp++) {
-            enum invar_status st = set_default(r, sp, tabs[t].base, owner);
-            if (st != INVAR_OK)
-                return st;
+        struct invar_error perr = {{0}};
+        if (tabs[t].spec && invar_param_defaults(tabs[t].spec, tabs[t].base, &perr) != INVAR_OK)
+            return invar_error_set(r->c->err, INVAR_ERR_PLUGIN, "%s: a default does not fit its "
+                                   "own parameter table: %s", owner, perr.msg);
+        for (const struct invar_param_spec *sp = tabs[t].spec; sp && sp->key; sp++)
             if (n_cands < 256)
                 cands[n_cands++] = sp->key;
-        }
     }
     if (map && map->kind != CFG_MAP)
         return cfg_fail(r->c, &map->pos, path, "expected a map, got %s", node_kind_name(map));
@@ -869,10 +700,14 @@ static void emit_key(struct cfg_buf *b, const char *key)
     emit_scalar(b, &tmp);
 }
 
+/* Written on one line: scalars, empty containers and lists of scalars. Maps go in blocks so
+ * a stored config reads one key per line. */
 static int is_flat(const struct cfg_node *n)
 {
     if (n->kind == CFG_SCALAR || n->n == 0)
         return 1;
+    if (n->kind == CFG_MAP)
+        return 0;
     for (size_t i = 0; i < n->n; i++)
         if (n->items[i].val->kind != CFG_SCALAR)
             return 0;
@@ -1080,9 +915,9 @@ static enum invar_status check_axis_value(struct res *r, const struct cfg_node *
         memset(&scratch->ctx, 0, sizeof scratch->ctx);
         invar_experiment_destroy(scratch);
     }
+    /* Errors point into the sweep block: the value's position, or the axis key's for a key
+     * that does not exist. */
     cfg_node_free(copy);
-    if (st != INVAR_OK)
-        invar_error_prefix(r->c->err, "sweep.%s", axis->key);
     return st;
 }
 
@@ -1177,9 +1012,11 @@ static enum invar_status resolve_sweep(struct res *r, const struct cfg_node *roo
         for (size_t i = 0; i < seeds->n; i++) {
             char p[64];
             cfg_path_join(p, sizeof p, "sweep.seeds", NULL, (long)i);
-            st = number_of(r, &top_params[1], seeds->items[i].val, p, 1, NULL, &e->seeds[i]);
+            struct top_section tmp;
+            st = set_param(r, &top_params[1], &tmp, seeds->items[i].val, p);
             if (st != INVAR_OK)
                 return st;
+            e->seeds[i] = tmp.seed;
         }
         e->sweep.seeds = e->seeds;
         e->sweep.n_seeds = seeds->n;
@@ -1242,21 +1079,48 @@ static enum invar_status load(struct invar_experiment **out, const char *name, c
     return INVAR_OK;
 }
 
+enum invar_status invar_experiment_load_with(struct invar_experiment **out, const char *name,
+                                             const char *text, const char *const *overrides,
+                                             size_t n_overrides,
+                                             const struct invar_plugin *const *plugins,
+                                             struct invar_error *err)
+{
+    return load(out, name, text, overrides, n_overrides, plugins, err);
+}
+
+/* The registry's descriptors as the NULL-terminated list resolution reads. */
+static enum invar_status load_registry(struct invar_experiment **out, const char *name,
+                                       const char *text, const char *const *overrides,
+                                       size_t n_overrides, const struct invar_registry *reg,
+                                       struct invar_error *err)
+{
+    *out = NULL;
+    size_t n = reg ? invar_registry_count(reg) : 0;
+    const struct invar_plugin **list = calloc(n + 1, sizeof *list);
+    if (!list)
+        return invar_error_set(err, INVAR_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        list[i] = invar_registry_at(reg, i)->desc;
+    enum invar_status st = load(out, name, text, overrides, n_overrides, list, err);
+    free(list);
+    return st;
+}
+
 enum invar_status invar_experiment_load(struct invar_experiment **out, const char *path,
                                         const char *const *overrides, size_t n_overrides,
-                                        const struct invar_plugin *const *plugins,
+                                        const struct invar_registry *reg,
                                         struct invar_error *err)
 {
-    return load(out, path, NULL, overrides, n_overrides, plugins, err);
+    return load_registry(out, path, NULL, overrides, n_overrides, reg, err);
 }
 
 enum invar_status invar_experiment_load_string(struct invar_experiment **out, const char *name,
                                                const char *text, const char *const *overrides,
                                                size_t n_overrides,
-                                               const struct invar_plugin *const *plugins,
+                                               const struct invar_registry *reg,
                                                struct invar_error *err)
 {
-    return load(out, name, text, overrides, n_overrides, plugins, err);
+    return load_registry(out, name, text, overrides, n_overrides, reg, err);
 }
 
 void invar_experiment_destroy(struct invar_experiment *e)

@@ -315,8 +315,10 @@ static enum invar_status parse_fail(struct parser *p, const struct cfg_pos *pos,
 static enum invar_status parse_fail(struct parser *p, const struct cfg_pos *pos, const char *fmt,
                                     ...)
 {
-    char path[512];
-    stack_path(p, path, sizeof path);
+    /* Inside an override's value the path would be relative to the value: leave it out. */
+    char path[512] = "";
+    if (!p->override)
+        stack_path(p, path, sizeof path);
     va_list ap;
     va_start(ap, fmt);
     enum invar_status st = cfg_vfail(p->c, INVAR_ERR_CONFIG, pos, path, fmt, ap);

@@ -3,7 +3,7 @@
  *     const char *ov[] = { "train.epochs=1", "data.limit=2048" };
  *     struct invar_experiment *exp;
  *     struct invar_error err = {0};
- *     if (invar_experiment_load(&exp, "experiments/moco.yaml", ov, 2, plugins, &err) != INVAR_OK) {
+ *     if (invar_experiment_load(&exp, "experiments/moco.yaml", ov, 2, reg, &err) != INVAR_OK) {
  *         fprintf(stderr, "invar: %s\n", err.msg);   // "moco.yaml:7:10: train.epoch: unknown key
  *         return 1;                                  //  `epoch`, did you mean `epochs`?"
  *     }
@@ -22,8 +22,8 @@
  * keys, values printed by type, so 1e-3, 0.001 and 1.0e-3 print alike — whose SHA-256 is the
  * experiment's hash. The sweep block is kept apart as data and is not hashed.
  *
- * Plugins are given as a NULL-terminated array of descriptors (the registry's list, or a
- * test's own table); their lifetime must cover the experiment's.
+ * Plugins come from a registry (or, with invar_experiment_load_with, a NULL-terminated list of
+ * descriptors); the registry must outlive the experiment, which points into it.
  */
 #ifndef INVAR_CONFIG_H
 #define INVAR_CONFIG_H
@@ -34,6 +34,7 @@
 #include "core.h"
 #include "optim.h"
 #include "plugin.h"
+#include "registry.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -124,21 +125,30 @@ struct invar_sweep {
 struct invar_experiment;
 
 /* Loads path, applies overrides ("key.path=value", value parsed as a YAML flow scalar or
- * sequence) and resolves against plugins (NULL-terminated). On failure *out is NULL. */
+ * sequence) and resolves plugin sections against the registry's plugins. On failure *out is
+ * NULL and err holds one line. */
 INVAR_API enum invar_status invar_experiment_load(struct invar_experiment **out,
                                                   const char *path,
                                                   const char *const *overrides,
                                                   size_t n_overrides,
-                                                  const struct invar_plugin *const *plugins,
+                                                  const struct invar_registry *reg,
                                                   struct invar_error *err);
 /* The same from text in memory; name is used in messages and as the default `name`
- * (its stem). base: paths are relative to name's directory. */
+ * (its stem); base: paths are relative to name's directory. */
 INVAR_API enum invar_status invar_experiment_load_string(struct invar_experiment **out,
                                                          const char *name, const char *text,
                                                          const char *const *overrides,
                                                          size_t n_overrides,
-                                                         const struct invar_plugin *const *plugins,
+                                                         const struct invar_registry *reg,
                                                          struct invar_error *err);
+/* Either of the above (text NULL: read the file name) against an explicit NULL-terminated
+ * list of descriptors instead of a registry: for embedding and tests. */
+INVAR_API enum invar_status invar_experiment_load_with(struct invar_experiment **out,
+                                                       const char *name, const char *text,
+                                                       const char *const *overrides,
+                                                       size_t n_overrides,
+                                                       const struct invar_plugin *const *plugins,
+                                                       struct invar_error *err);
 INVAR_API void invar_experiment_destroy(struct invar_experiment *e);
 
 /* Accessors: pointers stay valid until invar_experiment_destroy. */
