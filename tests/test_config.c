@@ -714,7 +714,7 @@ Test(config, sweep_block)
                 "exp.yaml:5:42: objective.momentum: expected a "
                 "number, got the string \"x\" (a quoted value stays a string)");
     expect_fail(SECTIONS "sweep: {zip: {optim.lr: [0.1, 0.2], optim.name: [sgd]}}\n", NULL, 0,
-                "exp.yaml:5:50: sweep.zip.optim.name: has 1 values but `optim.lr` has 2 (zip "
+                "exp.yaml:5:49: sweep.zip.optim.name: has 1 values but `optim.lr` has 2 (zip "
                 "axes advance together)");
     expect_fail(SECTIONS "sweep: {grids: {}}\n", NULL, 0,
                 "exp.yaml:5:9: sweep.grids: unknown key `grids`, did you mean `grid`?");
