@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "invar/config.h"
+#include "invar/registry.h"
 
 /* ---- test plugins ------------------------------------------------------------------------- */
 
@@ -45,9 +46,20 @@ static const struct invar_param_spec moco_params[] = {
     INVAR_PARAM_END,
 };
 
-#define DESC(KIND, NAME, CFG, PARAMS)                                                         \
+/* A cross-field check, as a plugin's `check` runs after its table's own checks. */
+static enum invar_status convnet_check(const void *config, struct invar_error *err)
+{
+    const struct convnet_config *c = config;
+    if (c->width > c->dim)
+        return invar_error_set(err, INVAR_ERR_CONFIG, "width %lld exceeds dim %lld",
+                               (long long)c->width, (long long)c->dim);
+    return INVAR_OK;
+}
+
+#define DESC_CHECK(KIND, NAME, CFG, PARAMS, CHECK)                                            \
     {INVAR_ABI_VERSION, sizeof(struct invar_plugin), KIND, 0, NAME, "1.0.0", "test", PARAMS,  \
-     sizeof(CFG), NULL, NULL, {NULL}}
+     sizeof(CFG), NULL, CHECK, {NULL}}
+#define DESC(KIND, NAME, CFG, PARAMS) DESC_CHECK(KIND, NAME, CFG, PARAMS, NULL)
 
 static const struct invar_plugin p_idx = DESC(INVAR_KIND_DATASET, "idx", struct idx_config, idx_params);
 static const struct invar_plugin p_rotate =
@@ -55,7 +67,8 @@ static const struct invar_plugin p_rotate =
 static const struct invar_plugin p_crop =
     DESC(INVAR_KIND_AUGMENT, "resized_crop", struct crop_config, crop_params);
 static const struct invar_plugin p_convnet =
-    DESC(INVAR_KIND_ENCODER, "convnet", struct convnet_config, convnet_params);
+    DESC_CHECK(INVAR_KIND_ENCODER, "convnet", struct convnet_config, convnet_params,
+               convnet_check);
 static const struct invar_plugin p_moco =
     DESC(INVAR_KIND_OBJECTIVE, "moco", struct moco_config, moco_params);
 static const struct invar_plugin *const plugins[] = {&p_idx, &p_rotate, &p_crop, &p_convnet,
@@ -323,6 +336,20 @@ Test(config, scalar_needed)
     expect_fail(SECTIONS "{a: 1}: 2\n", NULL, 0, "exp.yaml:5:1: a key must be a scalar");
 }
 
+Test(config, nesting_is_bounded)
+{
+    char text[512];
+    int k = snprintf(text, sizeof text, "seed: ");
+    for (int i = 0; i < 100; i++)
+        text[k++] = '[';
+    text[k] = '\0';
+    expect_fail(text, NULL, 0,
+                "exp.yaml:1:70: seed[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
+                "[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
+                "[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]: nesting deeper than 64 "
+                "levels");
+}
+
 /* ---- layer 3: typing ---------------------------------------------------------------------- */
 
 Test(config, unknown_keys_suggest)
@@ -390,6 +417,23 @@ Test(config, plugins_unknown_missing_or_of_another_kind)
                 "`encoder: {plugin: NAME}`)");
     expect_fail("data: {plugin: idx}\nencoder: {width: 3}\nobjective: {plugin: moco}\n", NULL, 0,
                 "exp.yaml:2:10: encoder.plugin: missing: which encoder plugin?");
+}
+
+Test(config, plugin_check_and_registry)
+{
+    expect_fail("data: {plugin: idx}\nencoder: {plugin: convnet, width: 100}\n"
+                "objective: {plugin: moco}\n", NULL, 0,
+                "exp.yaml:2:10: encoder: convnet: width 100 exceeds dim 64");
+    /* Through a registry: an empty one knows no plugins, and says so. */
+    struct invar_registry *reg;
+    cr_assert_eq(invar_registry_create(&reg), INVAR_OK);
+    struct invar_experiment *e;
+    struct invar_error err = {{0}};
+    cr_assert_eq(invar_experiment_load_string(&e, "exp.yaml", SECTIONS, NULL, 0, reg, &err),
+                 INVAR_ERR_CONFIG);
+    cr_assert_str_eq(err.msg, "exp.yaml:1:16: data.plugin: unknown dataset plugin `idx` (no "
+                              "dataset plugins are loaded)");
+    invar_registry_destroy(reg);
 }
 
 Test(config, views_conflicts)
@@ -464,17 +508,6 @@ Test(config, override_errors)
                 "<command line>: seed.x=1: seed: not a map, so it has no key `x`");
 }
 
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    static char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
 Test(config, base_inheritance)
 {
     struct invar_experiment *e;
@@ -525,7 +558,9 @@ Test(config, base_inheritance)
     snprintf(want, sizeof want, "%s:2:21: objective.plugin: unknown objective plugin `mocov2`, "
                                 "did you mean `moco`?", dir);
     cr_assert_str_eq(err.msg, want);
-    (void)read_all;
+    const char *base_ov[] = {"base=base.yaml"};
+    expect_fail(SECTIONS, base_ov, 1,
+                "<command line>: base=base.yaml: base: `base:` works inside a file only");
 }
 
 Test(config, base_cycles_and_missing)
@@ -537,8 +572,6 @@ Test(config, base_cycles_and_missing)
     cr_assert_eq(invar_experiment_load_with(&e, a, NULL, NULL, 0, plugins, &err),
                  INVAR_ERR_CONFIG);
     const char *root = getenv("INVAR_TEST_DATA");
-    snprintf(want, sizeof want, "%s/config/./cycle_b.yaml:2:7: base: `%s/config/./cycle_b.yaml` "
-                                "includes `%s` again (a cycle of base files)", root, root, a);
     /* Paths are joined as written: the including file's directory, then the base name. */
     snprintf(want, sizeof want, "%s/config/cycle_b.yaml:2:7: base: `%s/config/cycle_b.yaml` "
                                 "includes `%s` again (a cycle of base files)", root, root, a);

@@ -85,8 +85,7 @@ static const struct invar_param_spec linear_params[] = {
 };
 
 static const char *const top_keys[] = {"name",  "seed", "data",  "augment", "views", "encoder",
-                                       "objective", "optim", "train", "eval", "sweep", "base",
-                                       NULL};
+                                       "objective", "optim", "train", "eval", "sweep", NULL};
 
 /* ---- the experiment ----------------------------------------------------------------------- */
 
@@ -589,9 +588,13 @@ static enum invar_status resolve_tree(struct res *r, const struct cfg_node *root
         int known = 0;
         for (size_t k = 0; top_keys[k]; k++)
             known |= strcmp(top_keys[k], key) == 0;
+        /* A file's own `base:` is consumed while loading; one that is left came from an
+         * override. */
+        if (strcmp(key, "base") == 0)
+            return cfg_fail(r->c, &root->items[i].kpos, key, "`base:` works inside a file only");
         if (!known) {
             char h[700];
-            hint(h, sizeof h, key, top_keys, sizeof top_keys / sizeof top_keys[0] - 2);
+            hint(h, sizeof h, key, top_keys, sizeof top_keys / sizeof top_keys[0] - 1);
             return cfg_fail(r->c, &root->items[i].kpos, key, "unknown section `%s`%s", key, h);
         }
     }
