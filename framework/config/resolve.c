@@ -631,15 +631,14 @@ static enum invar_status resolve_tree(struct res *r, const struct cfg_node *root
         st = resolve_fixed(r, root, "train", "train", train_params, &e->train, canon);
     if (st == INVAR_OK)
         st = resolve_views(r, root, canon);
-    struct cfg_node *en = container_node(CFG_MAP);
+    struct cfg_node *en = NULL, *on = NULL;
     if (st == INVAR_OK)
-        st = canon_put(r, canon, "encoder", en);
+        st = canon_put(r, canon, "encoder", en = container_node(CFG_MAP));
     if (st == INVAR_OK)
         st = resolve_plugin(r, section(root, "encoder"), &top_pos, "encoder",
                             INVAR_KIND_ENCODER, NULL, 0, &e->encoder, en);
-    struct cfg_node *on = container_node(CFG_MAP);
     if (st == INVAR_OK)
-        st = canon_put(r, canon, "objective", on);
+        st = canon_put(r, canon, "objective", on = container_node(CFG_MAP));
     if (st == INVAR_OK)
         st = resolve_plugin(r, section(root, "objective"), &top_pos, "objective",
                             INVAR_KIND_OBJECTIVE, NULL, 0, &e->objective, on);
