@@ -164,6 +164,20 @@ Test(store, schema_and_pragmas)
     sqlite3_close(db);
 }
 
+Test(store, in_memory)
+{
+    /* Tests and tools may keep a throw-away store in memory (no WAL there). */
+    struct invar_store *s = open_ok(":memory:");
+    int64_t id = new_run(s, NULL, "h", 1);
+    struct invar_error err = {0};
+    cr_assert_eq(invar_store_log_metric(s, id, "loss", 1, 0, 0.5, &err), INVAR_OK);
+    cr_assert_eq(invar_store_finish_run(s, id, INVAR_RUN_FINISHED, 0, NULL, &err), INVAR_OK);
+    int64_t found;
+    cr_assert_eq(invar_store_find_finished(s, "h", &found, &err), INVAR_OK);
+    cr_assert_eq(found, id);
+    invar_store_close(s);
+}
+
 Test(store, run_status_names)
 {
     static const char *names[] = {"running", "finished", "failed", "diverged", "killed"};

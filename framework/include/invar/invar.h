@@ -9,6 +9,7 @@
 #include "params.h"
 #include "plugin.h"
 #include "rng.h"
+#include "store.h"
 #include "tensor.h"
 
 #endif

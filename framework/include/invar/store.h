@@ -33,7 +33,8 @@
  * value is stored as NULL and read back as NaN.
  *
  * Threads and processes: a handle serves one thread at a time and must not be used across
- * fork(); each process opens its own. Strings returned in structs are owned by the struct and
+ * fork(); each process opens its own. Nothing here is async-signal-safe: a SIGINT handler sets a
+ * flag, and the main loop calls invar_store_finish_run(..., INVAR_RUN_KILLED, SIGINT, ...). Strings returned in structs are owned by the struct and
  * freed by its *_deinit; they stay valid until then.
  */
 #ifndef INVAR_STORE_H
