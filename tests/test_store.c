@@ -543,11 +543,8 @@ Test(store, lookups)
 Test(store, dead_process_marked_killed)
 {
     const char *path = tmp_path("results.db");
-    /* The parent holds a live running run through its own handle. */
-    struct invar_store *live = open_ok(path);
-    int64_t mine = new_run(live, NULL, "mine", 1);
-
-    /* A child creates a run and dies without finishing it. */
+    /* A child creates a run and dies without finishing it. (The parent opens nothing before
+     * the fork: a connection must not be carried across one.) */
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
     pid_t pid = fork();
@@ -573,24 +570,30 @@ Test(store, dead_process_marked_killed)
     cr_assert_eq(waitpid(pid, &wst, 0), pid);
     cr_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
 
-    /* A run of this process whose pid start time does not match: the pid was reused. Another
-     * host's run is not ours to judge. */
+    /* The parent holds a live running run through its own handle. */
+    struct invar_store *live = open_ok(path);
+    cr_assert_eq(invar_store_reaped(live), 1); /* the child's run, found on this open */
+    int64_t mine = new_run(live, NULL, "mine", 1);
+
+    /* A run of this process whose pid start time does not match: the pid was reused. A run
+     * of another host with the dead child's pid is not ours to judge. */
     sqlite3 *db = raw_open(path);
     cr_assert_eq(raw_exec(db, "INSERT INTO runs (uuid, experiment, config, config_hash, status, "
                               "started_at, host, pid, pid_start) SELECT "
                               "'reused', 'e', 'c', 'h', 'running', started_at, host, pid, "
                               "pid_start + 1 FROM runs WHERE config_hash = 'mine';"
                               "INSERT INTO runs (uuid, experiment, config, config_hash, status, "
-                              "started_at, host, pid) VALUES ('elsewhere', 'e', 'c', 'h', "
-                              "'running', '2026-01-01T00:00:00.000Z', 'another-host', 1);"),
+                              "started_at, host, pid) SELECT 'elsewhere', 'e', 'c', 'h', "
+                              "'running', started_at, 'another-host', pid FROM runs "
+                              "WHERE status = 'killed';"),
                  SQLITE_OK, "%s", sqlite3_errmsg(db));
     int64_t reused = raw_int(db, "SELECT id FROM runs WHERE uuid = 'reused'");
     int64_t elsewhere = raw_int(db, "SELECT id FROM runs WHERE uuid = 'elsewhere'");
-    cr_assert_eq(raw_int(db, "SELECT count(*) FROM runs WHERE status = 'running'"), 4);
+    cr_assert_eq(raw_int(db, "SELECT count(*) FROM runs WHERE status = 'running'"), 3);
     sqlite3_close(db);
 
     struct invar_store *s = open_ok(path);
-    cr_assert_eq(invar_store_reaped(s), 2);
+    cr_assert_eq(invar_store_reaped(s), 1); /* the reused pid's run */
     struct invar_store_run r;
     struct invar_error err = {0};
     cr_assert_eq(invar_store_get_run(s, orphan, &r, &err), INVAR_OK);
@@ -905,5 +908,52 @@ Test(store, four_processes_log_at_once)
     cr_assert_eq(raw_int(db, "SELECT count(DISTINCT run_id) FROM metrics"), WRITERS);
     cr_assert_str_eq(raw_text(db, "PRAGMA integrity_check"), "ok");
     cr_assert_str_eq(raw_text(db, "PRAGMA journal_mode"), "wal");
+    sqlite3_close(db);
+}
+
+Test(store, waits_out_a_held_write_lock)
+{
+    /* Another process holds the write lock for a while; a write through the store waits for it
+     * (busy timeout, BEGIN IMMEDIATE retries) instead of reporting "database is locked". No
+     * connection is open across the fork: SQLite's per-process lock state must not be copied. */
+    const char *path = tmp_path("held.db");
+    struct invar_store *s = open_ok(path);
+    int64_t id = new_run(s, NULL, "h", 1);
+    invar_store_close(s);
+
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        close(ready[0]);
+        sqlite3 *db = NULL;
+        if (sqlite3_open(path, &db) != SQLITE_OK ||
+            sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO params VALUES (1, 'held', 1)", NULL,
+                         NULL, NULL) != SQLITE_OK ||
+            write(ready[1], "x", 1) != 1)
+            _exit(1);
+        usleep(300 * 1000); /* the parent is now waiting for the lock (most likely; either way
+                               the outcome must be the same) */
+        int rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        sqlite3_close(db);
+        _exit(rc == SQLITE_OK ? 0 : 1);
+    }
+    close(ready[1]);
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    s = open_ok(path);
+    struct invar_error err = {0};
+    cr_assert_eq(invar_store_log_metric(s, id, "loss", 1, 0, 0.25, &err), INVAR_OK, "%s",
+                 err.msg);
+    invar_store_close(s);
+    int wst;
+    cr_assert_eq(waitpid(pid, &wst, 0), pid);
+    cr_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0, "status %d", wst);
+    sqlite3 *db = raw_open(path);
+    cr_assert_eq(raw_int(db, "SELECT count(*) FROM metrics WHERE key = 'loss' AND value = 0.25"),
+                 1);
+    cr_assert_eq(raw_int(db, "SELECT count(*) FROM params WHERE key = 'held'"), 1);
     sqlite3_close(db);
 }

@@ -32,8 +32,10 @@
  * metrics.wall_time is seconds since the Unix epoch (REAL), for plotting and rates. A NaN metric
  * value is stored as NULL and read back as NaN.
  *
- * Threads and processes: a handle serves one thread at a time and must not be used across
- * fork(); each process opens its own. Nothing here is async-signal-safe: a SIGINT handler sets a
+ * Threads and processes: a handle serves one thread at a time. Each process opens its own, and
+ * no handle may be open across a fork() whose child opens the same file without exec'ing first:
+ * SQLite keeps per-process lock state that the fork copies, and the child then waits on locks
+ * nobody holds. (A sweep forks workers first, or closes its handle, or has them exec.) Nothing here is async-signal-safe: a SIGINT handler sets a
  * flag, and the main loop calls invar_store_finish_run(..., INVAR_RUN_KILLED, SIGINT, ...). Strings returned in structs are owned by the struct and
  * freed by its *_deinit; they stay valid until then.
  */
