@@ -626,6 +626,36 @@ Test(store, dead_process_marked_killed)
     invar_store_close(s);
 }
 
+Test(store, handle_refused_after_fork)
+{
+    const char *path = tmp_path("results.db");
+    struct invar_store *s = open_ok(path);
+    int64_t id = new_run(s, NULL, "h", 1);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        struct invar_error err = {0};
+        enum invar_status st = invar_store_log_metric(s, id, "loss", 1, 0, 9.0, &err);
+        bool ok = st == INVAR_ERR_INVALID && strstr(err.msg, "fork") && strstr(err.msg, path);
+        invar_store_close(s); /* must leave the parent's connection working */
+        _exit(ok ? 0 : 1);
+    }
+    int wst;
+    cr_assert_eq(waitpid(pid, &wst, 0), pid);
+    cr_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0, "status %d", wst);
+    struct invar_error err = {0};
+    cr_assert_eq(invar_store_log_metric(s, id, "loss", 2, 0, 1.0, &err), INVAR_OK, "%s", err.msg);
+    struct invar_store_metric_list ml;
+    cr_assert_eq(invar_store_read_metrics(s, id, NULL, &ml, &err), INVAR_OK);
+    cr_assert_eq(ml.count, 1);
+    cr_assert_eq(ml.items[0].value, 1.0);
+    invar_store_metric_list_deinit(&ml);
+    invar_store_close(s);
+    sqlite3 *db = raw_open(path);
+    cr_assert_str_eq(raw_text(db, "PRAGMA integrity_check"), "ok");
+    sqlite3_close(db);
+}
+
 /* ---- migrations ------------------------------------------------------------------------- */
 
 /* The version-1 schema as it was released (DESIGN §6 without provenance), written out here

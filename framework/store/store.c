@@ -169,6 +169,7 @@ struct invar_store {
     char *git_rev;       /* looked up on the first create_run */
     bool git_rev_looked;
     bool durable;        /* the open transaction commits with synchronous = FULL */
+    enum invar_status prep_status; /* why the last stmt_get returned NULL */
     size_t reaped;
 };
 
@@ -252,11 +253,19 @@ static int step_retry(sqlite3_stmt *st)
 /* The cached statement, reset and unbound; NULL (with err set) when it cannot be prepared. */
 static sqlite3_stmt *stmt_get(struct invar_store *s, enum stmt id, struct invar_error *err)
 {
+    if ((int64_t)getpid() != s->pid) {
+        s->prep_status = invar_error_set(err, INVAR_ERR_INVALID,
+                                         "%s: handle opened by process %" PRId64
+                                         " used in process %d after a fork; open the store "
+                                         "again in the child",
+                                         s->path, s->pid, (int)getpid());
+        return NULL;
+    }
     if (!s->stmts[id]) {
         int rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
                                     &s->stmts[id], NULL);
         if (rc != SQLITE_OK) {
-            db_fail(s, rc, err, "preparing a statement");
+            s->prep_status = db_fail(s, rc, err, "preparing a statement");
             return NULL;
         }
     }
@@ -416,14 +425,14 @@ static char *git_head(void)
 static enum invar_status set_sync(struct invar_store *s, enum stmt which, struct invar_error *err)
 {
     sqlite3_stmt *st = stmt_get(s, which, err);
-    return st ? stmt_run(s, st, err, "setting synchronous") : INVAR_ERR_DB;
+    return st ? stmt_run(s, st, err, "setting synchronous") : s->prep_status;
 }
 
 static enum invar_status tx_begin(struct invar_store *s, struct invar_error *err)
 {
     sqlite3_stmt *st = stmt_get(s, ST_BEGIN, err);
     if (!st)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     int rc = step_retry(st);
     enum invar_status out = rc == SQLITE_DONE ? INVAR_OK : db_fail(s, rc, err, "BEGIN IMMEDIATE");
     sqlite3_reset(st);
@@ -443,7 +452,7 @@ static enum invar_status tx_end(struct invar_store *s, enum invar_status st,
                 st = db_fail(s, rc, err, "COMMIT");
             sqlite3_reset(c);
         } else {
-            st = INVAR_ERR_DB;
+            st = s->prep_status;
         }
     }
     if (st != INVAR_OK && !sqlite3_get_autocommit(s->db)) {
@@ -507,7 +516,7 @@ static enum invar_status read_user_version(struct invar_store *s, int *version,
 {
     sqlite3_stmt *st = stmt_get(s, ST_USER_VERSION, err);
     if (!st)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     int rc = step_retry(st);
     if (rc != SQLITE_ROW) {
         enum invar_status out = db_fail(s, rc, err, "reading the schema version");
@@ -565,7 +574,7 @@ static enum invar_status reap_dead_runs(struct invar_store *s, struct invar_erro
 {
     sqlite3_stmt *st = stmt_get(s, ST_RUNNING_HERE, err);
     if (!st)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     bind_text(st, 1, s->host);
     size_t n = 0, cap = 0;
     int64_t(*dead)[2] = NULL; /* (id, pid) */
@@ -608,7 +617,7 @@ static enum invar_status reap_dead_runs(struct invar_store *s, struct invar_erro
                  dead[i][1], s->host);
         sqlite3_stmt *u = stmt_get(s, ST_MARK_KILLED, err);
         if (!u) {
-            out = INVAR_ERR_DB;
+            out = s->prep_status;
             break;
         }
         sqlite3_bind_int64(u, 1, dead[i][0]);
@@ -690,9 +699,13 @@ void invar_store_close(struct invar_store *s)
 {
     if (!s)
         return;
-    for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(s->stmts[i]);
-    sqlite3_close(s->db);
+    /* In a forked child the connection is the parent's: closing it here could checkpoint or
+     * unlock behind the parent's back, so the child only drops its copy of our memory. */
+    if ((int64_t)getpid() == s->pid) {
+        for (int i = 0; i < ST_COUNT; i++)
+            sqlite3_finalize(s->stmts[i]);
+        sqlite3_close(s->db);
+    }
     free(s->git_rev);
     free(s->path);
     free(s);
@@ -737,7 +750,7 @@ enum invar_status invar_store_create_run(struct invar_store *s,
         return st;
     sqlite3_stmt *q = stmt_get(s, ST_INSERT_RUN, err);
     if (!q)
-        return tx_end(s, INVAR_ERR_DB, err);
+        return tx_end(s, s->prep_status, err);
     bind_text(q, 1, uuid);
     bind_text(q, 2, run->experiment);
     bind_text(q, 3, run->sweep);
@@ -775,7 +788,7 @@ enum invar_status invar_store_log_params(struct invar_store *s, int64_t run_id,
     for (size_t i = 0; st == INVAR_OK && i < n; i++) {
         sqlite3_stmt *q = stmt_get(s, ST_INSERT_PARAM, err);
         if (!q) {
-            st = INVAR_ERR_DB;
+            st = s->prep_status;
             break;
         }
         sqlite3_bind_int64(q, 1, run_id);
@@ -798,7 +811,7 @@ static enum invar_status insert_metric(struct invar_store *s, int64_t run_id,
         return invar_error_set(err, INVAR_ERR_INVALID, "%s: a metric has no key", s->path);
     sqlite3_stmt *q = stmt_get(s, ST_INSERT_METRIC, err);
     if (!q)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     sqlite3_bind_int64(q, 1, run_id);
     bind_text(q, 2, m->key);
     sqlite3_bind_int64(q, 3, m->step);
@@ -842,7 +855,7 @@ static enum invar_status explain_status(struct invar_store *s, int64_t run_id, c
 {
     sqlite3_stmt *q = stmt_get(s, ST_RUN_STATUS, err);
     if (!q)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     sqlite3_bind_int64(q, 1, run_id);
     int rc = sqlite3_step(q);
     enum invar_status st;
@@ -884,7 +897,7 @@ enum invar_status invar_store_finish_run(struct invar_store *s, int64_t run_id,
         return st;
     sqlite3_stmt *q = stmt_get(s, ST_FINISH_RUN, err);
     if (!q)
-        return tx_end(s, INVAR_ERR_DB, err);
+        return tx_end(s, s->prep_status, err);
     sqlite3_bind_int64(q, 1, run_id);
     bind_text(q, 2, run_status_names[status]);
     if (signal != 0)
@@ -902,7 +915,7 @@ enum invar_status invar_store_resume_run(struct invar_store *s, int64_t run_id,
         return st;
     sqlite3_stmt *q = stmt_get(s, ST_RESUME_RUN, err);
     if (!q)
-        return tx_end(s, INVAR_ERR_DB, err);
+        return tx_end(s, s->prep_status, err);
     sqlite3_bind_int64(q, 1, run_id);
     bind_text(q, 2, s->host);
     sqlite3_bind_int64(q, 3, s->pid);
@@ -919,7 +932,7 @@ enum invar_status invar_store_set_checkpoint(struct invar_store *s, int64_t run_
         return st;
     sqlite3_stmt *q = stmt_get(s, ST_SET_CHECKPOINT, err);
     if (!q)
-        return tx_end(s, INVAR_ERR_DB, err);
+        return tx_end(s, s->prep_status, err);
     sqlite3_bind_int64(q, 1, run_id);
     bind_text(q, 2, path);
     return update_run(s, q, run_id, "present", err, "setting a checkpoint path");
@@ -985,7 +998,7 @@ enum invar_status invar_store_get_run(struct invar_store *s, int64_t run_id,
     memset(out, 0, sizeof *out);
     sqlite3_stmt *q = stmt_get(s, ST_GET_RUN, err);
     if (!q)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     sqlite3_bind_int64(q, 1, run_id);
     int rc = step_retry(q);
     enum invar_status st;
@@ -1020,7 +1033,7 @@ enum invar_status invar_store_latest_run(struct invar_store *s, int64_t *run_id,
 {
     sqlite3_stmt *q = stmt_get(s, ST_LATEST_RUN, err);
     if (!q)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     enum invar_status st = query_int(s, q, run_id, err, "finding the latest run");
     if (st == INVAR_OK && *run_id == 0)
         st = invar_error_set(err, INVAR_ERR_NOT_FOUND, "%s: there are no runs yet", s->path);
@@ -1032,7 +1045,7 @@ enum invar_status invar_store_find_finished(struct invar_store *s, const char *c
 {
     sqlite3_stmt *q = stmt_get(s, ST_FIND_FINISHED, err);
     if (!q)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     bind_text(q, 1, config_hash);
     return query_int(s, q, run_id, err, "looking for a finished run");
 }
@@ -1070,7 +1083,7 @@ enum invar_status invar_store_find_run(struct invar_store *s, const char *ref, i
         int64_t id = strtoll(ref, NULL, 10), found;
         sqlite3_stmt *q = stmt_get(s, ST_RUN_EXISTS, err);
         if (!q)
-            return INVAR_ERR_DB;
+            return s->prep_status;
         sqlite3_bind_int64(q, 1, id);
         st = query_int(s, q, &found, err, "looking up a run");
         if (st != INVAR_OK)
@@ -1088,7 +1101,7 @@ enum invar_status invar_store_find_run(struct invar_store *s, const char *ref, i
                                s->path, ref);
     sqlite3_stmt *q = stmt_get(s, ST_RUNS_BY_UUID, err);
     if (!q)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     bind_text(q, 1, prefix);
     int rc, matches = 0;
     int64_t first = 0;
@@ -1143,7 +1156,7 @@ enum invar_status invar_store_list_runs(struct invar_store *s, const char *sweep
     memset(out, 0, sizeof *out);
     sqlite3_stmt *q = stmt_get(s, sweep ? ST_LIST_SWEEP : ST_LIST_RUNS, err);
     if (!q)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     if (sweep)
         bind_text(q, 1, sweep);
     size_t cap = 0;
@@ -1186,7 +1199,7 @@ enum invar_status invar_store_read_params(struct invar_store *s, int64_t run_id,
     memset(out, 0, sizeof *out);
     sqlite3_stmt *q = stmt_get(s, ST_READ_PARAMS, err);
     if (!q)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     sqlite3_bind_int64(q, 1, run_id);
     size_t cap = 0;
     int rc;
@@ -1260,7 +1273,7 @@ enum invar_status invar_store_read_final_metrics(struct invar_store *s, int64_t 
     memset(out, 0, sizeof *out);
     sqlite3_stmt *q = stmt_get(s, ST_FINAL_METRICS, err);
     if (!q)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     sqlite3_bind_int64(q, 1, run_id);
     return read_metric_rows(s, q, out, err);
 }
@@ -1272,7 +1285,7 @@ enum invar_status invar_store_read_metrics(struct invar_store *s, int64_t run_id
     memset(out, 0, sizeof *out);
     sqlite3_stmt *q = stmt_get(s, key ? ST_METRICS_KEY : ST_METRICS_ALL, err);
     if (!q)
-        return INVAR_ERR_DB;
+        return s->prep_status;
     sqlite3_bind_int64(q, 1, run_id);
     if (key)
         bind_text(q, 2, key);

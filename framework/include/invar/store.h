@@ -76,7 +76,8 @@ struct invar_store;
  * On failure *out is NULL. */
 INVAR_API enum invar_status invar_store_open(struct invar_store **out, const char *path,
                                              struct invar_error *err);
-/* Takes NULL. */
+/* Takes NULL. In a forked child it leaves the parent's connection alone and frees only the
+ * child's copy of the handle; every other call there fails with INVAR_ERR_INVALID. */
 INVAR_API void invar_store_close(struct invar_store *s);
 /* The path given to open; valid until close. */
 INVAR_API const char *invar_store_path(const struct invar_store *s);
