@@ -126,8 +126,8 @@ Test(store, schema_and_pragmas)
     const char *want =
         "id,uuid,experiment,sweep,config,config_hash,status,error,seed,started_at,finished_at,"
         "host,git_rev,invar_version,pid,pid_start,command,checkpoint,signal";
-    cr_assert_str_eq(
-        raw_text(db, "SELECT group_concat(name, ',') FROM pragma_table_info('runs')"), want);
+    cr_assert_str_eq(raw_text(db, "SELECT group_concat(name, ',') FROM pragma_table_info('runs')"),
+                     want);
     cr_assert_str_eq(
         raw_text(db, "SELECT group_concat(name, ',') FROM pragma_table_info('params')"),
         "run_id,key,value");
@@ -194,7 +194,10 @@ Test(store, run_status_names)
 
 /* ---- round trip ------------------------------------------------------------------------- */
 
-static bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
 
 static void assert_iso_utc(const char *t)
 {
@@ -289,8 +292,7 @@ Test(store, run_round_trip)
 
     /* Metrics: single and batched; the final value per key is the last one logged. */
     for (int step = 1; step <= 3; step++)
-        cr_assert_eq(invar_store_log_metric(s, id, "loss", step * 100, step - 1, 4.0 / step,
-                                            &err),
+        cr_assert_eq(invar_store_log_metric(s, id, "loss", step * 100, step - 1, 4.0 / step, &err),
                      INVAR_OK, "%s", err.msg);
     struct invar_store_metric batch[] = {
         {.key = "knn_top1", .step = 300, .epoch = 2, .value = 71.25},
@@ -398,8 +400,8 @@ Test(store, status_transitions)
     struct invar_error err = {0};
 
     int64_t a = new_run(s, NULL, "ha", 1);
-    cr_assert_eq(invar_store_finish_run(s, a, INVAR_RUN_FINISHED, 0, NULL, &err), INVAR_OK,
-                 "%s", err.msg);
+    cr_assert_eq(invar_store_finish_run(s, a, INVAR_RUN_FINISHED, 0, NULL, &err), INVAR_OK, "%s",
+                 err.msg);
     struct invar_store_run r;
     cr_assert_eq(invar_store_get_run(s, a, &r, &err), INVAR_OK);
     cr_assert_eq(r.status, INVAR_RUN_FINISHED);
@@ -416,8 +418,7 @@ Test(store, status_transitions)
     cr_assert_eq(status_of(s, a), INVAR_RUN_FINISHED);
     /* Running is not an end, and a missing run is reported as such. */
     int64_t b = new_run(s, NULL, "hb", 1);
-    cr_assert_eq(invar_store_finish_run(s, b, INVAR_RUN_RUNNING, 0, NULL, &err),
-                 INVAR_ERR_INVALID);
+    cr_assert_eq(invar_store_finish_run(s, b, INVAR_RUN_RUNNING, 0, NULL, &err), INVAR_ERR_INVALID);
     cr_assert_eq(invar_store_finish_run(s, 4242, INVAR_RUN_FAILED, 0, NULL, &err),
                  INVAR_ERR_NOT_FOUND);
     cr_assert(strstr(err.msg, "4242"), "%s", err.msg);
@@ -695,9 +696,9 @@ Test(store, migrates_version_1)
     char host[256] = {0};
     gethostname(host, sizeof host - 1);
     sqlite3_stmt *u = NULL;
-    cr_assert_eq(sqlite3_prepare_v2(db, "UPDATE runs SET host = ?1 WHERE host = 'HOST'", -1, &u,
-                                    NULL),
-                 SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_prepare_v2(db, "UPDATE runs SET host = ?1 WHERE host = 'HOST'", -1, &u, NULL),
+        SQLITE_OK);
     sqlite3_bind_text(u, 1, host, -1, SQLITE_TRANSIENT);
     cr_assert_eq(sqlite3_step(u), SQLITE_DONE);
     sqlite3_finalize(u);
@@ -857,22 +858,22 @@ static int writer(const char *path, int w, int go_fd)
     int64_t id = 0;
     char hash[16];
     snprintf(hash, sizeof hash, "w%d", w);
-    struct invar_store_new_run r = {.experiment = "concurrent", .config = "c", .config_hash = hash,
-                                    .seed = w};
+    struct invar_store_new_run r = {
+        .experiment = "concurrent", .config = "c", .config_hash = hash, .seed = w};
     enum invar_status st = invar_store_open(&s, path, &err);
     if (st == INVAR_OK)
         st = invar_store_create_run(s, &r, &id, &err);
     int logged = 0;
     /* 400 single-row transactions, then 20 batches of 5. */
     while (st == INVAR_OK && logged < 400) {
-        st = invar_store_log_metric(s, id, "loss", logged, logged / 100, w * 1000.0 + logged,
-                                    &err);
+        st = invar_store_log_metric(s, id, "loss", logged, logged / 100, w * 1000.0 + logged, &err);
         logged++;
     }
     while (st == INVAR_OK && logged < PER_WRITER) {
         struct invar_store_metric m[5];
         for (int i = 0; i < 5; i++)
-            m[i] = (struct invar_store_metric){.key = "loss", .step = logged + i,
+            m[i] = (struct invar_store_metric){.key = "loss",
+                                               .step = logged + i,
                                                .epoch = (logged + i) / 100,
                                                .value = w * 1000.0 + logged + i};
         st = invar_store_log_metrics(s, id, m, 5, &err);
@@ -905,8 +906,7 @@ Test(store, four_processes_log_at_once)
     for (int w = 0; w < WRITERS; w++) {
         int wst;
         cr_assert_eq(waitpid(pids[w], &wst, 0), pids[w]);
-        cr_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0, "writer %d failed (status %d)", w,
-                  wst);
+        cr_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0, "writer %d failed (status %d)", w, wst);
     }
 
     struct invar_store *s = open_ok(path);
@@ -975,8 +975,7 @@ Test(store, waits_out_a_held_write_lock)
     close(ready[0]);
     s = open_ok(path);
     struct invar_error err = {0};
-    cr_assert_eq(invar_store_log_metric(s, id, "loss", 1, 0, 0.25, &err), INVAR_OK, "%s",
-                 err.msg);
+    cr_assert_eq(invar_store_log_metric(s, id, "loss", 1, 0, 0.25, &err), INVAR_OK, "%s", err.msg);
     invar_store_close(s);
     int wst;
     cr_assert_eq(waitpid(pid, &wst, 0), pid);

@@ -71,8 +71,8 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == INVAR_STORE_SCHEMA_VE
 
 /* ---- cached statements ------------------------------------------------------------------ */
 
-#define RUN_COLUMNS                                                                           \
-    "id, uuid, status, seed, pid, signal, experiment, sweep, config, config_hash, error, "    \
+#define RUN_COLUMNS                                                                                \
+    "id, uuid, status, seed, pid, signal, experiment, sweep, config, config_hash, error, "         \
     "started_at, finished_at, host, git_rev, invar_version, command, checkpoint"
 
 enum stmt {
@@ -148,8 +148,8 @@ static const char *const stmt_sql[] = {
 _Static_assert(sizeof stmt_sql / sizeof stmt_sql[0] == ST_COUNT, "stmt_sql names every stmt");
 
 static const char *const run_status_names[] = {
-    [INVAR_RUN_RUNNING] = "running",   [INVAR_RUN_FINISHED] = "finished",
-    [INVAR_RUN_FAILED] = "failed",     [INVAR_RUN_DIVERGED] = "diverged",
+    [INVAR_RUN_RUNNING] = "running", [INVAR_RUN_FINISHED] = "finished",
+    [INVAR_RUN_FAILED] = "failed",   [INVAR_RUN_DIVERGED] = "diverged",
     [INVAR_RUN_KILLED] = "killed",
 };
 _Static_assert(sizeof run_status_names / sizeof run_status_names[0] == INVAR_RUN_STATUS_COUNT,
@@ -165,10 +165,10 @@ struct invar_store {
     sqlite3_stmt *stmts[ST_COUNT]; /* prepared on first use, finalized on close */
     char host[256];
     int64_t pid;
-    int64_t pid_start;   /* this process's start time, -1 when unknown */
-    char *git_rev;       /* looked up on the first create_run */
+    int64_t pid_start; /* this process's start time, -1 when unknown */
+    char *git_rev;     /* looked up on the first create_run */
     bool git_rev_looked;
-    bool durable;        /* the open transaction commits with synchronous = FULL */
+    bool durable;                  /* the open transaction commits with synchronous = FULL */
     enum invar_status prep_status; /* why the last stmt_get returned NULL */
     size_t reaped;
 };
@@ -198,11 +198,16 @@ static const struct {
     int rc;
     enum invar_status st;
 } rc_status[] = {
-    {SQLITE_NOMEM, INVAR_ERR_NOMEM},        {SQLITE_CANTOPEN, INVAR_ERR_IO},
-    {SQLITE_IOERR, INVAR_ERR_IO},           {SQLITE_READONLY, INVAR_ERR_IO},
-    {SQLITE_FULL, INVAR_ERR_IO},            {SQLITE_PERM, INVAR_ERR_IO},
-    {SQLITE_NOTADB, INVAR_ERR_FORMAT},      {SQLITE_CORRUPT, INVAR_ERR_FORMAT},
-    {SQLITE_CONSTRAINT, INVAR_ERR_INVALID}, {SQLITE_MISMATCH, INVAR_ERR_INVALID},
+    {SQLITE_NOMEM, INVAR_ERR_NOMEM},
+    {SQLITE_CANTOPEN, INVAR_ERR_IO},
+    {SQLITE_IOERR, INVAR_ERR_IO},
+    {SQLITE_READONLY, INVAR_ERR_IO},
+    {SQLITE_FULL, INVAR_ERR_IO},
+    {SQLITE_PERM, INVAR_ERR_IO},
+    {SQLITE_NOTADB, INVAR_ERR_FORMAT},
+    {SQLITE_CORRUPT, INVAR_ERR_FORMAT},
+    {SQLITE_CONSTRAINT, INVAR_ERR_INVALID},
+    {SQLITE_MISMATCH, INVAR_ERR_INVALID},
 };
 
 static enum invar_status status_of_rc(int rc)
@@ -226,7 +231,10 @@ static enum invar_status db_fail(struct invar_store *s, int rc, struct invar_err
                            sqlite3_errmsg(s->db));
 }
 
-static bool rc_busy(int rc) { return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED; }
+static bool rc_busy(int rc)
+{
+    return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+}
 
 /* 10 ms, 20 ms, 40 ms, ... with jitter, so competing writers do not retry in lockstep. */
 static void busy_backoff(int attempt)
@@ -275,8 +283,8 @@ static sqlite3_stmt *stmt_get(struct invar_store *s, enum stmt id, struct invar_
 }
 
 /* Runs a statement that returns no rows (or whose rows are ignored) to completion. */
-static enum invar_status stmt_run(struct invar_store *s, sqlite3_stmt *st,
-                                  struct invar_error *err, const char *what)
+static enum invar_status stmt_run(struct invar_store *s, sqlite3_stmt *st, struct invar_error *err,
+                                  const char *what)
 {
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -711,9 +719,15 @@ void invar_store_close(struct invar_store *s)
     free(s);
 }
 
-const char *invar_store_path(const struct invar_store *s) { return s->path; }
+const char *invar_store_path(const struct invar_store *s)
+{
+    return s->path;
+}
 
-size_t invar_store_reaped(const struct invar_store *s) { return s->reaped; }
+size_t invar_store_reaped(const struct invar_store *s)
+{
+    return s->reaped;
+}
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
@@ -722,8 +736,8 @@ static enum invar_status insert_fail(struct invar_store *s, int rc, int64_t run_
                                      struct invar_error *err, const char *what)
 {
     if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_FOREIGNKEY)
-        return invar_error_set(err, INVAR_ERR_NOT_FOUND, "%s: %s: no run with id %" PRId64,
-                               s->path, what, run_id);
+        return invar_error_set(err, INVAR_ERR_NOT_FOUND, "%s: %s: no run with id %" PRId64, s->path,
+                               what, run_id);
     return db_fail(s, rc, err, what);
 }
 
@@ -738,8 +752,8 @@ enum invar_status invar_store_create_run(struct invar_store *s,
                                s->path);
     char uuid[INVAR_STORE_UUID_LEN + 1], now[32];
     if (uuid_v4(uuid) != INVAR_OK)
-        return invar_error_set(err, INVAR_ERR_IO, "%s: no random bytes for a run uuid: %s",
-                               s->path, strerror(errno));
+        return invar_error_set(err, INVAR_ERR_IO, "%s: no random bytes for a run uuid: %s", s->path,
+                               strerror(errno));
     now_iso(now);
     if (!s->git_rev_looked) {
         s->git_rev = git_head();
@@ -780,8 +794,7 @@ enum invar_status invar_store_log_params(struct invar_store *s, int64_t run_id,
 {
     for (size_t i = 0; i < n; i++)
         if (!params[i].key)
-            return invar_error_set(err, INVAR_ERR_INVALID, "%s: param %zu has no key", s->path,
-                                   i);
+            return invar_error_set(err, INVAR_ERR_INVALID, "%s: param %zu has no key", s->path, i);
     enum invar_status st = tx_begin(s, err);
     if (st != INVAR_OK)
         return st;
@@ -860,8 +873,8 @@ static enum invar_status explain_status(struct invar_store *s, int64_t run_id, c
     int rc = sqlite3_step(q);
     enum invar_status st;
     if (rc == SQLITE_ROW)
-        st = invar_error_set(err, INVAR_ERR_INVALID, "%s: run %" PRId64 " is %s, not %s",
-                             s->path, run_id, (const char *)sqlite3_column_text(q, 0), want);
+        st = invar_error_set(err, INVAR_ERR_INVALID, "%s: run %" PRId64 " is %s, not %s", s->path,
+                             run_id, (const char *)sqlite3_column_text(q, 0), want);
     else if (rc == SQLITE_DONE)
         st = invar_error_set(err, INVAR_ERR_NOT_FOUND, "%s: no run with id %" PRId64, s->path,
                              run_id);
@@ -887,9 +900,8 @@ enum invar_status invar_store_finish_run(struct invar_store *s, int64_t run_id,
                                          const char *error, struct invar_error *err)
 {
     if ((unsigned)status >= INVAR_RUN_STATUS_COUNT || status == INVAR_RUN_RUNNING)
-        return invar_error_set(err, INVAR_ERR_INVALID,
-                               "%s: run %" PRId64 " cannot finish as `%s'", s->path, run_id,
-                               invar_run_status_str(status));
+        return invar_error_set(err, INVAR_ERR_INVALID, "%s: run %" PRId64 " cannot finish as `%s'",
+                               s->path, run_id, invar_run_status_str(status));
     char now[32];
     now_iso(now);
     enum invar_status st = tx_begin_durable(s, err);
@@ -956,9 +968,9 @@ void invar_store_run_deinit(struct invar_store_run *r)
 {
     if (!r)
         return;
-    char **strs[] = {&r->experiment, &r->sweep,       &r->config,  &r->config_hash,
-                     &r->error,      &r->started_at,  &r->finished_at, &r->host,
-                     &r->git_rev,    &r->invar_version, &r->command, &r->checkpoint};
+    char **strs[] = {&r->experiment, &r->sweep,         &r->config,      &r->config_hash,
+                     &r->error,      &r->started_at,    &r->finished_at, &r->host,
+                     &r->git_rev,    &r->invar_version, &r->command,     &r->checkpoint};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -980,9 +992,9 @@ static enum invar_status run_from_row(struct invar_store *s, sqlite3_stmt *q,
     r->seed = sqlite3_column_int64(q, 3);
     r->pid = sqlite3_column_int64(q, 4);
     r->signal = sqlite3_column_int(q, 5);
-    char **strs[] = {&r->experiment, &r->sweep,      &r->config,        &r->config_hash,
-                     &r->error,      &r->started_at, &r->finished_at,   &r->host,
-                     &r->git_rev,    &r->invar_version, &r->command,    &r->checkpoint};
+    char **strs[] = {&r->experiment, &r->sweep,         &r->config,      &r->config_hash,
+                     &r->error,      &r->started_at,    &r->finished_at, &r->host,
+                     &r->git_rev,    &r->invar_version, &r->command,     &r->checkpoint};
     for (int i = 0; i < (int)(sizeof strs / sizeof strs[0]); i++)
         *strs[i] = col_dup(q, 6 + i, &oom);
     if (oom) {
@@ -1114,12 +1126,11 @@ enum invar_status invar_store_find_run(struct invar_store *s, const char *ref, i
     if (st != INVAR_OK)
         return st;
     if (matches == 0)
-        return invar_error_set(err, INVAR_ERR_NOT_FOUND, "%s: no run matches `%s'", s->path,
-                               ref);
+        return invar_error_set(err, INVAR_ERR_NOT_FOUND, "%s: no run matches `%s'", s->path, ref);
     if (matches > 1)
         return invar_error_set(err, INVAR_ERR_INVALID,
-                               "%s: `%s' is ambiguous: %s%d runs match; give more digits",
-                               s->path, ref, matches >= 10 ? "at least " : "", matches);
+                               "%s: `%s' is ambiguous: %s%d runs match; give more digits", s->path,
+                               ref, matches >= 10 ? "at least " : "", matches);
     *run_id = first;
     return INVAR_OK;
 }
@@ -1150,8 +1161,7 @@ static bool grow(void **items, size_t count, size_t *cap, size_t elem)
 }
 
 enum invar_status invar_store_list_runs(struct invar_store *s, const char *sweep,
-                                        struct invar_store_run_list *out,
-                                        struct invar_error *err)
+                                        struct invar_store_run_list *out, struct invar_error *err)
 {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *q = stmt_get(s, sweep ? ST_LIST_SWEEP : ST_LIST_RUNS, err);
@@ -1278,8 +1288,8 @@ enum invar_status invar_store_read_final_metrics(struct invar_store *s, int64_t 
     return read_metric_rows(s, q, out, err);
 }
 
-enum invar_status invar_store_read_metrics(struct invar_store *s, int64_t run_id,
-                                           const char *key, struct invar_store_metric_list *out,
+enum invar_status invar_store_read_metrics(struct invar_store *s, int64_t run_id, const char *key,
+                                           struct invar_store_metric_list *out,
                                            struct invar_error *err)
 {
     memset(out, 0, sizeof *out);

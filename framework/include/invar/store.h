@@ -17,8 +17,10 @@
  * Contract (DESIGN §6): WAL journal, a 10 s busy timeout plus retries around BEGIN IMMEDIATE,
  * foreign keys on, schema version in PRAGMA user_version, older databases upgraded in place on
  * open (in one transaction). Every write is its own committed BEGIN IMMEDIATE transaction, so a
- * crash never loses what was already reported. Any number of processes may write to one file at
- * once; SQLite over a network filesystem is not supported.
+ * crashed process never loses what it had already reported. Metrics commit without an fsync
+ * (synchronous = NORMAL); milestones (run created, finished, resumed, checkpoint recorded) fsync
+ * the WAL, and with it every earlier commit, so a power cut cannot lose a finished run's metrics.
+ * Any number of processes may write to one file at once; never put it on a network filesystem.
  *
  * On open, a `running` row of this host whose process is gone (or whose pid now belongs to a
  * younger process) becomes `killed`, with an error text saying so.
@@ -35,9 +37,13 @@
  * Threads and processes: a handle serves one thread at a time. Each process opens its own, and
  * no handle may be open across a fork() whose child opens the same file without exec'ing first:
  * SQLite keeps per-process lock state that the fork copies, and the child then waits on locks
- * nobody holds. (A sweep forks workers first, or closes its handle, or has them exec.) Nothing here is async-signal-safe: a SIGINT handler sets a
- * flag, and the main loop calls invar_store_finish_run(..., INVAR_RUN_KILLED, SIGINT, ...). Strings returned in structs are owned by the struct and
- * freed by its *_deinit; they stay valid until then.
+ * nobody holds. (A sweep forks its workers before opening, or has them exec.)
+ *
+ * Nothing here is async-signal-safe: a SIGINT handler sets a flag, and the main loop calls
+ * invar_store_finish_run(..., INVAR_RUN_KILLED, SIGINT, ...).
+ *
+ * Strings returned in structs are owned by the struct and freed by its *_deinit; they stay valid
+ * until then.
  */
 #ifndef INVAR_STORE_H
 #define INVAR_STORE_H
@@ -94,7 +100,7 @@ struct invar_store_new_run {
     const char *config;      /* canonical resolved config text, required */
     const char *config_hash; /* its hash, required */
     int64_t seed;
-    const char *command;     /* the full command line, or NULL */
+    const char *command; /* the full command line, or NULL */
 };
 
 /* Inserts a `running` row for this process; *run_id gets its id. */
@@ -109,8 +115,8 @@ struct invar_store_param {
 
 /* Inserts n params in one transaction; a key logged again for the run replaces its value. */
 INVAR_API enum invar_status invar_store_log_params(struct invar_store *s, int64_t run_id,
-                                                   const struct invar_store_param *params,
-                                                   size_t n, struct invar_error *err);
+                                                   const struct invar_store_param *params, size_t n,
+                                                   struct invar_error *err);
 
 struct invar_store_metric {
     const char *key;
@@ -144,8 +150,7 @@ INVAR_API enum invar_status invar_store_resume_run(struct invar_store *s, int64_
 
 /* Records where the run's latest checkpoint lives (NULL clears it). */
 INVAR_API enum invar_status invar_store_set_checkpoint(struct invar_store *s, int64_t run_id,
-                                                       const char *path,
-                                                       struct invar_error *err);
+                                                       const char *path, struct invar_error *err);
 
 /* ---- reading ---------------------------------------------------------------------------- */
 
@@ -155,19 +160,19 @@ struct invar_store_run {
     enum invar_run_status status;
     int64_t seed;
     int64_t pid;
-    int signal;          /* 0 when none recorded */
+    int signal; /* 0 when none recorded */
     char *experiment;
-    char *sweep;         /* NULL for a single run */
+    char *sweep; /* NULL for a single run */
     char *config;
     char *config_hash;
-    char *error;         /* NULL unless failed/diverged/killed with a reason */
+    char *error; /* NULL unless failed/diverged/killed with a reason */
     char *started_at;
-    char *finished_at;   /* NULL while running */
+    char *finished_at; /* NULL while running */
     char *host;
-    char *git_rev;       /* NULL outside a git checkout */
+    char *git_rev; /* NULL outside a git checkout */
     char *invar_version;
-    char *command;       /* NULL if not recorded */
-    char *checkpoint;    /* NULL if none */
+    char *command;    /* NULL if not recorded */
+    char *checkpoint; /* NULL if none */
 };
 /* Frees the strings; takes a zeroed struct. */
 INVAR_API void invar_store_run_deinit(struct invar_store_run *run);
