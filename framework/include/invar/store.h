@@ -126,7 +126,8 @@ struct invar_store_metric {
     double wall_time; /* seconds since the Unix epoch; ignored on input (the store fills it) */
 };
 
-/* One metric, one transaction. INVAR_ERR_NOT_FOUND when run_id names no run. */
+/* One metric, one transaction. Any run takes metrics whatever its status (`invar eval` adds
+ * results to finished runs). INVAR_ERR_NOT_FOUND when run_id names no run. */
 INVAR_API enum invar_status invar_store_log_metric(struct invar_store *s, int64_t run_id,
                                                    const char *key, int64_t step, int64_t epoch,
                                                    double value, struct invar_error *err);
