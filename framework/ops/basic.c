@@ -117,17 +117,24 @@ static void add_bias_backward(struct invar_graph *g, struct invar_node *n)
         grad_axpy(x->grad, dy, 1.0f, y->numel);
     if (b->grad) {
         /* Per-channel sums in double, always in the same (n, c, i) order. */
-        double *acc = graph_alloc(g, (size_t)C * sizeof *acc); // (C)
+        double *restrict acc = graph_alloc(g, (size_t)C * sizeof *acc); // (C)
         for (int64_t c = 0; c < C; c++)
             acc[c] = 0;
-        for (int64_t i = 0; i < N; i++)
+        for (int64_t i = 0; i < N; i++) {
+            if (inner == 1) { /* (N, C): one vectorisable pass per row */
+                const float *restrict row = dy + i * C;
+                for (int64_t c = 0; c < C; c++)
+                    acc[c] += row[c];
+                continue;
+            }
             for (int64_t c = 0; c < C; c++) {
-                const float *row = dy + (i * C + c) * inner;
+                const float *restrict plane = dy + (i * C + c) * inner;
                 double s = 0;
                 for (int64_t k = 0; k < inner; k++)
-                    s += row[k];
+                    s += plane[k];
                 acc[c] += s;
             }
+        }
         for (int64_t c = 0; c < C; c++)
             b->grad[c] += (float)acc[c];
     }
@@ -140,14 +147,23 @@ struct invar_tensor *invar_add_bias(struct invar_graph *g, struct invar_tensor *
     INVAR_ASSERT(invar_tensor_is_contiguous(x) && invar_tensor_is_contiguous(b));
     struct invar_tensor *y = graph_new_like(g, x);
     int64_t N = x->shape[0], C = x->shape[1], inner = x->numel / (N * C);
-    for (int64_t i = 0; i < N; i++)
+    const float *restrict bd = b->data;
+    for (int64_t i = 0; i < N; i++) {
+        if (inner == 1) { /* (N, C): add the bias vector to each row */
+            const float *restrict xr = x->data + i * C;
+            float *restrict yr = y->data + i * C;
+            for (int64_t c = 0; c < C; c++)
+                yr[c] = xr[c] + bd[c];
+            continue;
+        }
         for (int64_t c = 0; c < C; c++) {
             const float *restrict xr = x->data + (i * C + c) * inner;
             float *restrict yr = y->data + (i * C + c) * inner;
-            const float bc = b->data[c];
+            const float bc = bd[c];
             for (int64_t k = 0; k < inner; k++)
                 yr[k] = xr[k] + bc;
         }
+    }
     struct invar_tensor *in[2] = {x, b};
     graph_record(g, "add_bias", y, in, 2, add_bias_backward, 0);
     return y;

@@ -6,6 +6,7 @@
  * produces the same sums.
  */
 #include <cblas.h>
+#include <limits.h>
 #include <string.h>
 
 #include "graph_internal.h"
@@ -15,9 +16,11 @@ static enum CBLAS_TRANSPOSE tr(int t)
     return t ? CblasTrans : CblasNoTrans;
 }
 
+/* CBLAS takes int sizes. */
 static void assert_matrix(const struct invar_tensor *t)
 {
     INVAR_ASSERT(t->ndim == 2 && invar_tensor_is_contiguous(t));
+    INVAR_ASSERT(t->shape[0] <= INT_MAX && t->shape[1] <= INT_MAX);
 }
 
 /* ---- matmul: C (M, N) = op(A) (M, K) @ op(B) (K, N) ------------------------------------- */
