@@ -655,6 +655,93 @@ Test(ops, second_consumer_accumulates)
     invar_graph_destroy(g);
 }
 
+/* Every backward must add to a gradient buffer, never overwrite it: parameters share one
+ * persistent buffer across consumers and steps. Two backward passes without zeroing must
+ * leave exactly twice the gradient of one. */
+struct accum_case {
+    const char *name;
+    gc_fn f;
+    int n_in;
+    int ndim[3];
+    int64_t shape[3][INVAR_MAX_DIMS];
+    void *ctx;
+    int positive; /* inputs must be > 0 (log) */
+};
+
+Test(ops, every_backward_accumulates)
+{
+    static const int64_t gather_idx[] = {1, 3, 1}, scatter_idx[] = {2, 0};
+    static int32_t labels[] = {1, 6, 0, 3};
+    static struct mm_ctx mm = {1, 0};
+    static struct dim_ctx concat1 = {.dim = 1}, slice0 = {.dim = 0, .start = 1, .len = 2};
+    static struct rows_ctx_t gather = {gather_idx, 3}, scatter = {scatter_idx, 2};
+    const struct accum_case cases[] = {
+        {"add", f_add, 2, {2, 2}, {{3, 4}, {3, 4}}, NULL, 0},
+        {"sub", f_sub, 2, {2, 2}, {{3, 4}, {3, 4}}, NULL, 0},
+        {"mul", f_mul, 2, {2, 2}, {{3, 4}, {3, 4}}, NULL, 0},
+        {"add_bias", f_add_bias, 2, {4, 1}, {{2, 3, 2, 2}, {3}}, NULL, 0},
+        {"scale", f_scale, 1, {2}, {{3, 4}}, NULL, 0},
+        {"relu", f_relu, 1, {2}, {{3, 4}}, NULL, 0},
+        {"exp", f_exp, 1, {2}, {{3, 4}}, NULL, 0},
+        {"log", f_log, 1, {2}, {{3, 4}}, NULL, 1},
+        {"matmul", f_matmul, 2, {2, 2}, {{4, 3}, {4, 5}}, &mm, 0},
+        {"linear", f_linear, 3, {2, 2, 1}, {{4, 6}, {3, 6}, {3}}, NULL, 0},
+        {"transpose", f_transpose, 1, {2}, {{3, 5}}, NULL, 0},
+        {"sum", f_sum, 1, {2}, {{3, 4}}, NULL, 0},
+        {"mean", f_mean, 1, {2}, {{3, 4}}, NULL, 0},
+        {"sum_rows", f_sum_rows, 1, {2}, {{3, 4}}, NULL, 0},
+        {"l2_normalize", f_l2, 1, {2}, {{3, 4}}, NULL, 0},
+        {"cosine", f_cos, 2, {2, 2}, {{3, 4}, {3, 4}}, NULL, 0},
+        {"log_softmax", f_log_softmax, 1, {2}, {{4, 7}}, NULL, 0},
+        {"cross_entropy", f_ce, 1, {2}, {{4, 7}}, labels, 0},
+        {"mse", f_mse, 2, {2, 2}, {{3, 4}, {3, 4}}, NULL, 0},
+        {"concat", f_concat3, 3, {2, 2, 2}, {{3, 1}, {3, 2}, {3, 3}}, &concat1, 0},
+        {"slice", f_slice, 1, {2}, {{4, 3}}, &slice0, 0},
+        {"reshape", f_reshape, 1, {3}, {{2, 3, 4}}, NULL, 0},
+        {"gather_rows", f_gather, 1, {2}, {{5, 3}}, &gather, 0},
+        {"scatter_rows", f_scatter, 2, {2, 2}, {{4, 3}, {2, 3}}, &scatter, 0},
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const struct accum_case *c = &cases[t];
+        struct invar_tensor *in[3];
+        float *once[3];
+        for (int k = 0; k < c->n_in; k++) {
+            in[k] = gc_tensor(c->ndim[k], c->shape[k], 1);
+            for (int64_t i = 0; c->positive && i < in[k]->numel; i++)
+                in[k]->data[i] = fabsf(in[k]->data[i]) + 0.5f;
+            in[k]->grad = calloc((size_t)in[k]->numel, sizeof(float));
+            once[k] = malloc((size_t)in[k]->numel * sizeof(float));
+        }
+        for (int pass = 0; pass < 2; pass++) {
+            struct invar_graph *g = invar_graph_create(1 << 16);
+            struct invar_tensor *out = c->f(g, in, c->ctx);
+            /* weight the outputs so no gradient is uniformly zero (softmax rows, l2 rows) */
+            struct invar_tensor *w = invar_graph_tensor(g, out->ndim, out->shape);
+            for (int64_t i = 0; i < w->numel; i++)
+                w->data[i] = 0.25f + (float)(i % 7) / 8;
+            invar_graph_backward(g, invar_sum(g, invar_mul(g, out, w)));
+            invar_graph_destroy(g);
+            for (int k = 0; pass == 0 && k < c->n_in; k++)
+                memcpy(once[k], in[k]->grad, (size_t)in[k]->numel * sizeof(float));
+        }
+        for (int k = 0; k < c->n_in; k++) {
+            int nonzero = 0;
+            for (int64_t i = 0; i < in[k]->numel; i++) {
+                nonzero += once[k][i] != 0;
+                cr_assert(fabsf(in[k]->grad[i] - 2 * once[k][i]) <=
+                              1e-5f * fmaxf(1, fabsf(once[k][i])),
+                          "%s input %d element %lld: %g after two passes, %g after one", c->name, k,
+                          (long long)i, in[k]->grad[i], once[k][i]);
+            }
+            cr_assert(nonzero > 0, "%s input %d got no gradient", c->name, k);
+            free(in[k]->grad);
+            in[k]->grad = NULL;
+            free(once[k]);
+            gc_free(in[k]);
+        }
+    }
+}
+
 /* A small MLP: logits (N, 5) = linear(relu(linear(x, w1, b1)), w2, b2). */
 struct mlp {
     struct invar_tensor *w1, *b1, *w2, *b2; // (H, I), (H), (5, H), (5)
