@@ -6,7 +6,6 @@
  * twice, one loop after the other, is then exactly right.
  */
 #include <math.h>
-#include <string.h>
 
 #include "graph_internal.h"
 
