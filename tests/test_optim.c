@@ -368,6 +368,7 @@ Test(optim, invalid_configs_are_refused)
         {{.kind = INVAR_OPTIM_SGD, .lr = -1}, "lr"},
         {{.kind = INVAR_OPTIM_SGD, .lr = 0.1, .momentum = 1.0}, "momentum"},
         {{.kind = INVAR_OPTIM_SGD, .lr = 0.1, .nesterov = 1}, "nesterov"},
+        {{.kind = INVAR_OPTIM_LARS, .lr = 0.1, .lars_eta = 1e-3, .nesterov = 1}, "sgd only"},
         {{.kind = INVAR_OPTIM_SGD, .lr = 0.1, .weight_decay = -0.1}, "weight_decay"},
         {{.kind = INVAR_OPTIM_LARS, .lr = 0.1}, "lars_eta"},
         {{.kind = INVAR_OPTIM_ADAMW, .lr = 0.1, .beta1 = 0.9, .beta2 = 1.0}, "beta"},

@@ -51,6 +51,8 @@ static enum invar_status optim_check_config(const struct invar_optim_config *c,
     if (c->kind != INVAR_OPTIM_ADAMW && !in_unit(c->momentum))
         return invar_error_set(err, INVAR_ERR_INVALID,
                                "optimizer: momentum must be in [0, 1) (got %g)", c->momentum);
+    if (c->kind != INVAR_OPTIM_SGD && c->nesterov)
+        return invar_error_set(err, INVAR_ERR_INVALID, "optimizer: nesterov is for sgd only");
     if (c->kind == INVAR_OPTIM_SGD && c->nesterov && !(c->momentum > 0))
         return invar_error_set(err, INVAR_ERR_INVALID, "optimizer: nesterov needs momentum > 0");
     if (c->kind == INVAR_OPTIM_LARS && !(isfinite(c->lars_eta) && c->lars_eta > 0))
