@@ -19,8 +19,7 @@ static struct tiny tiny_create(float w0, float w1, float b0)
     struct tiny t;
     t.p = invar_params_create();
     t.w = invar_params_add(t.p, "w", 1, (int64_t[]){2}, invar_init_zeros(), 0);
-    t.buf = invar_params_add(t.p, "buf", 1, (int64_t[]){1}, invar_init_const(5.0),
-                             INVAR_P_BUFFER);
+    t.buf = invar_params_add(t.p, "buf", 1, (int64_t[]){1}, invar_init_const(5.0), INVAR_P_BUFFER);
     t.b = invar_params_add(t.p, "b", 1, (int64_t[]){1}, invar_init_zeros(), INVAR_P_NO_DECAY);
     struct invar_error err = {0};
     cr_assert_eq(invar_params_finalize(t.p, 0, &err), INVAR_OK, "%s", err.msg);
@@ -36,14 +35,15 @@ static struct invar_optim *optim_new(const struct invar_optim_config *cfg, struc
     return o;
 }
 
-#define NEAR(x, want) cr_assert_float_eq((x), (want), 1e-6 + 1e-6 * fabs(want), \
-                                         "%s = %.9g, want %.9g", #x, (double)(x), (double)(want))
+#define NEAR(x, want)                                                                              \
+    cr_assert_float_eq((x), (want), 1e-6 + 1e-6 * fabs(want), "%s = %.9g, want %.9g", #x,          \
+                       (double)(x), (double)(want))
 
 Test(optim, sgd_momentum_by_hand)
 {
     struct tiny t = tiny_create(1.0f, -2.0f, 0.5f);
-    struct invar_optim_config cfg = {.kind = INVAR_OPTIM_SGD, .lr = 0.1, .momentum = 0.9,
-                                     .weight_decay = 0.01};
+    struct invar_optim_config cfg = {
+        .kind = INVAR_OPTIM_SGD, .lr = 0.1, .momentum = 0.9, .weight_decay = 0.01};
     struct invar_optim *o = optim_new(&cfg, t.p);
     cr_assert_eq(invar_optim_state_numel(o), 3);
     /* Constant gradients gw = (0.5, 0.25), gb = 1; lr 0.1, mu 0.9, wd 0.01 (not on b).
@@ -80,8 +80,8 @@ Test(optim, sgd_momentum_by_hand)
 Test(optim, sgd_nesterov_by_hand)
 {
     struct tiny t = tiny_create(1.0f, -2.0f, 0.5f), u = tiny_create(1.0f, -2.0f, 0.5f);
-    struct invar_optim_config cfg = {.kind = INVAR_OPTIM_SGD, .lr = 0.1, .momentum = 0.9,
-                                     .weight_decay = 0.01, .nesterov = 1};
+    struct invar_optim_config cfg = {
+        .kind = INVAR_OPTIM_SGD, .lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = 1};
     struct invar_optim *o = optim_new(&cfg, t.p);
     cfg.nesterov = 0;
     struct invar_optim *plain = optim_new(&cfg, u.p);
@@ -138,8 +138,11 @@ Test(optim, weight_decay_skips_no_decay_tensors)
 Test(optim, lars_trust_ratio_by_hand)
 {
     struct tiny t = tiny_create(3.0f, 4.0f, 0.5f);
-    struct invar_optim_config cfg = {.kind = INVAR_OPTIM_LARS, .lr = 0.1, .momentum = 0.9,
-                                     .weight_decay = 0.2, .lars_eta = 0.02};
+    struct invar_optim_config cfg = {.kind = INVAR_OPTIM_LARS,
+                                     .lr = 0.1,
+                                     .momentum = 0.9,
+                                     .weight_decay = 0.2,
+                                     .lars_eta = 0.02};
     struct invar_optim *o = optim_new(&cfg, t.p);
     /* gw = (0.6, 0.8): ||g|| = 1. gb = 1. lr 0.1, mu 0.9, wd 0.2, eta 0.02.
      * step 1: ||w|| = 5, trust = 0.02 * 5 / (1 + 0.2 * 5) = 0.05
@@ -169,8 +172,12 @@ Test(optim, lars_trust_ratio_by_hand)
 Test(optim, adamw_bias_correction_by_hand)
 {
     struct tiny t = tiny_create(1.0f, 0.0f, 0.5f);
-    struct invar_optim_config cfg = {.kind = INVAR_OPTIM_ADAMW, .lr = 0.1, .weight_decay = 0.1,
-                                     .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+    struct invar_optim_config cfg = {.kind = INVAR_OPTIM_ADAMW,
+                                     .lr = 0.1,
+                                     .weight_decay = 0.1,
+                                     .beta1 = 0.9,
+                                     .beta2 = 0.999,
+                                     .eps = 1e-8};
     struct invar_optim *o = optim_new(&cfg, t.p);
     cr_assert_eq(invar_optim_state_numel(o), 6);
     /* w0 gets g = 0.5 then -0.25; w1 stays 0 with g = 0; b gets g = 1 twice (NO_DECAY).
@@ -210,8 +217,8 @@ Test(optim, schedules_at_chosen_steps)
 {
     /* Warm-up 10 steps to lr 1: lr (step + 1) / 10. Cosine over the remaining 101 steps
      * (10..110) from 1 to 0.1: s = step - 10, lr = 0.1 + 0.9 (1 + cos(pi s / 100)) / 2. */
-    struct invar_optim_config c = {.lr = 1.0, .schedule = INVAR_SCHED_COSINE,
-                                   .warmup_steps = 10, .final_lr = 0.1};
+    struct invar_optim_config c = {
+        .lr = 1.0, .schedule = INVAR_SCHED_COSINE, .warmup_steps = 10, .final_lr = 0.1};
     const int64_t total = 111;
     NEAR(invar_optim_lr(&c, 0, total), 0.1);
     NEAR(invar_optim_lr(&c, 4, total), 0.5);
@@ -228,8 +235,8 @@ Test(optim, schedules_at_chosen_steps)
         cr_assert_leq(invar_optim_lr(&c, s, total), invar_optim_lr(&c, s - 1, total));
 
     /* Step decay: x0.1 every 30 steps, counted from the end of warm-up (none here). */
-    struct invar_optim_config st = {.lr = 0.5, .schedule = INVAR_SCHED_STEP, .step_every = 30,
-                                    .step_gamma = 0.1};
+    struct invar_optim_config st = {
+        .lr = 0.5, .schedule = INVAR_SCHED_STEP, .step_every = 30, .step_gamma = 0.1};
     NEAR(invar_optim_lr(&st, 0, 100), 0.5);
     NEAR(invar_optim_lr(&st, 29, 100), 0.5);
     NEAR(invar_optim_lr(&st, 30, 100), 0.05);
@@ -269,12 +276,18 @@ static struct invar_params *rt_model(void)
 Test(optim, state_round_trip_is_bit_exact)
 {
     static const struct invar_optim_config cfgs[] = {
-        {.kind = INVAR_OPTIM_SGD, .lr = 0.05, .momentum = 0.9, .weight_decay = 1e-3,
-         .nesterov = 1},
-        {.kind = INVAR_OPTIM_LARS, .lr = 0.3, .momentum = 0.9, .weight_decay = 1e-2,
+        {.kind = INVAR_OPTIM_SGD, .lr = 0.05, .momentum = 0.9, .weight_decay = 1e-3, .nesterov = 1},
+        {.kind = INVAR_OPTIM_LARS,
+         .lr = 0.3,
+         .momentum = 0.9,
+         .weight_decay = 1e-2,
          .lars_eta = 0.01},
-        {.kind = INVAR_OPTIM_ADAMW, .lr = 0.01, .weight_decay = 0.05, .beta1 = 0.9,
-         .beta2 = 0.99, .eps = 1e-6},
+        {.kind = INVAR_OPTIM_ADAMW,
+         .lr = 0.01,
+         .weight_decay = 0.05,
+         .beta1 = 0.9,
+         .beta2 = 0.99,
+         .eps = 1e-6},
     };
     for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
         const struct invar_optim_config *cfg = &cfgs[c];
@@ -336,8 +349,8 @@ Test(optim, state_round_trip_is_bit_exact)
 Test(optim, several_groups_share_one_state_block)
 {
     struct tiny a = tiny_create(1.0f, -2.0f, 0.5f), b = tiny_create(1.0f, -2.0f, 0.5f);
-    struct invar_optim_config cfg = {.kind = INVAR_OPTIM_SGD, .lr = 0.1, .momentum = 0.9,
-                                     .weight_decay = 0.01};
+    struct invar_optim_config cfg = {
+        .kind = INVAR_OPTIM_SGD, .lr = 0.1, .momentum = 0.9, .weight_decay = 0.01};
     struct invar_params *groups[] = {a.p, b.p};
     struct invar_optim *o = NULL;
     struct invar_error err = {0};

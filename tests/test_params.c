@@ -44,7 +44,7 @@ Test(params, layout_and_flat_pointers)
         const char *name;
         int64_t offset;
         int buffer;
-    } want[] = {{"conv.w", 0, 0},   {"conv.b", 216, 0},   {"bn.mean", 0, 1}, {"bn.var", 8, 1},
+    } want[] = {{"conv.w", 0, 0},     {"conv.b", 216, 0},  {"bn.mean", 0, 1}, {"bn.var", 8, 1},
                 {"bn.gamma", 224, 0}, {"bn.beta", 232, 0}, {"fc.w", 240, 0}};
     for (size_t i = 0; i < 7; i++) {
         const char *name;
@@ -142,15 +142,15 @@ Test(params, initialiser_statistics)
     enum { N = 200000 };
     struct invar_params *p = invar_params_create();
     /* fan_in 100: bound 1/sqrt(100) = 0.1, variance bound^2/3 = 1/300. */
-    struct invar_tensor *ku = invar_params_add(p, "ku", 2, (int64_t[]){N / 100, 100},
-                                               invar_init_kaiming_uniform(100), 0);
+    struct invar_tensor *ku =
+        invar_params_add(p, "ku", 2, (int64_t[]){N / 100, 100}, invar_init_kaiming_uniform(100), 0);
     /* fan_in 50: std sqrt(2/50) = 0.2. */
-    struct invar_tensor *kn = invar_params_add(p, "kn", 1, (int64_t[]){N},
-                                               invar_init_kaiming_normal(50), 0);
-    struct invar_tensor *nm = invar_params_add(p, "nm", 1, (int64_t[]){N},
-                                               invar_init_normal(-1.0, 0.02), 0);
-    struct invar_tensor *un = invar_params_add(p, "un", 1, (int64_t[]){N},
-                                               invar_init_uniform(2.0, 5.0), INVAR_P_BUFFER);
+    struct invar_tensor *kn =
+        invar_params_add(p, "kn", 1, (int64_t[]){N}, invar_init_kaiming_normal(50), 0);
+    struct invar_tensor *nm =
+        invar_params_add(p, "nm", 1, (int64_t[]){N}, invar_init_normal(-1.0, 0.02), 0);
+    struct invar_tensor *un =
+        invar_params_add(p, "un", 1, (int64_t[]){N}, invar_init_uniform(2.0, 5.0), INVAR_P_BUFFER);
     struct invar_error err = {0};
     cr_assert_eq(invar_params_finalize(p, 1234, &err), INVAR_OK, "%s", err.msg);
     double mean, var, lo, hi;

@@ -12,11 +12,14 @@
 static const struct {
     uint32_t ctr[4], key[2], out[4];
 } philox_kat[] = {
-    {{0x00000000, 0x00000000, 0x00000000, 0x00000000}, {0x00000000, 0x00000000},
+    {{0x00000000, 0x00000000, 0x00000000, 0x00000000},
+     {0x00000000, 0x00000000},
      {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}},
-    {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}, {0xffffffff, 0xffffffff},
+    {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
+     {0xffffffff, 0xffffffff},
      {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
-    {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}, {0xa4093822, 0x299f31d0},
+    {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344},
+     {0xa4093822, 0x299f31d0},
      {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
 };
 
@@ -26,8 +29,8 @@ Test(rng, philox_known_answers)
         uint32_t out[4];
         invar_philox4x32_10(philox_kat[i].ctr, philox_kat[i].key, out);
         for (int w = 0; w < 4; w++)
-            cr_assert_eq(out[w], philox_kat[i].out[w], "vector %zu word %d: %08x, want %08x", i,
-                         w, out[w], philox_kat[i].out[w]);
+            cr_assert_eq(out[w], philox_kat[i].out[w], "vector %zu word %d: %08x, want %08x", i, w,
+                         out[w], philox_kat[i].out[w]);
     }
 }
 

@@ -19,9 +19,9 @@ struct invar_optim {
     struct invar_optim_config cfg;
     struct optim_group *groups; /* (n_groups) */
     int n_groups;
-    float *state;               // (state_numel)
+    float *state; // (state_numel)
     size_t state_numel;
-    int64_t steps;              /* updates done: AdamW's bias correction uses steps + 1 */
+    int64_t steps; /* updates done: AdamW's bias correction uses steps + 1 */
 };
 
 /* Floats of state per trainable float. */
@@ -29,13 +29,18 @@ static size_t optim_state_per_weight(const struct invar_optim_config *c)
 {
     switch (c->kind) {
     case INVAR_OPTIM_SGD:
-    case INVAR_OPTIM_LARS: return c->momentum > 0 ? 1 : 0;
-    case INVAR_OPTIM_ADAMW: return 2;
+    case INVAR_OPTIM_LARS:
+        return c->momentum > 0 ? 1 : 0;
+    case INVAR_OPTIM_ADAMW:
+        return 2;
     }
     return 0;
 }
 
-static int in_unit(double x) { return x >= 0 && x < 1; }
+static int in_unit(double x)
+{
+    return x >= 0 && x < 1;
+}
 
 static enum invar_status optim_check_config(const struct invar_optim_config *c,
                                             struct invar_error *err)
@@ -56,24 +61,27 @@ static enum invar_status optim_check_config(const struct invar_optim_config *c,
     if (c->kind == INVAR_OPTIM_SGD && c->nesterov && !(c->momentum > 0))
         return invar_error_set(err, INVAR_ERR_INVALID, "optimizer: nesterov needs momentum > 0");
     if (c->kind == INVAR_OPTIM_LARS && !(isfinite(c->lars_eta) && c->lars_eta > 0))
-        return invar_error_set(err, INVAR_ERR_INVALID,
-                               "optimizer: lars_eta must be > 0 (got %g)", c->lars_eta);
+        return invar_error_set(err, INVAR_ERR_INVALID, "optimizer: lars_eta must be > 0 (got %g)",
+                               c->lars_eta);
     if (c->kind == INVAR_OPTIM_ADAMW &&
         !(in_unit(c->beta1) && in_unit(c->beta2) && isfinite(c->eps) && c->eps >= 0))
         return invar_error_set(err, INVAR_ERR_INVALID,
                                "optimizer: adamw needs beta1, beta2 in [0, 1) and eps >= 0 "
-                               "(got %g, %g, %g)", c->beta1, c->beta2, c->eps);
+                               "(got %g, %g, %g)",
+                               c->beta1, c->beta2, c->eps);
     if (c->warmup_steps < 0)
         return invar_error_set(err, INVAR_ERR_INVALID,
                                "optimizer: warmup_steps must be >= 0 (got %lld)",
                                (long long)c->warmup_steps);
     switch (c->schedule) {
-    case INVAR_SCHED_CONSTANT: break;
+    case INVAR_SCHED_CONSTANT:
+        break;
     case INVAR_SCHED_STEP:
         if (c->step_every <= 0 || !(isfinite(c->step_gamma) && c->step_gamma >= 0))
             return invar_error_set(err, INVAR_ERR_INVALID,
                                    "schedule step: step_every must be > 0 and step_gamma >= 0 "
-                                   "(got %lld, %g)", (long long)c->step_every, c->step_gamma);
+                                   "(got %lld, %g)",
+                                   (long long)c->step_every, c->step_gamma);
         break;
     case INVAR_SCHED_COSINE:
         if (!(isfinite(c->final_lr) && c->final_lr >= 0))
@@ -87,8 +95,7 @@ static enum invar_status optim_check_config(const struct invar_optim_config *c,
     return INVAR_OK;
 }
 
-enum invar_status invar_optim_create(struct invar_optim **out,
-                                     const struct invar_optim_config *cfg,
+enum invar_status invar_optim_create(struct invar_optim **out, const struct invar_optim_config *cfg,
                                      struct invar_params *const *groups, int n_groups,
                                      struct invar_error *err)
 {
@@ -217,8 +224,11 @@ void invar_optim_step(struct invar_optim *o, double lr_d)
     const int64_t t = o->steps + 1;
     /* 1 - beta in double: 1 - 0.999f in float keeps only four good digits. */
     const struct adamw_coef ak = {
-        .b1 = (float)c->beta1, .one_minus_b1 = (float)(1.0 - c->beta1),
-        .b2 = (float)c->beta2, .one_minus_b2 = (float)(1.0 - c->beta2), .eps = (float)c->eps,
+        .b1 = (float)c->beta1,
+        .one_minus_b1 = (float)(1.0 - c->beta1),
+        .b2 = (float)c->beta2,
+        .one_minus_b2 = (float)(1.0 - c->beta2),
+        .eps = (float)c->eps,
         .bc1 = (float)(1.0 - pow(c->beta1, (double)t)),
         .bc2 = (float)(1.0 - pow(c->beta2, (double)t)),
     };
@@ -287,9 +297,18 @@ double invar_optim_lr(const struct invar_optim_config *cfg, int64_t step, int64_
     return lr;
 }
 
-size_t invar_optim_state_numel(const struct invar_optim *o) { return o->state_numel; }
-float *invar_optim_state(struct invar_optim *o) { return o->state; }
-int64_t invar_optim_steps_taken(const struct invar_optim *o) { return o->steps; }
+size_t invar_optim_state_numel(const struct invar_optim *o)
+{
+    return o->state_numel;
+}
+float *invar_optim_state(struct invar_optim *o)
+{
+    return o->state;
+}
+int64_t invar_optim_steps_taken(const struct invar_optim *o)
+{
+    return o->steps;
+}
 
 void invar_optim_set_steps_taken(struct invar_optim *o, int64_t steps)
 {

@@ -14,11 +14,11 @@
 #define PARAMS_ALIGN 64
 
 struct params_entry {
-    char *name;                 /* owned copy */
-    struct invar_tensor *t;     /* owned; its address is handed out and never moves */
+    char *name;             /* owned copy */
+    struct invar_tensor *t; /* owned; its address is handed out and never moves */
     struct invar_init init;
     unsigned flags;
-    size_t offset;              /* into the weights (or buffers) block, in floats */
+    size_t offset; /* into the weights (or buffers) block, in floats */
 };
 
 struct invar_params {
@@ -70,8 +70,7 @@ static void *params_xalloc(void *old, size_t bytes)
 }
 
 struct invar_tensor *invar_params_add(struct invar_params *p, const char *name, int ndim,
-                                      const int64_t *shape, struct invar_init init,
-                                      unsigned flags)
+                                      const int64_t *shape, struct invar_init init, unsigned flags)
 {
     INVAR_ASSERT(p && name);
     INVAR_ASSERT(!p->finalized && "invar_params_add after finalize");
@@ -117,13 +116,25 @@ static enum invar_status params_check_init(const struct params_entry *e, struct 
     const struct invar_init *in = &e->init;
     int ok;
     switch (in->kind) {
-    case INVAR_INIT_ZEROS: ok = 1; break;
-    case INVAR_INIT_CONST: ok = isfinite(in->a); break;
-    case INVAR_INIT_UNIFORM: ok = isfinite(in->a) && isfinite(in->b) && in->a <= in->b; break;
-    case INVAR_INIT_NORMAL: ok = isfinite(in->a) && isfinite(in->b) && in->b >= 0; break;
+    case INVAR_INIT_ZEROS:
+        ok = 1;
+        break;
+    case INVAR_INIT_CONST:
+        ok = isfinite(in->a);
+        break;
+    case INVAR_INIT_UNIFORM:
+        ok = isfinite(in->a) && isfinite(in->b) && in->a <= in->b;
+        break;
+    case INVAR_INIT_NORMAL:
+        ok = isfinite(in->a) && isfinite(in->b) && in->b >= 0;
+        break;
     case INVAR_INIT_KAIMING_UNIFORM:
-    case INVAR_INIT_KAIMING_NORMAL: ok = isfinite(in->a) && in->a > 0; break;
-    default: ok = 0; break;
+    case INVAR_INIT_KAIMING_NORMAL:
+        ok = isfinite(in->a) && in->a > 0;
+        break;
+    default:
+        ok = 0;
+        break;
     }
     if (!ok)
         return invar_error_set(err, INVAR_ERR_INVALID,
@@ -143,10 +154,18 @@ static void params_run_init(const struct invar_init *in, float *x, size_t n, str
         for (size_t i = 0; i < n; i++)
             x[i] = (float)in->a;
         return;
-    case INVAR_INIT_UNIFORM: lo = in->a, hi = in->b; break;
-    case INVAR_INIT_KAIMING_UNIFORM: hi = 1.0 / sqrt(in->a), lo = -hi; break;
-    case INVAR_INIT_NORMAL: mean = in->a, std = in->b; break;
-    case INVAR_INIT_KAIMING_NORMAL: std = sqrt(2.0 / in->a); break;
+    case INVAR_INIT_UNIFORM:
+        lo = in->a, hi = in->b;
+        break;
+    case INVAR_INIT_KAIMING_UNIFORM:
+        hi = 1.0 / sqrt(in->a), lo = -hi;
+        break;
+    case INVAR_INIT_NORMAL:
+        mean = in->a, std = in->b;
+        break;
+    case INVAR_INIT_KAIMING_NORMAL:
+        std = sqrt(2.0 / in->a);
+        break;
     }
     if (in->kind == INVAR_INIT_UNIFORM || in->kind == INVAR_INIT_KAIMING_UNIFORM)
         for (size_t i = 0; i < n; i++)
@@ -200,7 +219,10 @@ enum invar_status invar_params_finalize(struct invar_params *p, uint64_t seed,
     return INVAR_OK;
 }
 
-size_t invar_params_count(const struct invar_params *p) { return p->count; }
+size_t invar_params_count(const struct invar_params *p)
+{
+    return p->count;
+}
 
 struct invar_tensor *invar_params_at(struct invar_params *p, size_t i, const char **name,
                                      unsigned *flags)
@@ -219,11 +241,26 @@ struct invar_tensor *invar_params_find(struct invar_params *p, const char *name)
     return e ? e->t : NULL;
 }
 
-size_t invar_params_numel(const struct invar_params *p) { return p->numel; }
-size_t invar_params_buffer_numel(const struct invar_params *p) { return p->buffer_numel; }
-float *invar_params_data(struct invar_params *p) { return p->data; }
-float *invar_params_grad(struct invar_params *p) { return p->grad; }
-float *invar_params_buffers(struct invar_params *p) { return p->buffers; }
+size_t invar_params_numel(const struct invar_params *p)
+{
+    return p->numel;
+}
+size_t invar_params_buffer_numel(const struct invar_params *p)
+{
+    return p->buffer_numel;
+}
+float *invar_params_data(struct invar_params *p)
+{
+    return p->data;
+}
+float *invar_params_grad(struct invar_params *p)
+{
+    return p->grad;
+}
+float *invar_params_buffers(struct invar_params *p)
+{
+    return p->buffers;
+}
 
 void invar_params_zero_grad(struct invar_params *p)
 {
