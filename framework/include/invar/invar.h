@@ -9,6 +9,7 @@
 #include "optim.h"
 #include "params.h"
 #include "plugin.h"
+#include "registry.h"
 #include "rng.h"
 #include "tensor.h"
 #include "train.h"
