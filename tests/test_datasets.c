@@ -448,3 +448,153 @@ Test(datasets, cifar_bad_sizes_labels_and_missing)
     expect_open_error(&p, "test", INVAR_ERR_FORMAT, "test.bin", "label 20");
     ph_close(&p);
 }
+
+/* ---- images ------------------------------------------------------------------------------- */
+
+/* A PNG of (H, W, C) interleaved bytes, C = 1 (gray) or 3 (RGB). */
+static void fx_png(const char *rel, int w, int h, int c, const uint8_t *hwc)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = (png_uint_32)w;
+    im.height = (png_uint_32)h;
+    im.format = c == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+    cr_assert(png_image_write_to_file(&im, fx_path(rel), 0, hwc, 0, NULL), "%s", im.message);
+}
+
+static uint8_t img_value(int file, int y, int x, int ch) { return (uint8_t)(file * 50 + y * 20 + x * 7 + ch * 90); }
+
+/* RGB image number `file`, 3 wide and 2 high. */
+static void fx_rgb(const char *rel, int file)
+{
+    uint8_t px[2 * 3 * 3];
+    for (int y = 0; y < 2; y++)
+        for (int x = 0; x < 3; x++)
+            for (int ch = 0; ch < 3; ch++)
+                px[(y * 3 + x) * 3 + ch] = img_value(file, y, x, ch);
+    fx_png(rel, 3, 2, 3, px);
+}
+
+static void images_plugin(struct ph_plugin *p, const char *sub)
+{
+    ph_open(p, "datasets", "images");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", tmp, sub);
+    ph_set(p, "path", dir);
+}
+
+Test(datasets, images_rgb_sorted_classes_and_files)
+{
+    // Labels follow sorted class names; files follow byte order ("10.png" before "2.png").
+    fx_rgb("png/train/b_cat/2.png", 0);
+    fx_rgb("png/train/b_cat/10.png", 1);
+    fx_rgb("png/train/a_dog/x.png", 2);
+    fx_write("png/train/a_dog/notes.txt", "not an image", 12); // ignored: not .png
+    fx_rgb("png/test/b_cat/y.png", 3); // test lacks a_dog: b_cat must still be label 1
+    struct ph_plugin p;
+    images_plugin(&p, "png");
+    void *h;
+    struct invar_dataset_info info;
+    struct invar_error err;
+    cr_assert_eq(ds_open(&p, "train", &h, &info, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(info.count, 3);
+    cr_assert_eq(info.shape[0], 3);
+    cr_assert_eq(info.shape[1], 2);
+    cr_assert_eq(info.shape[2], 3);
+    cr_assert_eq(info.num_classes, 2);
+    const int want_file[3] = {2, 1, 0}, want_label[3] = {0, 1, 1};
+    for (int i = 0; i < 3; i++) {
+        float out[18];
+        int32_t label;
+        cr_assert_eq(p.desc->ops.dataset->read(h, i, out, &label, &err), INVAR_OK);
+        cr_assert_eq(label, want_label[i], "sample %d", i);
+        for (int ch = 0; ch < 3; ch++)
+            for (int y = 0; y < 2; y++)
+                for (int x = 0; x < 3; x++)
+                    cr_assert_eq(out[(ch * 2 + y) * 3 + x],
+                                 (float)img_value(want_file[i], y, x, ch) / 255.0f,
+                                 "sample %d (c %d, y %d, x %d)", i, ch, y, x);
+    }
+    p.desc->ops.dataset->close(h);
+    cr_assert_eq(ds_open(&p, "test", &h, &info, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(info.count, 1);
+    cr_assert_eq(info.num_classes, 2);
+    float out[18];
+    int32_t label;
+    cr_assert_eq(p.desc->ops.dataset->read(h, 0, out, &label, &err), INVAR_OK);
+    cr_assert_eq(label, 1);
+    cr_assert_eq(out[5], (float)img_value(3, 1, 2, 0) / 255.0f);
+    p.desc->ops.dataset->close(h);
+    ph_close(&p);
+}
+
+Test(datasets, images_gray_and_channel_conversion)
+{
+    uint8_t g[4] = {0, 17, 200, 255};
+    fx_png("gray/k0/a.png", 2, 2, 1, g);
+    struct ph_plugin p;
+    images_plugin(&p, "gray");
+    ph_set(&p, "split_dirs", "false");
+    ph_set(&p, "channels", "1");
+    void *h;
+    struct invar_dataset_info info;
+    struct invar_error err;
+    float out[12];
+    int32_t label;
+    cr_assert_eq(ds_open(&p, "test", &h, &info, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(info.shape[0], 1);
+    cr_assert_eq(p.desc->ops.dataset->read(h, 0, out, &label, &err), INVAR_OK);
+    cr_assert_eq(label, 0);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(out[i], (float)g[i] / 255.0f);
+    p.desc->ops.dataset->close(h);
+    // Gray read as RGB: the value repeated in every channel plane.
+    ph_set(&p, "channels", "3");
+    cr_assert_eq(ds_open(&p, "train", &h, &info, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(info.shape[0], 3);
+    cr_assert_eq(p.desc->ops.dataset->read(h, 0, out, &label, &err), INVAR_OK);
+    for (int ch = 0; ch < 3; ch++)
+        for (int i = 0; i < 4; i++)
+            cr_assert_eq(out[ch * 4 + i], (float)g[i] / 255.0f);
+    p.desc->ops.dataset->close(h);
+    ph_set(&p, "channels", "2");
+    expect_open_error(&p, "train", INVAR_ERR_CONFIG, "channels", NULL);
+    ph_close(&p);
+}
+
+Test(datasets, images_wrong_size_bad_png_and_missing)
+{
+    fx_rgb("sz/train/a/1.png", 0);
+    uint8_t big[4 * 4 * 3] = {0};
+    fx_png("sz/train/b/2.png", 4, 4, 3, big);
+    struct ph_plugin p;
+    images_plugin(&p, "sz");
+    expect_open_error(&p, "train", INVAR_ERR_FORMAT, "sz/train/b/2.png", "4x4");
+    // With size given, the first image is checked too.
+    ph_set(&p, "size", "4");
+    expect_open_error(&p, "train", INVAR_ERR_FORMAT, "sz/train/a/1.png", "size requires 4x4");
+    ph_close(&p);
+
+    fx_write("bad/train/a/broken.png", "\x89PNG\r\n\x1a\nthis is no chunk", 24);
+    images_plugin(&p, "bad");
+    expect_open_error(&p, "train", INVAR_ERR_FORMAT, "bad/train/a/broken.png", NULL);
+    expect_open_error(&p, "test", INVAR_ERR_NOT_FOUND, "bad/test", NULL);
+    ph_close(&p);
+
+    fx_rgb("cls/train/a/1.png", 0);
+    fx_rgb("cls/test/zebra/1.png", 0);
+    images_plugin(&p, "cls");
+    expect_open_error(&p, "test", INVAR_ERR_FORMAT, "cls/test/zebra", "training split");
+    ph_close(&p);
+
+    // A PNG cut short after its header: libpng must report it, not crash.
+    fx_rgb("cut/train/a/1.png", 0);
+    FILE *f = fopen(fx_path("cut/train/a/1.png"), "r+b");
+    cr_assert_not_null(f);
+    cr_assert_eq(ftruncate(fileno(f), 40), 0);
+    fclose(f);
+    images_plugin(&p, "cut");
+    expect_open_error(&p, "train", INVAR_ERR_FORMAT, "cut/train/a/1.png", NULL);
+    ph_close(&p);
+}
