@@ -336,7 +336,7 @@ static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch
             t->job->on_progress(t->job->user, &(struct invar_progress){
                                                   .epoch = epoch, .epochs = t->job->epochs,
                                                   .phase = "linear"});
-        double lin;
+        double lin = 0;
         st = linear_probe(t, ftr, fte, dim, &lin);
         if (st == INVAR_OK) {
             emit(t, "linear_top1", step, epoch, lin);
