@@ -19,7 +19,7 @@ struct bn {
 static inline void bn_declare(struct bn *b, struct invar_params *p, const char *prefix,
                               int64_t c)
 {
-    char name[128];
+    char name[256];
     int64_t shape[1] = {c};
     snprintf(name, sizeof name, "%s.gamma", prefix);
     b->gamma = invar_params_add(p, name, 1, shape, invar_init_const(1), INVAR_P_NO_DECAY);
@@ -47,7 +47,7 @@ struct conv_bn {
 static inline void conv_bn_declare(struct conv_bn *l, struct invar_params *p, const char *prefix,
                                    int64_t c_in, int64_t c_out, int stride)
 {
-    char name[128];
+    char name[256];
     snprintf(name, sizeof name, "%s.w", prefix);
     l->w = invar_params_add(p, name, 4, (int64_t[]){c_out, c_in, 3, 3},
                             invar_init_kaiming_normal((double)c_in * 9), 0);
@@ -70,7 +70,7 @@ struct linear {
 static inline void linear_declare(struct linear *l, struct invar_params *p, const char *prefix,
                                   int64_t in, int64_t out, int bias)
 {
-    char name[128];
+    char name[256];
     snprintf(name, sizeof name, "%s.w", prefix);
     l->w = invar_params_add(p, name, 2, (int64_t[]){out, in}, invar_init_kaiming_uniform((double)in),
                             0);
