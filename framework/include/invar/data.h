@@ -102,6 +102,14 @@ INVAR_API void invar_loader_start_epoch(struct invar_loader *l, int64_t epoch);
 /* The next batch of the epoch, or NULL at its end. Valid until the next call. */
 INVAR_API const struct invar_batch *invar_loader_next(struct invar_loader *l);
 
+/* Writes a PNG grid to path: one row per sample (the first n of d), the original then each
+ * view's augmented image (epoch 0, keyed by seed like the loader), values clamped to [0, 1]
+ * and scaled to 0-255, grayscale or RGB cells of the largest view size, 1-px white gaps. */
+INVAR_API enum invar_status invar_preview_write(const char *path, const struct invar_dataset *d,
+                                                const struct invar_view *views, int n_views,
+                                                uint64_t seed, int64_t n,
+                                                struct invar_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -107,6 +107,29 @@ INVAR_API enum invar_status invar_knn_eval(const float *train, const int32_t *tr
  * 1/sqrt(dim) when healthy, 0 when the representation has collapsed to a point. */
 INVAR_API double invar_collapse_std(const float *features, int64_t n, int64_t dim);
 
+/* ---- trained encoders from checkpoints (framework/train/restore.c) ---------------------- */
+
+/* The epoch a checkpoint would continue from (= epochs completed). */
+INVAR_API enum invar_status invar_checkpoint_next_epoch(const char *path, int64_t *next_epoch,
+                                                        struct invar_error *err);
+
+/* Features of one dataset split under a checkpoint's online encoder. */
+struct invar_embedding {
+    int64_t n, dim;
+    float *features;  /* (n, dim), owned; freed by invar_embedding_deinit */
+    int32_t *labels;  /* (n) */
+};
+
+/* Rebuilds job's encoder for the shape of its first view, loads its weights and BN statistics
+ * ("online.*") from path, and embeds split ("train" with job->limit, "test" with
+ * job->test_limit) in eval mode, inputs normalised by the training split's statistics when
+ * job->normalize is set, exactly as the trainer's evaluation does. */
+INVAR_API enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char *path,
+                                                   const char *split,
+                                                   struct invar_embedding *out,
+                                                   struct invar_error *err);
+INVAR_API void invar_embedding_deinit(struct invar_embedding *e);
+
 #ifdef __cplusplus
 }
 #endif

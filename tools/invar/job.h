@@ -1,0 +1,20 @@
+/* Mapping a loaded experiment onto the trainer's struct invar_job (run, eval, embed, preview). */
+#ifndef INVAR_CLI_JOB_H
+#define INVAR_CLI_JOB_H
+
+#include <invar/data.h>
+#include <invar/train.h>
+
+#include "cli.h"
+
+struct cli_job {
+    struct invar_plugin_use uses[INVAR_MAX_VIEWS][INVAR_MAX_AUGMENTS];
+    struct invar_view views[INVAR_MAX_VIEWS];
+    struct invar_job job;
+};
+
+/* Fills j from x (which must outlive j); prints and returns nonzero when the experiment does
+ * not fit the trainer's limits. */
+int cli_job_init(struct cli_job *j, const struct cli_experiment *x);
+
+#endif
