@@ -32,7 +32,7 @@ static int loaded_run_init(struct loaded_run *l, const struct cli_globals *g, co
         return 1;
     if (invar_store_find_run(l->db, ref, &id, &err) != INVAR_OK ||
         invar_store_get_run(l->db, id, &l->row, &err) != INVAR_OK) {
-        cli_error("%s: %s", g->db, err.msg);
+        cli_error("%s", err.msg);
         return 1;
     }
     if (!l->row.checkpoint) {

@@ -180,7 +180,7 @@ static int open_run(const struct cli_globals *g, const struct run_args *a,
     if (a->resume) {
         if (invar_store_find_run(r->db, a->resume, &r->run_id, &err) != INVAR_OK ||
             invar_store_get_run(r->db, r->run_id, &row, &err) != INVAR_OK) {
-            cli_error("%s: %s", g->db, err.msg);
+            cli_error("%s", err.msg);
             goto done;
         }
         char name[128];
@@ -188,7 +188,7 @@ static int open_run(const struct cli_globals *g, const struct run_args *a,
         if (cli_experiment_load(x, name, row.config, NULL, 0, reg))
             goto done;
         if (invar_store_resume_run(r->db, r->run_id, &err) != INVAR_OK) {
-            cli_error("%s: %s", g->db, err.msg);
+            cli_error("%s", err.msg);
             goto done;
         }
         if (row.checkpoint)
@@ -210,14 +210,14 @@ static int open_run(const struct cli_globals *g, const struct run_args *a,
                                      .seed = x->seed, .command = g->command_line};
     if (invar_store_create_run(r->db, &nr, &r->run_id, &err) != INVAR_OK ||
         invar_store_get_run(r->db, r->run_id, &row, &err) != INVAR_OK) {
-        cli_error("%s: %s", g->db, err.msg);
+        cli_error("%s", err.msg);
         goto done;
     }
     if (log_params(r->db, r->run_id, x) ||
         cli_checkpoint_path(g, a->ckpt_dir, row.uuid, ckpt, ckpt_n))
         goto fail_row;
     if (invar_store_set_checkpoint(r->db, r->run_id, ckpt, &err) != INVAR_OK) {
-        cli_error("%s: %s", g->db, err.msg);
+        cli_error("%s", err.msg);
         goto fail_row;
     }
     *resume = 0;
@@ -277,7 +277,7 @@ int cmd_run(const struct cli_globals *g, int argc, char **argv)
     struct invar_error ferr = {{0}};
     if (invar_store_finish_run(r.db, r.run_id, end, sig, st == INVAR_OK ? NULL : err.msg,
                                &ferr) != INVAR_OK)
-        cli_error("%s: %s", g->db, ferr.msg);
+        cli_error("%s", ferr.msg);
     printf("%lld\n", (long long)r.run_id);
     fflush(stdout);
     switch (end) {

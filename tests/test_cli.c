@@ -1,0 +1,428 @@
+/* The `invar` command, run as a separate process: exit codes, messages on stderr, listings on
+ * stdout, and what a run leaves in the results database (read back through the store API). */
+#define _XOPEN_SOURCE 700 // nftw
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "invar/store.h"
+
+extern char **environ;
+
+/* ---- running the binary ------------------------------------------------------------------- */
+
+static char tmp[256];
+static char out_path[300], err_path[300], db_path[300];
+static char out_text[1 << 16], err_text[1 << 16];
+
+static const char *invar_bin(void)
+{
+    static char path[1024];
+    snprintf(path, sizeof path, "%s/tools/invar/invar", getenv("INVAR_BUILD_ROOT"));
+    return path;
+}
+
+static const char *fixture(const char *name)
+{
+    static char path[4][1024];
+    static int slot;
+    slot = (slot + 1) % 4;
+    snprintf(path[slot], sizeof path[slot], "%s/cli/%s", getenv("INVAR_TEST_DATA"), name);
+    return path[slot];
+}
+
+static void slurp(const char *path, char *buf, size_t n)
+{
+    buf[0] = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    size_t got = fread(buf, 1, n - 1, f);
+    buf[got] = 0;
+    fclose(f);
+}
+
+/* Starts `invar --db DB args...` with stdout and stderr going to files in tmp. */
+static pid_t invar_start(const char *const *args)
+{
+    const char *argv[64] = {invar_bin(), "--db", db_path};
+    int n = 3;
+    for (; *args; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(rc, 0, "posix_spawn %s: %s", argv[0], strerror(rc));
+    return pid;
+}
+
+/* Waits for pid; returns its exit status (128 + signal when a signal ended it). */
+static int invar_wait(pid_t pid)
+{
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    slurp(out_path, out_text, sizeof out_text);
+    slurp(err_path, err_text, sizeof err_text);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int invar(const char *const *args) { return invar_wait(invar_start(args)); }
+
+#define INVAR(...) invar((const char *const[]){__VA_ARGS__, NULL})
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void setup(void)
+{
+    snprintf(tmp, sizeof tmp, "%s/invar-cli-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    cr_assert_not_null(mkdtemp(tmp));
+    snprintf(out_path, sizeof out_path, "%s/stdout", tmp);
+    snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
+    snprintf(db_path, sizeof db_path, "%s/results.db", tmp);
+}
+
+static void teardown(void) { nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* Every message is one line starting "invar: ". */
+static void assert_one_line_message(void)
+{
+    cr_assert(strncmp(err_text, "invar: ", 7) == 0, "stderr: %s", err_text);
+    cr_assert_eq(strchr(err_text, '\n'), err_text + strlen(err_text) - 1, "stderr: %s",
+                 err_text);
+}
+
+static const char *param(const struct invar_store_param_list *l, const char *key)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (!strcmp(l->items[i].key, key))
+            return l->items[i].value;
+    return NULL;
+}
+
+static double final_metric(const struct invar_store_metric_list *l, const char *key)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (!strcmp(l->items[i].key, key))
+            return l->items[i].value;
+    return NAN;
+}
+
+TestSuite(cli, .init = setup, .fini = teardown);
+
+/* ---- global options and dispatch ---------------------------------------------------------- */
+
+Test(cli, version)
+{
+    cr_assert_eq(INVAR("--version"), 0);
+    char want[64];
+    snprintf(want, sizeof want, "invar %s\n", invar_version());
+    cr_assert_str_eq(out_text, want);
+}
+
+Test(cli, help_lists_commands_and_every_command_has_help)
+{
+    cr_assert_eq(INVAR("--help"), 0);
+    static const char *const cmds[] = {"run", "eval", "embed", "preview", "plugins", "new"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char line[32];
+        snprintf(line, sizeof line, "\n  %s ", cmds[i]);
+        cr_assert_not_null(strstr(out_text, line), "no %s in: %s", cmds[i], out_text);
+    }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        cr_assert_eq(INVAR(cmds[i], "--help"), 0, "%s --help: %s", cmds[i], err_text);
+        char want[32];
+        snprintf(want, sizeof want, "usage: invar %s", cmds[i]);
+        cr_assert(strncmp(out_text, want, strlen(want)) == 0, "%s", out_text);
+    }
+}
+
+Test(cli, unknown_command_suggests_the_nearest)
+{
+    cr_assert_eq(INVAR("rnu"), 2);
+    cr_assert_str_eq(err_text, "invar: unknown command `rnu`, did you mean `run`? "
+                               "(see `invar --help`)\n");
+    cr_assert_eq(INVAR("frobnicate"), 2);
+    cr_assert_str_eq(err_text, "invar: unknown command `frobnicate` (see `invar --help`)\n");
+    cr_assert_eq(out_text[0], 0);
+    cr_assert_eq(INVAR("plugins", "descrbe", "moco"), 2);
+    cr_assert_not_null(strstr(err_text, "did you mean `describe`?"), "%s", err_text);
+}
+
+/* ---- plugins ------------------------------------------------------------------------------ */
+
+Test(cli, plugins_lists_the_build_trees_plugins)
+{
+    cr_assert_eq(INVAR("plugins"), 0, "%s", err_text);
+    cr_assert(strncmp(out_text, "kind", 4) == 0);
+    static const char *const want[][2] = {
+        {"dataset", "idx"}, {"augment", "hflip"}, {"encoder", "mlp"},
+        {"encoder", "convnet"}, {"objective", "moco"}, {"objective", "instdisc"}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char row[128];
+        snprintf(row, sizeof row, "\n%-10s %-16s 1.0.0", want[i][0], want[i][1]);
+        cr_assert_not_null(strstr(out_text, row), "no row `%s` in:\n%s", row, out_text);
+        snprintf(row, sizeof row, "/%s.so\n", want[i][1]);
+        cr_assert_not_null(strstr(out_text, row), "no file %s in:\n%s", row, out_text);
+    }
+}
+
+Test(cli, describe_prints_every_parameter)
+{
+    cr_assert_eq(INVAR("plugins", "describe", "moco"), 0, "%s", err_text);
+    cr_assert_not_null(strstr(out_text, "objective moco 1.0.0"), "%s", out_text);
+    static const char *const rows[][3] = {{"queue", "int", "4096"},
+                                          {"momentum", "float", "0.999"},
+                                          {"temperature", "float", "0.07"}};
+    for (size_t i = 0; i < 3; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "\n%s ", rows[i][0]);
+        const char *at = strstr(out_text, key);
+        cr_assert_not_null(at, "%s missing", rows[i][0]);
+        at++;
+        const char *eol = strchr(at, '\n');
+        char line[512];
+        snprintf(line, sizeof line, "%.*s", (int)(eol - at), at);
+        cr_assert_not_null(strstr(line, rows[i][1]), "%s", line);
+        cr_assert_not_null(strstr(line, rows[i][2]), "%s", line);
+    }
+    cr_assert_eq(INVAR("plugins", "describe", "mocco"), 1);
+    cr_assert_str_eq(err_text, "invar: no plugin `mocco`, did you mean `moco`?\n");
+}
+
+/* ---- run ---------------------------------------------------------------------------------- */
+
+Test(cli, bad_experiment_names_file_line_column)
+{
+    const char *bad = fixture("bad.yaml");
+    cr_assert_eq(INVAR("run", bad), 1);
+    assert_one_line_message();
+    char want[1200];
+    snprintf(want, sizeof want, "invar: %s:3:20: train.batch_sise: unknown key", bad);
+    cr_assert(strncmp(err_text, want, strlen(want)) == 0, "%s", err_text);
+    cr_assert_not_null(strstr(err_text, "did you mean `batch_size`?"), "%s", err_text);
+    /* A bad override names the command line instead. */
+    cr_assert_eq(INVAR("run", fixture("tiny.yaml"), "train.epochs=zero"), 1);
+    assert_one_line_message();
+    cr_assert_not_null(strstr(err_text, "train.epochs"), "%s", err_text);
+}
+
+static int64_t run_id_from_stdout(void)
+{
+    char *end;
+    long long id = strtoll(out_text, &end, 10);
+    cr_assert(id > 0 && *end == '\n' && end[1] == 0, "stdout: `%s`", out_text);
+    return id;
+}
+
+/* The npy header as written by `embed`: magic, version 1.0, dict, 64-byte alignment. */
+static void check_npy(const char *path, const char *descr, const char *shape, size_t elems)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    unsigned char pre[10];
+    cr_assert_eq(fread(pre, 1, 10, f), 10u);
+    cr_assert(memcmp(pre, "\x93NUMPY\x01\x00", 8) == 0);
+    size_t hlen = pre[8] | (size_t)pre[9] << 8;
+    cr_assert_eq((10 + hlen) % 64, 0u);
+    char head[512] = {0};
+    cr_assert_eq(fread(head, 1, hlen, f), hlen);
+    char want[256];
+    snprintf(want, sizeof want, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
+             descr, shape);
+    cr_assert(strncmp(head, want, strlen(want)) == 0, "%s", head);
+    cr_assert_eq(head[hlen - 1], '\n');
+    fseek(f, 0, SEEK_END);
+    cr_assert_eq((size_t)ftell(f), 10 + hlen + 4 * elems);
+    fclose(f);
+}
+
+Test(cli, tiny_run_logs_params_and_metrics_then_eval_and_embed_reuse_it, .timeout = 300)
+{
+    cr_assert_eq(INVAR("run", fixture("tiny.yaml"), "objective.momentum=0.9"), 0, "%s",
+                 err_text);
+    int64_t id = run_id_from_stdout();
+    cr_assert_not_null(strstr(err_text, "finished: knn top-1"), "%s", err_text);
+
+    struct invar_store *db;
+    struct invar_error err = {{0}};
+    cr_assert_eq(invar_store_open(&db, db_path, &err), INVAR_OK, "%s", err.msg);
+    struct invar_store_run run = {0};
+    cr_assert_eq(invar_store_get_run(db, id, &run, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(run.status, INVAR_RUN_FINISHED, "%s", run.error ? run.error : "");
+    cr_assert_str_eq(run.experiment, "tiny");
+    cr_assert_eq(run.seed, 1);
+    cr_assert_eq(strlen(run.config_hash), 64u);
+    cr_assert_not_null(strstr(run.command, "objective.momentum=0.9"));
+    cr_assert_not_null(run.checkpoint);
+    cr_assert_eq(access(run.checkpoint, R_OK), 0, "%s", run.checkpoint);
+
+    struct invar_store_param_list ps = {0};
+    cr_assert_eq(invar_store_read_params(db, id, &ps, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_str_eq(param(&ps, "objective.momentum"), "0.9"); /* the override */
+    cr_assert_str_eq(param(&ps, "objective.queue"), "256");
+    cr_assert_str_eq(param(&ps, "data.limit"), "512");
+    cr_assert_str_eq(param(&ps, "encoder.plugin"), "mlp");
+    cr_assert_str_eq(param(&ps, "eval.knn.k"), "20");
+    cr_assert_str_eq(param(&ps, "eval.knn.t"), "0.1");
+    cr_assert_not_null(param(&ps, "eval.features"));
+    invar_store_param_list_deinit(&ps);
+
+    struct invar_store_metric_list ms = {0};
+    cr_assert_eq(invar_store_read_final_metrics(db, id, &ms, &err), INVAR_OK, "%s", err.msg);
+    double loss = final_metric(&ms, "loss"), knn = final_metric(&ms, "knn_top1");
+    double knn5 = final_metric(&ms, "knn_top5"), lin = final_metric(&ms, "linear_top1");
+    /* MoCo's loss starts near log(1 + K) = log(257) = 5.55 and falls; kNN on 512 training
+     * images beats chance (10 %) by far; top-5 is at least top-1. */
+    cr_assert(isfinite(loss) && loss > 0 && loss < log(257.0) + 0.5, "loss %g", loss);
+    cr_assert(knn > 30 && knn <= 100, "knn %g", knn);
+    cr_assert(knn5 >= knn && knn5 <= 100, "knn5 %g", knn5);
+    cr_assert(lin > 10 && lin <= 100, "linear %g", lin);
+    cr_assert(isfinite(final_metric(&ms, "img_per_s")));
+    cr_assert(isfinite(final_metric(&ms, "lr")));
+    invar_store_metric_list_deinit(&ms);
+
+    /* eval restores the checkpoint's encoder: the same protocol gives the same numbers. */
+    char ref[32];
+    snprintf(ref, sizeof ref, "%lld", (long long)id);
+    cr_assert_eq(INVAR("eval", ref, "--knn"), 0, "%s", err_text);
+    char want[128];
+    snprintf(want, sizeof want, "knn_top1 %.2f knn_top5 %.2f\n", knn, knn5);
+    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
+
+    /* embed: the whole test split, 32 features (the mlp's dim), labels beside it. */
+    char npy[400], labels[400];
+    snprintf(npy, sizeof npy, "%s/emb.npy", tmp);
+    snprintf(labels, sizeof labels, "%s/emb.labels.npy", tmp);
+    cr_assert_eq(INVAR("embed", "latest", "--out", npy), 0, "%s", err_text);
+    check_npy(npy, "<f4", "(10000, 32)", 10000 * 32);
+    check_npy(labels, "<i4", "(10000,)", 10000);
+    FILE *f = fopen(labels, "rb");
+    fseek(f, -40000, SEEK_END);
+    static int32_t y[10000];
+    cr_assert_eq(fread(y, 4, 10000, f), 10000u);
+    fclose(f);
+    int counts[10] = {0};
+    for (int i = 0; i < 10000; i++) {
+        cr_assert(y[i] >= 0 && y[i] < 10);
+        counts[y[i]]++;
+    }
+    for (int c = 0; c < 10; c++) /* Fashion-MNIST's test split is balanced */
+        cr_assert_eq(counts[c], 1000);
+    f = fopen(npy, "rb");
+    fseek(f, -40000 * 32, SEEK_END);
+    static float x[10000 * 32];
+    cr_assert_eq(fread(x, 4, 10000 * 32, f), 10000u * 32);
+    fclose(f);
+    double norm = 0;
+    for (int i = 0; i < 10000 * 32; i++) {
+        cr_assert(isfinite(x[i]));
+        norm += (double)x[i] * x[i];
+    }
+    cr_assert(norm > 0);
+
+    invar_store_run_deinit(&run);
+    invar_store_close(db);
+}
+
+Test(cli, sigterm_marks_the_run_killed_and_keeps_its_metrics, .timeout = 300)
+{
+    pid_t pid = invar_start((const char *const[]){"run", fixture("tiny.yaml"), "train.epochs=200",
+                                                  "data.limit=2048", NULL});
+    /* Wait until the run has logged its first epoch, then interrupt it. */
+    struct invar_error err = {{0}};
+    int64_t id = 0;
+    size_t logged = 0;
+    for (int tries = 0; tries < 3000 && !logged; tries++) {
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+        struct invar_store *db;
+        if (invar_store_open(&db, db_path, &err) != INVAR_OK)
+            continue;
+        struct invar_store_metric_list ms = {0};
+        if (invar_store_latest_run(db, &id, &err) == INVAR_OK &&
+            invar_store_read_metrics(db, id, "loss", &ms, &err) == INVAR_OK)
+            logged = ms.count;
+        invar_store_metric_list_deinit(&ms);
+        invar_store_close(db);
+    }
+    cr_assert(logged > 0, "no epoch was logged: %s", err.msg);
+    kill(pid, SIGTERM);
+    cr_assert_eq(invar_wait(pid), 128 + SIGTERM, "%s", err_text);
+    cr_assert_not_null(strstr(err_text, "killed by signal 15"), "%s", err_text);
+
+    struct invar_store *db;
+    cr_assert_eq(invar_store_open(&db, db_path, &err), INVAR_OK, "%s", err.msg);
+    struct invar_store_run run = {0};
+    cr_assert_eq(invar_store_get_run(db, id, &run, &err), INVAR_OK);
+    cr_assert_eq(run.status, INVAR_RUN_KILLED);
+    cr_assert_eq(run.signal, SIGTERM);
+    cr_assert_not_null(run.finished_at);
+    struct invar_store_metric_list ms = {0};
+    cr_assert_eq(invar_store_read_metrics(db, id, "loss", &ms, &err), INVAR_OK);
+    cr_assert_geq(ms.count, logged);
+    cr_assert_lt(ms.count, 200u);
+    invar_store_metric_list_deinit(&ms);
+    invar_store_run_deinit(&run);
+    invar_store_close(db);
+}
+
+/* ---- preview and new ---------------------------------------------------------------------- */
+
+Test(cli, preview_writes_a_png_grid)
+{
+    char png[400];
+    snprintf(png, sizeof png, "%s/grid.png", tmp);
+    cr_assert_eq(INVAR("preview", fixture("tiny.yaml"), "--out", png, "-n", "3"), 0, "%s",
+                 err_text);
+    FILE *f = fopen(png, "rb");
+    cr_assert_not_null(f);
+    unsigned char h[24];
+    cr_assert_eq(fread(h, 1, 24, f), 24u);
+    fclose(f);
+    cr_assert(memcmp(h, "\x89PNG\r\n\x1a\n", 8) == 0);
+    uint32_t w = (uint32_t)h[16] << 24 | h[17] << 16 | h[18] << 8 | h[19];
+    uint32_t ht = (uint32_t)h[20] << 24 | h[21] << 16 | h[22] << 8 | h[23];
+    /* 28x28 cells (padded crops keep the size): original + 2 views, 3 rows, 1-px gaps. */
+    cr_assert_eq(w, 3 * 28 + 4);
+    cr_assert_eq(ht, 3 * 28 + 4);
+}
+
+Test(cli, new_scaffolds_source_build_and_test)
+{
+    char dir[400], path[500], text[1 << 15];
+    snprintf(dir, sizeof dir, "%s/brighten", tmp);
+    cr_assert_eq(INVAR("new", "augment", "brighten", "--dir", dir), 0, "%s", err_text);
+    snprintf(path, sizeof path, "%s/brighten.c", dir);
+    slurp(path, text, sizeof text);
+    cr_assert_not_null(strstr(text, "INVAR_PLUGIN_DEFINE(invar_augment, \"brighten\""));
+    cr_assert_null(strstr(text, "@NAME@"));
+    snprintf(path, sizeof path, "%s/meson.build", dir);
+    slurp(path, text, sizeof text);
+    cr_assert_not_null(strstr(text, "dependency('invar')"));
+    cr_assert_not_null(strstr(text, "get_variable(pkgconfig : 'pluginsdir')"));
+    snprintf(path, sizeof path, "%s/test_brighten.c", dir);
+    slurp(path, text, sizeof text);
+    cr_assert_not_null(strstr(text, "#include \"brighten.c\""));
+    /* Never overwrites, and refuses bad kinds and names. */
+    cr_assert_eq(INVAR("new", "augment", "brighten", "--dir", dir), 1);
+    cr_assert_eq(INVAR("new", "augmentation", "x"), 2);
+    cr_assert_eq(INVAR("new", "encoder", "Bad-Name"), 2);
+}
