@@ -8,6 +8,7 @@
 
 #include "invar/config.h"
 #include "invar/registry.h"
+#include "config/config_internal.h"
 
 /* ---- test plugins ------------------------------------------------------------------------- */
 
@@ -71,8 +72,16 @@ static const struct invar_plugin p_convnet =
                convnet_check);
 static const struct invar_plugin p_moco =
     DESC(INVAR_KIND_OBJECTIVE, "moco", struct moco_config, moco_params);
+/* An augmentation whose table reuses the framework's `p`. */
+struct clash_config { double p; };
+static const struct invar_param_spec clash_params[] = {
+    INVAR_PARAM_FLOAT(struct clash_config, p, "0.5", 0, 1, "its own probability"),
+    INVAR_PARAM_END,
+};
+static const struct invar_plugin p_clash =
+    DESC(INVAR_KIND_AUGMENT, "clash", struct clash_config, clash_params);
 static const struct invar_plugin *const plugins[] = {&p_idx, &p_rotate, &p_crop, &p_convnet,
-                                                     &p_moco, NULL};
+                                                     &p_moco, &p_clash, NULL};
 
 #define SECTIONS                                                                              \
     "data: {plugin: idx, path: /data/fmnist}\n"                                               \
@@ -165,6 +174,12 @@ Test(config, resolves_sections_and_defaults)
     cr_assert_eq(invar_experiment_eval(e)->knn.t, 0.07);
     cr_assert_eq(invar_experiment_sweep(e)->n_grid, 0);
     invar_experiment_destroy(e);
+}
+
+Test(config, framework_tables_pass_the_registry_checks)
+{
+    struct invar_error err = {{0}};
+    cr_assert_eq(cfg_check_framework_tables(&err), INVAR_OK, "%s", err.msg);
 }
 
 Test(config, views_list_of_lists)
@@ -338,6 +353,17 @@ Test(config, scalar_needed)
 
 Test(config, nesting_is_bounded)
 {
+    /* Each alias nests the last one a level deeper: 70 levels once expanded. */
+    char deep[4096];
+    int n = snprintf(deep, sizeof deep, "a0: &a0 [1]\n");
+    for (int i = 1; i < 70; i++)
+        n += snprintf(deep + n, sizeof deep - (size_t)n, "a%d: &a%d [*a%d]\n", i, i, i - 1);
+    struct invar_experiment *e;
+    struct invar_error err = {{0}};
+    cr_assert_eq(invar_experiment_load_with(&e, "exp.yaml", deep, NULL, 0, plugins, &err),
+                 INVAR_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "nesting deeper than 64 levels once aliases are expanded"), "%s",
+              err.msg);
     char text[512];
     int k = snprintf(text, sizeof text, "seed: ");
     for (int i = 0; i < 100; i++)
@@ -424,6 +450,9 @@ Test(config, plugin_check_and_registry)
     expect_fail("data: {plugin: idx}\nencoder: {plugin: convnet, width: 100}\n"
                 "objective: {plugin: moco}\n", NULL, 0,
                 "exp.yaml:2:10: encoder: convnet: width 100 exceeds dim 64");
+    expect_fail("data: {plugin: idx}\nencoder: {plugin: convnet}\nobjective: {plugin: moco}\n"
+                "augment: [{plugin: clash}]\n", NULL, 0,
+                "plugin clash: parameter `p` clashes with the framework's `augment.p`");
     /* Through a registry: an empty one knows no plugins, and says so. */
     struct invar_registry *reg;
     cr_assert_eq(invar_registry_create(&reg), INVAR_OK);
@@ -467,6 +496,19 @@ Test(config, override_typing)
     cr_assert_eq(invar_experiment_train(e)->epochs, 1);
     cr_assert_eq(invar_experiment_eval(e)->knn.k, 20);
     cr_assert_str_eq(invar_experiment_name(e), "123");
+    invar_experiment_destroy(e);
+    /* A whole list replaced from the command line. */
+    const char *none[] = {"augment=[]", "train.views=4"};
+    e = load_ok(SECTIONS, none, 2);
+    cr_assert_eq(invar_experiment_n_views(e), 4);
+    cr_assert_eq(invar_experiment_view(e, 3)->n_augs, 0);
+    cr_assert_str_eq(param(e, "augment"), "[]");
+    invar_experiment_destroy(e);
+    const char *one[] = {"augment=[{plugin: rotate, degrees: 1e1}]"};
+    e = load_ok(SECTIONS, one, 1);
+    cr_assert_eq(invar_experiment_view(e, 0)->n_augs, 1);
+    cr_assert_eq(((const struct rotate_config *)invar_experiment_view(e, 0)->augs[0].config)
+                     ->degrees, 10.0);
     invar_experiment_destroy(e);
 }
 

@@ -41,6 +41,7 @@ struct cfg_ctx {
     struct cfg_node **graveyard;  /* nodes detached while anchors may still point at them */
     size_t n_grave, cap_grave;
     size_t nodes;
+    int too_deep;                 /* a copy was refused for nesting past the bound */
     struct invar_error *err;
 };
 
@@ -79,6 +80,9 @@ enum invar_status cfg_set_path(struct cfg_ctx *c, struct cfg_node *root, const c
 
 /* Appends "key" or "[i]" to a dotted path buffer of size cap. */
 void cfg_path_join(char *out, size_t cap, const char *path, const char *key, long index);
+
+/* Runs the registry's table checks over the framework's own sections (tests). */
+enum invar_status cfg_check_framework_tables(struct invar_error *err);
 
 /* Edit distance for suggestions. */
 size_t cfg_edit_distance(const char *a, const char *b);

@@ -87,6 +87,28 @@ static const struct invar_param_spec linear_params[] = {
 static const char *const top_keys[] = {"name",  "seed", "data",  "augment", "views", "encoder",
                                        "objective", "optim", "train", "eval", "sweep", NULL};
 
+enum invar_status cfg_check_framework_tables(struct invar_error *err)
+{
+    static const struct { const struct invar_param_spec *spec; size_t size; const char *name; }
+        tables[] = {
+            {top_params, sizeof(struct top_section), "experiment"},
+            {data_params, sizeof(struct invar_data_section), "data"},
+            {augment_params, sizeof(struct invar_plugin_use), "augment"},
+            {optim_params, sizeof(struct invar_optim_section), "optim"},
+            {train_params, sizeof(struct invar_train_section), "train"},
+            {knn_params, sizeof(struct knn_section), "eval.knn"},
+            {linear_params, sizeof(struct linear_section), "eval.linear"},
+        };
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        enum invar_status st = invar_param_check_table(tables[i].spec, tables[i].size, err);
+        if (st != INVAR_OK) {
+            invar_error_prefix(err, "%s", tables[i].name);
+            return st;
+        }
+    }
+    return INVAR_OK;
+}
+
 /* ---- the experiment ----------------------------------------------------------------------- */
 
 struct invar_experiment {
@@ -173,11 +195,7 @@ static void hint(char *out, size_t cap, const char *word, const char *const *can
         snprintf(out + k, cap - k, ")");
 }
 
-static const char *kind_name(unsigned kind)
-{
-    static const char *const names[] = {"?", "dataset", "augment", "encoder", "objective"};
-    return kind <= INVAR_KIND_OBJECTIVE ? names[kind] : "?";
-}
+static const char *kind_name(unsigned kind) { return invar_plugin_kind_name(kind); }
 
 static const char *a_kind(unsigned kind)
 {
@@ -404,6 +422,16 @@ static enum invar_status resolve_plugin(struct res *r, const struct cfg_node *ma
             snprintf(h, sizeof h, " (no %s plugins are loaded)", kind_name(kind));
         return cfg_fail(r->c, &pe->val->pos, ppath, "unknown %s plugin `%s`%s", kind_name(kind),
                         name, h);
+    }
+    /* The framework's keys in this section belong to it; a plugin may not reuse them. */
+    for (const struct invar_param_spec *sp = plugin->params; sp && sp->key; sp++) {
+        int taken = strcmp(sp->key, "plugin") == 0;
+        for (int i = 0; i < n_fw && !taken; i++)
+            taken = invar_param_find(fw[i].spec, sp->key) != NULL;
+        if (taken)
+            return invar_error_set(r->c->err, INVAR_ERR_PLUGIN, "plugin %s: parameter `%s` "
+                                   "clashes with the framework's `%s.%s`", plugin->name,
+                                   sp->key, kind_name(kind), sp->key);
     }
     void *config = calloc(1, plugin->config_size ? plugin->config_size : 1);
     if (!config || own(r, config) != INVAR_OK)

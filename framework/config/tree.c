@@ -238,8 +238,10 @@ void cfg_map_remove(struct cfg_node *map, size_t i)
 /* Deep copy; NULL when out of memory or over the node budget (c->nodes tells which). */
 struct cfg_node *cfg_node_copy(struct cfg_ctx *c, const struct cfg_node *n, int depth)
 {
-    if (depth > INVAR_CONFIG_MAX_DEPTH)
+    if (depth > INVAR_CONFIG_MAX_DEPTH) {
+        c->too_deep = 1;
         return NULL;
+    }
     struct cfg_node *d = cfg_node_new(c, n->kind, &n->pos);
     if (!d)
         return NULL;
@@ -331,6 +333,9 @@ static enum invar_status budget_fail(struct parser *p, const struct cfg_pos *pos
     if (p->c->nodes > INVAR_CONFIG_MAX_NODES)
         return parse_fail(p, pos, "the document expands to more than %d nodes (aliases or merge "
                                   "keys repeated too often)", INVAR_CONFIG_MAX_NODES);
+    if (p->c->too_deep)
+        return parse_fail(p, pos, "nesting deeper than %d levels once aliases are expanded",
+                          INVAR_CONFIG_MAX_DEPTH);
     return fail_nomem(p->c);
 }
 
