@@ -142,10 +142,23 @@ static void fmt_double(char *buf, size_t n, double x)
     if (x == 0)
         x = 0; /* -0 and 0 are the same setting */
     char tmp[40];
-    for (int p = 1; p <= 17; p++) {
+    int p;
+    for (p = 1; p < 17; p++) {
         snprintf(tmp, sizeof tmp, "%.*g", p, x);
         if (strtod(tmp, NULL) == x)
             break;
+    }
+    snprintf(tmp, sizeof tmp, "%.*g", p, x);
+    /* %g goes scientific once the exponent reaches the precision: 10 would be "1e+01". Whole
+     * numbers below 1e17 read better written out, and still read back exactly. */
+    char sci[40];
+    snprintf(sci, sizeof sci, "%.*e", p - 1, x);
+    int exp10 = atoi(strchr(sci, 'e') + 1);
+    if (exp10 >= p && exp10 < 17) {
+        char plain[40];
+        snprintf(plain, sizeof plain, "%.*g", exp10 + 1, x);
+        if (strtod(plain, NULL) == x)
+            memcpy(tmp, plain, sizeof tmp);
     }
     char *e = strchr(tmp, 'e');
     if (e) {
