@@ -158,6 +158,35 @@ Test(plugin, loads_a_good_plugin_and_unloads_it)
     invar_registry_destroy(NULL);
 }
 
+Test(plugin, loads_a_plugin_written_with_the_define_macro)
+{
+    struct invar_registry *reg = new_registry();
+    struct invar_error err = {{0}};
+    cr_assert_eq(invar_registry_load_file(reg, fixture("macro"), &err), INVAR_OK, "%s", err.msg);
+    const struct invar_registry_entry *e = invar_registry_find(reg, INVAR_KIND_AUGMENT,
+                                                               "fixture_invert");
+    cr_assert_not_null(e);
+    const struct invar_plugin *d = e->desc;
+    cr_assert_eq(d->abi_version, INVAR_ABI_VERSION);
+    cr_assert_eq(d->struct_size, sizeof(struct invar_plugin));
+    cr_assert_eq(d->config_size, sizeof(double));
+    cr_assert_null(d->init);
+    void *cfg = NULL;
+    cr_assert_eq(invar_plugin_config_create(d, &cfg, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(invar_param_set(invar_param_find(d->params, "max"), cfg, "2", 0, &err),
+                 INVAR_OK);
+    /* run it: 2 - x on a (1, 1, 3) image */
+    float in_data[3] = {0.0f, 0.5f, 2.0f}, out_data[3] = {0};
+    struct invar_image in = {in_data, 1, 1, 3}, out = {out_data, 0, 0, 0};
+    d->ops.augment->apply(cfg, NULL, &in, &out);
+    cr_assert_eq(out.w, 3);
+    cr_assert_eq(out_data[0], 2.0f);
+    cr_assert_eq(out_data[1], 1.5f);
+    cr_assert_eq(out_data[2], 0.0f);
+    invar_plugin_config_destroy(cfg);
+    invar_registry_destroy(reg);
+}
+
 Test(plugin, loads_every_descriptor_of_a_file)
 {
     struct invar_registry *reg = new_registry();
@@ -222,7 +251,10 @@ Test(plugin, refuses_duplicate_name_naming_both_files)
     cr_assert_eq(invar_registry_load_file(reg, b, &err), INVAR_ERR_PLUGIN);
     cr_assert_not_null(strstr(err.msg, a), "%s", err.msg);
     cr_assert_not_null(strstr(err.msg, b), "%s", err.msg);
-    cr_assert_not_null(strstr(err.msg, "'fixture_good' is already taken"), "%s", err.msg);
+    cr_assert_not_null(strstr(err.msg, "(fixture_good 2.0.0): name 'fixture_good' is already "
+                                       "taken by"),
+                       "%s", err.msg);
+    cr_assert_not_null(strstr(err.msg, "(fixture_good 1.0.0)"), "%s", err.msg);
     cr_assert_str_eq(invar_registry_find(reg, 0, "fixture_good")->desc->version, "1.0.0");
     cr_assert(!is_loaded(b));
     invar_registry_destroy(reg);

@@ -318,9 +318,9 @@ static enum invar_status load_file(struct invar_registry *reg, const char *path,
         const struct reg_entry *old = find_entry(reg, d->name);
         if (old && (group == GROUP_EXPLICIT || old->group == group)) {
             st = invar_error_set(err, INVAR_ERR_PLUGIN,
-                                 "plugin %s: name '%s' is already taken by %s (%s %s)", path,
-                                 d->name, old->pub.path, old->pub.desc->name,
-                                 old->pub.desc->version);
+                                 "plugin %s (%s %s): name '%s' is already taken by %s (%s %s)",
+                                 path, d->name, d->version, d->name, old->pub.path,
+                                 old->pub.desc->name, old->pub.desc->version);
             goto refuse;
         }
         mine[i] = d;

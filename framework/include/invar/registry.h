@@ -23,14 +23,20 @@
  *     invar_registry_destroy(reg);                             // dlcloses every plugin
  *
  * Search order of invar_registry_scan: the plugin_path argument (--plugin-path, colon-separated),
- * $INVAR_PLUGIN_PATH (colon-separated), the build tree's plugins directory (and its kind
- * subdirectories) when the program runs from the build tree or $INVAR_BUILD_ROOT is set, then
- * the installed pluginsdir unless $INVAR_NO_INSTALLED_PLUGINS=1. A name found in an earlier
- * directory shadows the same name in a later one (recorded, see invar_registry_shadowed_at);
- * the same name twice within one directory is a refusal.
+ * $INVAR_PLUGIN_PATH (colon-separated), the build tree's plugins directory and its kind
+ * subdirectories ($INVAR_BUILD_ROOT/plugins when that variable is set, else the build tree this
+ * libinvar was configured in, but only when the running program lives inside it), then the
+ * installed pluginsdir unless $INVAR_NO_INSTALLED_PLUGINS is set to anything but "0". A name
+ * found in an earlier directory shadows the same name in a later one (recorded, see
+ * invar_registry_shadowed_at); the same name twice within one directory is a refusal. Within
+ * a directory files are loaded in name order.
  *
  * Ownership: every pointer returned by a registry function (entries, descriptors, paths,
  * messages, suggestions) stays valid until invar_registry_destroy. Nothing here prints.
+ * Threads: loading and scanning must not race with anything; lookups may run concurrently.
+ * Numbers are parsed and printed with the C library in the "C" numeric locale, which is the
+ * default unless the program calls setlocale(LC_NUMERIC, ...).
+ * Tools that load plugins must link the shared libinvar, the one the plugins link against.
  */
 #ifndef INVAR_REGISTRY_H
 #define INVAR_REGISTRY_H
@@ -148,7 +154,8 @@ INVAR_API enum invar_status invar_param_defaults(const struct invar_param_spec *
                                                  void *config, struct invar_error *err);
 
 /* Parses one scalar as YAML would and stores it in spec's field, with type and range
- * checks. quoted != 0 means the text was quoted (a YAML string): an error for numeric, bool
+ * checks. Messages begin with "KEY: " (the spec's key) so a caller can prepend a position
+ * and a key path. quoted != 0 means the text was quoted (a YAML string): an error for numeric, bool
  * and range fields. BOOL: true/false. INT: decimal integer. FLOAT: integer or decimal, with
  * an optional exponent (1e-4 is a float). STRING: any text shorter than INVAR_STR_MAX.
  * ENUM: one of the allowed words. RANGE: "[lo, hi]". Messages name the key, the value and
