@@ -636,6 +636,9 @@ Test(plugin, range_from_text_and_from_two_elements)
     SET_FAILS("scale", "[0.1]", 0, "expected a list of two numbers");
     SET_FAILS("scale", "[\"0.1\", 0.5]", 0, "got the string \"0.1\" as lo");
     SET_FAILS("scale", "[0.1, 0.5]", 1, "got the string");
+    /* an element too long to hold is refused, never cut short into another number */
+    SET_FAILS("scale", "[0.1, 0.5000000000000000000000000000000000000000000000000000000000000001]",
+              0, "expected a list of two numbers");
 
     cr_assert_eq(invar_param_set_range(P("scale"), &c, "0.1", 0, "4e-1", 0, &err), INVAR_OK,
                  "%s", err.msg);

@@ -242,8 +242,9 @@ static int enum_index(const char *allowed, const char *word, size_t len)
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/* Copies [b, e) trimmed into out; a surrounding pair of quotes is removed and reported. */
-static void take_element(const char *b, const char *e, char *out, size_t n, int *quoted)
+/* Copies [b, e) trimmed into out; a surrounding pair of quotes is removed and reported.
+ * Returns 0 when it does not fit (no number needs that many characters). */
+static int take_element(const char *b, const char *e, char *out, size_t n, int *quoted)
 {
     while (b < e && is_space(*b))
         b++;
@@ -255,9 +256,12 @@ static void take_element(const char *b, const char *e, char *out, size_t n, int 
         e--;
         *quoted = 1;
     }
-    size_t len = (size_t)(e - b) < n - 1 ? (size_t)(e - b) : n - 1;
+    size_t len = (size_t)(e - b);
+    if (len >= n)
+        return 0;
     memcpy(out, b, len);
     out[len] = '\0';
+    return 1;
 }
 
 static enum invar_status parse_range(const struct invar_param_spec *spec, const char *lo,
@@ -332,8 +336,9 @@ static enum invar_status parse_value(const struct invar_param_spec *spec, const 
             return type_error(spec, "a list of two numbers [lo, hi]", "", text, quoted, err);
         char lo[64], hi[64];
         int lo_q, hi_q;
-        take_element(b + 1, comma, lo, sizeof lo, &lo_q);
-        take_element(comma + 1, e - 1, hi, sizeof hi, &hi_q);
+        if (!take_element(b + 1, comma, lo, sizeof lo, &lo_q) ||
+            !take_element(comma + 1, e - 1, hi, sizeof hi, &hi_q))
+            return type_error(spec, "a list of two numbers [lo, hi]", "", text, quoted, err);
         return parse_range(spec, lo, lo_q, hi, hi_q, v, err);
     }
     }

@@ -188,7 +188,8 @@ INVAR_API enum invar_status invar_plugin_config_check(const struct invar_plugin 
                                                       struct invar_error *err);
 
 /* Writes a human description of the plugin to out: kind, name, version, summary, then one
- * line per parameter with type, default, range or allowed values, and doc. */
+ * line per parameter with type, default, range or allowed values, and doc. desc must be one
+ * the registry accepted (its table checked). */
 INVAR_API enum invar_status invar_plugin_describe(const struct invar_plugin *desc, FILE *out);
 
 #ifdef __cplusplus
