@@ -113,12 +113,11 @@ static void expect_refusal(const char *fx, const char *const *needles)
     struct invar_registry *reg = new_registry();
     struct invar_error err = {{0}};
     const char *path = fixture(fx);
-    cr_assert_eq(invar_registry_load_file(reg, path, &err), INVAR_ERR_PLUGIN,
-                 "%s was not refused", fx);
+    cr_assert_eq(invar_registry_load_file(reg, path, &err), INVAR_ERR_PLUGIN, "%s was not refused",
+                 fx);
     cr_assert_not_null(strstr(err.msg, path), "message does not name the file: %s", err.msg);
     for (; *needles; needles++)
-        cr_assert_not_null(strstr(err.msg, *needles), "message lacks '%s': %s", *needles,
-                           err.msg);
+        cr_assert_not_null(strstr(err.msg, *needles), "message lacks '%s': %s", *needles, err.msg);
     cr_assert_eq(invar_registry_count(reg), 0);
     cr_assert(!is_loaded(path), "a refused plugin stays loaded: %s", path);
     cr_assert_eq(invar_registry_load_file(reg, fixture("good"), &err), INVAR_OK, "%s", err.msg);
@@ -137,8 +136,8 @@ Test(plugin, loads_a_good_plugin_and_unloads_it)
     const char *path = fixture("good");
     cr_assert_eq(invar_registry_load_file(reg, path, &err), INVAR_OK, "%s", err.msg);
     cr_assert_eq(invar_registry_count(reg), 1);
-    const struct invar_registry_entry *e = invar_registry_find(reg, INVAR_KIND_AUGMENT,
-                                                               "fixture_good");
+    const struct invar_registry_entry *e =
+        invar_registry_find(reg, INVAR_KIND_AUGMENT, "fixture_good");
     cr_assert_not_null(e);
     cr_assert_eq(e, invar_registry_at(reg, 0));
     cr_assert_eq(invar_registry_find(reg, 0, "fixture_good"), e);
@@ -163,8 +162,8 @@ Test(plugin, loads_a_plugin_written_with_the_define_macro)
     struct invar_registry *reg = new_registry();
     struct invar_error err = {{0}};
     cr_assert_eq(invar_registry_load_file(reg, fixture("macro"), &err), INVAR_OK, "%s", err.msg);
-    const struct invar_registry_entry *e = invar_registry_find(reg, INVAR_KIND_AUGMENT,
-                                                               "fixture_invert");
+    const struct invar_registry_entry *e =
+        invar_registry_find(reg, INVAR_KIND_AUGMENT, "fixture_invert");
     cr_assert_not_null(e);
     const struct invar_plugin *d = e->desc;
     cr_assert_eq(d->abi_version, INVAR_ABI_VERSION);
@@ -173,8 +172,7 @@ Test(plugin, loads_a_plugin_written_with_the_define_macro)
     cr_assert_null(d->init);
     void *cfg = NULL;
     cr_assert_eq(invar_plugin_config_create(d, &cfg, &err), INVAR_OK, "%s", err.msg);
-    cr_assert_eq(invar_param_set(invar_param_find(d->params, "max"), cfg, "2", 0, &err),
-                 INVAR_OK);
+    cr_assert_eq(invar_param_set(invar_param_find(d->params, "max"), cfg, "2", 0, &err), INVAR_OK);
     /* run it: 2 - x on a (1, 1, 3) image */
     float in_data[3] = {0.0f, 0.5f, 2.0f}, out_data[3] = {0};
     struct invar_image in = {in_data, 1, 1, 3}, out = {out_data, 0, 0, 0};
@@ -191,8 +189,7 @@ Test(plugin, loads_every_descriptor_of_a_file)
 {
     struct invar_registry *reg = new_registry();
     struct invar_error err = {{0}};
-    cr_assert_eq(invar_registry_load_file(reg, fixture("multi"), &err), INVAR_OK, "%s",
-                 err.msg);
+    cr_assert_eq(invar_registry_load_file(reg, fixture("multi"), &err), INVAR_OK, "%s", err.msg);
     cr_assert_eq(invar_registry_count(reg), 2);
     const struct invar_registry_entry *a = invar_registry_find(reg, 0, "fixture_other");
     const struct invar_registry_entry *b = invar_registry_find(reg, 0, "fixture_second");
@@ -214,24 +211,45 @@ Test(plugin, refuses_short_descriptor)
     REFUSES("short_struct", "descriptor is 24 bytes", need);
 }
 
-Test(plugin, refuses_missing_entry_symbol) { REFUSES("no_entry", "no entry symbol invar_plugin_entry"); }
+Test(plugin, refuses_missing_entry_symbol)
+{
+    REFUSES("no_entry", "no entry symbol invar_plugin_entry");
+}
 
-Test(plugin, refuses_empty_descriptor_table) { REFUSES("no_descriptors", "no plugin descriptor"); }
+Test(plugin, refuses_empty_descriptor_table)
+{
+    REFUSES("no_descriptors", "no plugin descriptor");
+}
 
 Test(plugin, refuses_failing_init_with_its_reason)
 {
     REFUSES("init_fail", "(fixture_other 0.3.0): init failed: cannot open /nonexistent/license");
 }
 
-Test(plugin, refuses_unknown_kind) { REFUSES("bad_kind", "unknown kind 9"); }
+Test(plugin, refuses_unknown_kind)
+{
+    REFUSES("bad_kind", "unknown kind 9");
+}
 
-Test(plugin, refuses_bad_name) { REFUSES("bad_name", "bad name 'Fixture-Bad'"); }
+Test(plugin, refuses_bad_name)
+{
+    REFUSES("bad_name", "bad name 'Fixture-Bad'");
+}
 
-Test(plugin, refuses_null_vtable_function) { REFUSES("null_vtable", "augment vtable has no apply()"); }
+Test(plugin, refuses_null_vtable_function)
+{
+    REFUSES("null_vtable", "augment vtable has no apply()");
+}
 
-Test(plugin, refuses_missing_vtable) { REFUSES("null_ops", "no augment vtable"); }
+Test(plugin, refuses_missing_vtable)
+{
+    REFUSES("null_ops", "no augment vtable");
+}
 
-Test(plugin, refuses_name_twice_in_one_file) { REFUSES("twice", "'fixture_other' is defined twice"); }
+Test(plugin, refuses_name_twice_in_one_file)
+{
+    REFUSES("twice", "'fixture_other' is defined twice");
+}
 
 Test(plugin, refuses_malformed_parameter_tables)
 {
@@ -320,7 +338,7 @@ Test(plugin, search_order)
 }
 
 static const struct invar_registry_shadowed *find_shadow(const struct invar_registry *reg,
-                                                          const char *version)
+                                                         const char *version)
 {
     for (size_t i = 0; i < invar_registry_shadowed_count(reg); i++)
         if (strcmp(invar_registry_shadowed_at(reg, i)->version, version) == 0)
@@ -500,18 +518,17 @@ static void expect_set_error(const char *key, const char *text, int quoted,
                  "%s=%s was accepted", key, text);
     cr_assert_eq(memcmp(&c, &before, sizeof c), 0, "a failed set changed the config");
     for (; *needles; needles++)
-        cr_assert_not_null(strstr(err.msg, *needles), "message lacks '%s': %s", *needles,
-                           err.msg);
+        cr_assert_not_null(strstr(err.msg, *needles), "message lacks '%s': %s", *needles, err.msg);
 }
 
-#define SET_FAILS(key, text, quoted, ...)                                                       \
+#define SET_FAILS(key, text, quoted, ...)                                                          \
     expect_set_error(key, text, quoted, (const char *const[]){__VA_ARGS__, NULL})
 
 static void set_ok(struct fixture_config *c, const char *key, const char *text, int quoted)
 {
     struct invar_error err = {{0}};
-    cr_assert_eq(invar_param_set(P(key), c, text, quoted, &err), INVAR_OK, "%s=%s: %s", key,
-                 text, err.msg);
+    cr_assert_eq(invar_param_set(P(key), c, text, quoted, &err), INVAR_OK, "%s=%s: %s", key, text,
+                 err.msg);
 }
 
 Test(plugin, table_is_valid_and_defaults_fill_every_field)
@@ -640,19 +657,16 @@ Test(plugin, range_from_text_and_from_two_elements)
     SET_FAILS("scale", "[0.1, 0.5000000000000000000000000000000000000000000000000000000000000001]",
               0, "expected a list of two numbers");
 
-    cr_assert_eq(invar_param_set_range(P("scale"), &c, "0.1", 0, "4e-1", 0, &err), INVAR_OK,
-                 "%s", err.msg);
+    cr_assert_eq(invar_param_set_range(P("scale"), &c, "0.1", 0, "4e-1", 0, &err), INVAR_OK, "%s",
+                 err.msg);
     cr_assert_eq(c.scale[0], 0.1);
     cr_assert_eq(c.scale[1], 0.4);
-    cr_assert_eq(invar_param_set_range(P("scale"), &c, "0.2", 1, "0.4", 0, &err),
-                 INVAR_ERR_CONFIG);
+    cr_assert_eq(invar_param_set_range(P("scale"), &c, "0.2", 1, "0.4", 0, &err), INVAR_ERR_CONFIG);
     cr_assert_not_null(strstr(err.msg, "as lo"), "%s", err.msg);
-    cr_assert_eq(invar_param_set_range(P("scale"), &c, "0.2", 0, "x", 0, &err),
-                 INVAR_ERR_CONFIG);
+    cr_assert_eq(invar_param_set_range(P("scale"), &c, "0.2", 0, "x", 0, &err), INVAR_ERR_CONFIG);
     cr_assert_not_null(strstr(err.msg, "got 'x' as hi"), "%s", err.msg);
     cr_assert_eq(c.scale[0], 0.1, "a failed set leaves the field alone");
-    cr_assert_eq(invar_param_set_range(P("lr"), &c, "0.2", 0, "0.4", 0, &err),
-                 INVAR_ERR_CONFIG);
+    cr_assert_eq(invar_param_set_range(P("lr"), &c, "0.2", 0, "0.4", 0, &err), INVAR_ERR_CONFIG);
     cr_assert_not_null(strstr(err.msg, "lr: expected a number, got a list [0.2, 0.4]"), "%s",
                        err.msg);
 }
@@ -676,9 +690,10 @@ Test(plugin, format_is_canonical)
     cr_assert_str_eq(fmt("scale", &c), "[0.2, 1]");
     /* One value, one spelling, however it was written. */
     static const char *const same[][2] = {
-        {"0.1", "0.1"},      {"1e-1", "0.1"},  {"0.10", "0.1"}, {"3", "3"},
-        {"3.0", "3"},        {"1e-7", "1e-7"}, {"1E-07", "1e-7"}, {"0.00012", "0.00012"},
-        {"0.30000000000000004", "0.30000000000000004"}, {"-0", "0"},
+        {"0.1", "0.1"},    {"1e-1", "0.1"},        {"0.10", "0.1"},
+        {"3", "3"},        {"3.0", "3"},           {"1e-7", "1e-7"},
+        {"1E-07", "1e-7"}, {"0.00012", "0.00012"}, {"0.30000000000000004", "0.30000000000000004"},
+        {"-0", "0"},
     };
     for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
         if (same[i][0][0] == '-') { /* below lr's range: write the field directly */
@@ -709,7 +724,7 @@ Test(plugin, format_set_format_round_trips)
         s ^= s << 13;
         s ^= s >> 7;
         s ^= s << 17;
-        double u = (double)(s >> 11) / 9007199254740992.0;   /* [0, 1) */
+        double u = (double)(s >> 11) / 9007199254740992.0;              /* [0, 1) */
         double v = 10.0 * pow(10.0, -12.0 * (double)(s % 7) / 6.0) * u; /* [0, 10) */
         struct fixture_config c = defaults(), d = defaults();
         c.lr = v;
@@ -726,8 +741,7 @@ Test(plugin, format_set_format_round_trips)
             invar_param_format(&table[k], &d, b, sizeof b);
             cr_assert_str_eq(a, b, "%s", table[k].key);
         }
-        cr_assert_eq(memcmp(&c.lr, &d.lr, sizeof c.lr), 0, "%.17g came back as %.17g", c.lr,
-                     d.lr);
+        cr_assert_eq(memcmp(&c.lr, &d.lr, sizeof c.lr), 0, "%.17g came back as %.17g", c.lr, d.lr);
         cr_assert_eq(memcmp(c.scale, d.scale, sizeof c.scale), 0);
         cr_assert_eq(c.epochs, d.epochs);
         cr_assert_eq(c.loss, d.loss);
@@ -811,8 +825,7 @@ Test(plugin, plugin_config_defaults_and_check)
     cr_assert_eq(invar_plugin_config_check(d, cfg, &err), INVAR_OK, "%s", err.msg);
     cr_assert_eq(invar_param_set(invar_param_find(d->params, "flip"), cfg, "true", 0, &err),
                  INVAR_OK);
-    cr_assert_eq(invar_param_set(invar_param_find(d->params, "scale"), cfg, "[0.5, 0.55]", 0,
-                                 &err),
+    cr_assert_eq(invar_param_set(invar_param_find(d->params, "scale"), cfg, "[0.5, 0.55]", 0, &err),
                  INVAR_OK);
     cr_assert_eq(invar_plugin_config_check(d, cfg, &err), INVAR_ERR_CONFIG);
     cr_assert_str_eq(err.msg, "scale: a flipped crop needs hi - lo >= 0.1");
@@ -857,8 +870,8 @@ Test(plugin, describe_lists_every_parameter)
         char *prev = line;
         for (int k = 1; k < 5; k++) {
             char *at = strstr(prev, rows[i][k]);
-            cr_assert(at && at < end, "row %s lacks '%s' in order: %.*s", rows[i][0],
-                      rows[i][k], (int)(end - line), line);
+            cr_assert(at && at < end, "row %s lacks '%s' in order: %.*s", rows[i][0], rows[i][k],
+                      (int)(end - line), line);
             prev = at + strlen(rows[i][k]);
         }
     }

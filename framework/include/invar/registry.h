@@ -7,9 +7,9 @@
  *     for (size_t i = 0; i < invar_registry_refusal_count(reg); i++)
  *         fprintf(stderr, "invar: %s\n", invar_registry_refusal_at(reg, i)->msg);
  *
- *     const struct invar_registry_entry *e = invar_registry_find(reg, INVAR_KIND_OBJECTIVE, "moco");
+ *     const struct invar_registry_entry *e = invar_registry_find(reg, INVAR_KIND_OBJECTIVE, name);
  *     if (!e) {
- *         const char *near = invar_registry_suggest(reg, INVAR_KIND_OBJECTIVE, "mocco");
+ *         const char *near = invar_registry_suggest(reg, INVAR_KIND_OBJECTIVE, name);
  *         ...  // "did you mean `moco`?"
  *     }
  *     void *cfg;
@@ -66,7 +66,7 @@ struct invar_registry;
 
 struct invar_registry_entry {
     const struct invar_plugin *desc;
-    const char *path;   /* the shared object it came from, as found */
+    const char *path; /* the shared object it came from, as found */
 };
 
 /* A plugin that loaded but lost to the same name in an earlier search directory. */
@@ -74,8 +74,8 @@ struct invar_registry_shadowed {
     uint32_t kind;
     const char *name;
     const char *version;
-    const char *path;     /* the shadowed file */
-    const char *by_path;  /* the file that won */
+    const char *path;    /* the shadowed file */
+    const char *by_path; /* the file that won */
 };
 
 /* A file that was refused during a scan; msg names the file (and both versions for ABI). */
@@ -100,8 +100,7 @@ INVAR_API enum invar_status invar_registry_load_file(struct invar_registry *reg,
 
 /* Loads every "*.so" of the search directories (see the top of this file); plugin_path may be
  * NULL. Refusals are recorded, not returned: only running out of memory fails a scan. */
-INVAR_API enum invar_status invar_registry_scan(struct invar_registry *reg,
-                                                const char *plugin_path,
+INVAR_API enum invar_status invar_registry_scan(struct invar_registry *reg, const char *plugin_path,
                                                 struct invar_error *err);
 
 /* Calls fn once per search directory, in search order, with recursive = 1 for the build
@@ -116,8 +115,8 @@ INVAR_API size_t invar_registry_count(const struct invar_registry *reg);
 INVAR_API const struct invar_registry_entry *invar_registry_at(const struct invar_registry *reg,
                                                                size_t i);
 /* kind 0 matches any kind; NULL when not found. */
-INVAR_API const struct invar_registry_entry *
-invar_registry_find(const struct invar_registry *reg, uint32_t kind, const char *name);
+INVAR_API const struct invar_registry_entry *invar_registry_find(const struct invar_registry *reg,
+                                                                 uint32_t kind, const char *name);
 /* The registered name (of that kind, 0 = any) nearest to name by edit distance, or NULL when
  * nothing is close enough to be a plausible typo. */
 INVAR_API const char *invar_registry_suggest(const struct invar_registry *reg, uint32_t kind,
@@ -146,12 +145,11 @@ INVAR_API const char *invar_param_suggest(const struct invar_param_spec *table, 
  * (min <= max), ENUM allowed lists, offset + size within config_size, and that every default
  * parses for its own type and range. The loader runs this on every plugin. */
 INVAR_API enum invar_status invar_param_check_table(const struct invar_param_spec *table,
-                                                    size_t config_size,
-                                                    struct invar_error *err);
+                                                    size_t config_size, struct invar_error *err);
 
 /* Writes every default of table into config (a zeroed config struct of the table's plugin). */
-INVAR_API enum invar_status invar_param_defaults(const struct invar_param_spec *table,
-                                                 void *config, struct invar_error *err);
+INVAR_API enum invar_status invar_param_defaults(const struct invar_param_spec *table, void *config,
+                                                 struct invar_error *err);
 
 /* Parses one scalar as YAML would and stores it in spec's field, with type and range
  * checks. Messages begin with "KEY: " (the spec's key) so a caller can prepend a position
@@ -161,13 +159,11 @@ INVAR_API enum invar_status invar_param_defaults(const struct invar_param_spec *
  * ENUM: one of the allowed words. RANGE: "[lo, hi]". Messages name the key, the value and
  * what is allowed. On error the field is unchanged. */
 INVAR_API enum invar_status invar_param_set(const struct invar_param_spec *spec, void *config,
-                                            const char *text, int quoted,
-                                            struct invar_error *err);
+                                            const char *text, int quoted, struct invar_error *err);
 /* RANGE from its two elements, as a YAML reader sees a two-element sequence. */
-INVAR_API enum invar_status invar_param_set_range(const struct invar_param_spec *spec,
-                                                  void *config, const char *lo, int lo_quoted,
-                                                  const char *hi, int hi_quoted,
-                                                  struct invar_error *err);
+INVAR_API enum invar_status invar_param_set_range(const struct invar_param_spec *spec, void *config,
+                                                  const char *lo, int lo_quoted, const char *hi,
+                                                  int hi_quoted, struct invar_error *err);
 
 /* Writes the field's value canonically into buf (always NUL-terminated when n > 0) and
  * returns the length it needs, as snprintf does. Floats print in the shortest form that
@@ -179,13 +175,12 @@ INVAR_API size_t invar_param_format(const struct invar_param_spec *spec, const v
 /* ---- plugin configs ---------------------------------------------------------------------- */
 
 /* A heap config struct of desc->config_size bytes with every default filled in. */
-INVAR_API enum invar_status invar_plugin_config_create(const struct invar_plugin *desc,
-                                                       void **out, struct invar_error *err);
+INVAR_API enum invar_status invar_plugin_config_create(const struct invar_plugin *desc, void **out,
+                                                       struct invar_error *err);
 INVAR_API void invar_plugin_config_destroy(void *config);
 /* Runs the plugin's own cross-field check (desc->check) when it has one. */
 INVAR_API enum invar_status invar_plugin_config_check(const struct invar_plugin *desc,
-                                                      const void *config,
-                                                      struct invar_error *err);
+                                                      const void *config, struct invar_error *err);
 
 /* Writes a human description of the plugin to out: kind, name, version, summary, then one
  * line per parameter with type, default, range or allowed values, and doc. desc must be one
