@@ -4,6 +4,7 @@
 
 #include "arena.h"
 #include "core.h"
+#include "data.h"
 #include "graph.h"
 #include "optim.h"
 #include "params.h"
@@ -11,5 +12,6 @@
 #include "registry.h"
 #include "rng.h"
 #include "tensor.h"
+#include "train.h"
 
 #endif
