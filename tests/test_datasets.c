@@ -598,3 +598,178 @@ Test(datasets, images_wrong_size_bad_png_and_missing)
     expect_open_error(&p, "train", INVAR_ERR_FORMAT, "cut/train/a/1.png", NULL);
     ph_close(&p);
 }
+
+/* ---- sequences ---------------------------------------------------------------------------- */
+
+/* A version-1 .npy file: magic, header dict padded with spaces to a multiple of 64, payload. */
+static void fx_npy(const char *rel, const char *dict, const void *data, size_t n)
+{
+    size_t dl = strlen(dict), total = (10 + dl + 1 + 63) / 64 * 64;
+    uint8_t *buf = malloc(total + n);
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (uint8_t)((total - 10) & 0xff), buf[9] = (uint8_t)((total - 10) >> 8);
+    memcpy(buf + 10, dict, dl);
+    memset(buf + 10 + dl, ' ', total - 10 - dl - 1);
+    buf[total - 1] = '\n';
+    if (n)
+        memcpy(buf + total, data, n);
+    fx_write(rel, buf, total + n);
+    free(buf);
+}
+
+#define SQ_N 5
+#define SQ_C 2
+#define SQ_T 3
+
+static float sq_value(int i, int c, int t) { return (float)(i * 100 + c * 10 + t) * 0.5f - 7.25f; }
+
+static const int64_t sq_labels[SQ_N] = {2, 0, 1, 2, 0};
+
+/* Samples as float32 or float64 and labels as int64 or int32. */
+static void sq_fixture(const char *xrel, const char *yrel, int f8, int i4)
+{
+    double xd[SQ_N * SQ_C * SQ_T];
+    float xf[SQ_N * SQ_C * SQ_T];
+    for (int i = 0; i < SQ_N; i++)
+        for (int c = 0; c < SQ_C; c++)
+            for (int t = 0; t < SQ_T; t++)
+                xd[(i * SQ_C + c) * SQ_T + t] = xf[(i * SQ_C + c) * SQ_T + t] = sq_value(i, c, t);
+    char dict[128];
+    snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%d, %d, %d), }",
+             f8 ? "<f8" : "<f4", SQ_N, SQ_C, SQ_T);
+    fx_npy(xrel, dict, f8 ? (void *)xd : (void *)xf, f8 ? sizeof xd : sizeof xf);
+    int32_t y4[SQ_N];
+    for (int i = 0; i < SQ_N; i++)
+        y4[i] = (int32_t)sq_labels[i];
+    // Keys in another order and double quotes: still a valid Python dict.
+    snprintf(dict, sizeof dict, "{\"shape\": (%d,), \"fortran_order\": False, \"descr\": \"%s\"}",
+             SQ_N, i4 ? "<i4" : "<i8");
+    fx_npy(yrel, dict, i4 ? (void *)y4 : (void *)sq_labels, i4 ? sizeof y4 : sizeof sq_labels);
+}
+
+static void sq_plugin(struct ph_plugin *p, const char *x, const char *y)
+{
+    ph_open(p, "datasets", "sequences");
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmp, x);
+    ph_set(p, "path", path);
+    snprintf(path, sizeof path, "%s/%s", tmp, y);
+    ph_set(p, "labels", path);
+}
+
+/* Reads every sample of a split and checks it against fixture samples want[0..n). */
+static void sq_expect(struct ph_plugin *p, const char *split, int n, const int *want, int classes)
+{
+    void *h;
+    struct invar_dataset_info info;
+    struct invar_error err;
+    cr_assert_eq(ds_open(p, split, &h, &info, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(info.count, n);
+    cr_assert_eq(info.shape[0], SQ_C);
+    cr_assert_eq(info.shape[1], 1);
+    cr_assert_eq(info.shape[2], SQ_T);
+    cr_assert_eq(info.is_sequence, 1);
+    cr_assert_eq(info.num_classes, classes);
+    for (int k = 0; k < n; k++) {
+        float out[SQ_C * SQ_T];
+        int32_t label;
+        cr_assert_eq(p->desc->ops.dataset->read(h, k, out, &label, &err), INVAR_OK);
+        cr_assert_eq(label, sq_labels[want[k]]);
+        for (int c = 0; c < SQ_C; c++)
+            for (int t = 0; t < SQ_T; t++)
+                cr_assert_eq(out[c * SQ_T + t], sq_value(want[k], c, t));
+    }
+    p->desc->ops.dataset->close(h);
+}
+
+Test(datasets, sequences_fraction_split_f4_i8)
+{
+    sq_fixture("sq/x.npy", "sq/y.npy", 0, 0);
+    struct ph_plugin p;
+    sq_plugin(&p, "sq/x.npy", "sq/y.npy");
+    // f = 0.4 over 5 samples: floor((i+1)*0.4) steps up at i = 2 and i = 4.
+    ph_set(&p, "test_fraction", "0.4");
+    sq_expect(&p, "train", 3, (int[]){0, 1, 3}, 3);
+    sq_expect(&p, "test", 2, (int[]){2, 4}, 3);
+    ph_set(&p, "classes", "7");
+    sq_expect(&p, "test", 2, (int[]){2, 4}, 7);
+    ph_close(&p);
+}
+
+Test(datasets, sequences_separate_files_f8_i4)
+{
+    sq_fixture("sq/x.npy", "sq/y.npy", 1, 1);
+    sq_fixture("sq/tx.npy", "sq/ty.npy", 0, 1);
+    struct ph_plugin p;
+    sq_plugin(&p, "sq/x.npy", "sq/y.npy");
+    char path[512];
+    snprintf(path, sizeof path, "%s/sq/tx.npy", tmp);
+    ph_set(&p, "test_path", path);
+    snprintf(path, sizeof path, "%s/sq/ty.npy", tmp);
+    ph_set(&p, "test_labels", path);
+    const int all[SQ_N] = {0, 1, 2, 3, 4};
+    sq_expect(&p, "train", SQ_N, all, 3);
+    sq_expect(&p, "test", SQ_N, all, 3);
+    ph_close(&p);
+}
+
+Test(datasets, sequences_bad_files)
+{
+    sq_fixture("sq/x.npy", "sq/y.npy", 0, 0);
+    float x[SQ_N * SQ_C * SQ_T] = {0};
+    int64_t y[SQ_N] = {0, 1, 2, 3, -1};
+    struct ph_plugin p;
+    const struct {
+        const char *dict; // NULL: the good fixture
+        size_t bytes;
+        const char *ydict;
+        const char *piece;
+    } cases[] = {
+        {"{'descr': '<f4', 'fortran_order': True, 'shape': (5, 2, 3), }", sizeof x, NULL,
+         "fortran_order is True"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (5, 2, 3), ", sizeof x, NULL,
+         "bad .npy header"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (5, 2, x), }", sizeof x, NULL,
+         "non-integer"},
+        {"{'descr': '<f4', 'fortran_order': False}", sizeof x, NULL, "required"},
+        {"{'descr': '>f4', 'fortran_order': False, 'shape': (5, 2, 3), }", sizeof x, NULL,
+         "dtype '>f4'"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (5, 2, 3), 'x': 1}", sizeof x, NULL,
+         "key 'x'"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (5, 2, 3), }", sizeof x - 4, NULL,
+         "truncated"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (5, 6), }", sizeof x, NULL,
+         "(N, C, T)"},
+        {"{'descr': '<i4', 'fortran_order': False, 'shape': (5, 2, 3), }", sizeof x, NULL,
+         "float array"},
+        {NULL, 0, "{'descr': '<i8', 'fortran_order': False, 'shape': (5,), }", "label -1"},
+        {NULL, 0, "{'descr': '<i8', 'fortran_order': False, 'shape': (4,), }", "trailing bytes"},
+        {NULL, 0, "{'descr': '<f8', 'fortran_order': False, 'shape': (5,), }", "integer array"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const char *xf = cases[k].dict ? "bad/x.npy" : "sq/x.npy";
+        const char *yf = cases[k].ydict ? "bad/y.npy" : "sq/y.npy";
+        if (cases[k].dict)
+            fx_npy(xf, cases[k].dict, x, cases[k].bytes);
+        if (cases[k].ydict)
+            fx_npy(yf, cases[k].ydict, y, sizeof y);
+        sq_plugin(&p, xf, yf);
+        expect_open_error(&p, "train", INVAR_ERR_FORMAT, cases[k].dict ? xf : yf, cases[k].piece);
+        ph_close(&p);
+    }
+    // Not a .npy at all, a NaN sample, and a missing labels file.
+    fx_write("bad/x.npy", "PK\x03\x04 zip, not npy", 20);
+    sq_plugin(&p, "bad/x.npy", "sq/y.npy");
+    expect_open_error(&p, "train", INVAR_ERR_FORMAT, "bad/x.npy", "magic");
+    ph_close(&p);
+    x[7] = NAN; // sample 1, channel 0, step 1
+    fx_npy("bad/x.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (5, 2, 3), }", x,
+           sizeof x);
+    sq_plugin(&p, "bad/x.npy", "sq/y.npy");
+    ph_set(&p, "test_fraction", "0");
+    expect_open_error(&p, "train", INVAR_ERR_FORMAT, "sample 1", "channel 0, step 1");
+    ph_close(&p);
+    sq_plugin(&p, "sq/x.npy", "sq/missing.npy");
+    expect_open_error(&p, "test", INVAR_ERR_NOT_FOUND, "sq/missing.npy", NULL);
+    ph_close(&p);
+}
