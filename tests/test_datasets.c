@@ -773,3 +773,199 @@ Test(datasets, sequences_bad_files)
     expect_open_error(&p, "test", INVAR_ERR_NOT_FOUND, "sq/missing.npy", NULL);
     ph_close(&p);
 }
+
+/* ---- synthetic ---------------------------------------------------------------------------- */
+
+static void syn_open(struct ph_plugin *p, const char *split, void **h,
+                     struct invar_dataset_info *info)
+{
+    struct invar_error err;
+    cr_assert_eq(ds_open(p, split, h, info, &err), INVAR_OK, "%s", err.msg);
+}
+
+/* Orientation in [0, pi) of the intensity's principal axis, from second moments. */
+static double principal_angle(const float *im, int n)
+{
+    double m = 0, mx = 0, my = 0;
+    for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++)
+            m += im[y * n + x], mx += x * im[y * n + x], my += y * im[y * n + x];
+    mx /= m, my /= m;
+    double u20 = 0, u02 = 0, u11 = 0;
+    for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++) {
+            double w = im[y * n + x], dx = x - mx, dy = y - my;
+            u20 += w * dx * dx, u02 += w * dy * dy, u11 += w * dx * dy;
+        }
+    double a = 0.5 * atan2(2 * u11, u20 - u02);
+    return a < 0 ? a + M_PI : a;
+}
+
+Test(datasets, synthetic_images_bars_follow_their_class)
+{
+    struct ph_plugin p;
+    ph_open(&p, "datasets", "synthetic");
+    ph_set(&p, "noise", "0");
+    ph_set(&p, "train_count", "64");
+    void *h;
+    struct invar_dataset_info info;
+    syn_open(&p, "train", &h, &info);
+    cr_assert_eq(info.count, 64);
+    cr_assert_eq(info.shape[0], 1);
+    cr_assert_eq(info.shape[1], 28);
+    cr_assert_eq(info.shape[2], 28);
+    cr_assert_eq(info.num_classes, 4);
+    cr_assert_eq(info.is_sequence, 0);
+    float im[28 * 28];
+    struct invar_error err;
+    for (int i = 0; i < 64; i++) {
+        int32_t label;
+        cr_assert_eq(p.desc->ops.dataset->read(h, i, im, &label, &err), INVAR_OK);
+        cr_assert_eq(label, i % 4);
+        float hi = 0;
+        for (int k = 0; k < 28 * 28; k++) {
+            cr_assert(im[k] >= 0.0f && im[k] <= 1.0f);
+            hi = fmaxf(hi, im[k]);
+        }
+        cr_assert(hi >= 0.6f, "sample %d has no bar (max %g)", i, hi);
+        // Class k is a bar at k * 45 degrees, jittered by at most 11.25 degrees.
+        double want = label * M_PI / 4, got = principal_angle(im, 28);
+        double diff = fabs(got - want);
+        diff = fmin(diff, M_PI - diff);
+        cr_assert(diff < M_PI / 16 + 0.08, "sample %d: angle %.3f, class angle %.3f", i, got,
+                  want);
+    }
+    p.desc->ops.dataset->close(h);
+    ph_close(&p);
+}
+
+/* Dominant whole number of cycles in x (T) among 1..kmax, by a direct DFT. */
+static int dominant_cycles(const float *x, int t_len, int kmax)
+{
+    int best = 0;
+    double best_p = -1;
+    for (int k = 1; k <= kmax; k++) {
+        double re = 0, im = 0;
+        for (int t = 0; t < t_len; t++)
+            re += x[t] * cos(2 * M_PI * k * t / t_len), im -= x[t] * sin(2 * M_PI * k * t / t_len);
+        if (re * re + im * im > best_p)
+            best_p = re * re + im * im, best = k;
+    }
+    return best;
+}
+
+Test(datasets, synthetic_sequences_frequency_follows_class)
+{
+    struct ph_plugin p;
+    ph_open(&p, "datasets", "synthetic");
+    ph_set(&p, "kind", "sequences");
+    ph_set(&p, "channels", "3");
+    ph_set(&p, "classes", "5");
+    ph_set(&p, "length", "64");
+    ph_set(&p, "test_count", "40");
+    void *h;
+    struct invar_dataset_info info;
+    syn_open(&p, "test", &h, &info);
+    cr_assert_eq(info.count, 40);
+    cr_assert_eq(info.shape[0], 3);
+    cr_assert_eq(info.shape[1], 1);
+    cr_assert_eq(info.shape[2], 64);
+    cr_assert_eq(info.is_sequence, 1);
+    cr_assert_eq(info.num_classes, 5);
+    float x[3 * 64];
+    struct invar_error err;
+    for (int i = 0; i < 40; i++) {
+        int32_t label;
+        cr_assert_eq(p.desc->ops.dataset->read(h, i, x, &label, &err), INVAR_OK);
+        cr_assert_eq(label, i % 5);
+        for (int ch = 0; ch < 3; ch++)
+            cr_assert_eq(dominant_cycles(x + ch * 64, 64, 10), label + 1, "sample %d channel %d",
+                         i, ch);
+    }
+    p.desc->ops.dataset->close(h);
+    ph_set(&p, "length", "23"); // 5 classes need at least 24 steps
+    expect_open_error(&p, "train", INVAR_ERR_CONFIG, "length 23", NULL);
+    ph_set(&p, "kind", "images");
+    ph_set(&p, "channels", "2");
+    expect_open_error(&p, "train", INVAR_ERR_CONFIG, "channels", NULL);
+    ph_close(&p);
+}
+
+struct syn_job {
+    const struct ph_plugin *p;
+    void *h;
+    int first;
+    float *out; // (64, 3, 16, 16)
+    int ok;
+};
+
+static void *syn_worker(void *arg)
+{
+    struct syn_job *j = arg;
+    struct invar_error err;
+    j->ok = 1;
+    // Each worker reads every sample, starting at a different one, so reads overlap.
+    for (int k = 0; k < 64; k++) {
+        int i = (j->first + k) % 64;
+        int32_t label;
+        if (j->p->desc->ops.dataset->read(j->h, i, j->out + i * 768, &label, &err) != INVAR_OK ||
+            label != i % 4)
+            j->ok = 0;
+    }
+    return NULL;
+}
+
+Test(datasets, synthetic_deterministic_and_thread_safe)
+{
+    struct ph_plugin p;
+    ph_open(&p, "datasets", "synthetic");
+    ph_set(&p, "channels", "3");
+    ph_set(&p, "size", "16");
+    ph_set(&p, "train_count", "64");
+    ph_set(&p, "test_count", "64");
+    ph_set(&p, "seed", "7");
+    void *h, *h2, *ht;
+    struct invar_dataset_info info;
+    syn_open(&p, "train", &h, &info);
+    syn_open(&p, "train", &h2, &info);
+    syn_open(&p, "test", &ht, &info);
+    static float serial[64 * 768], other[64 * 768], test[768];
+    struct invar_error err;
+    int32_t label;
+    for (int i = 0; i < 64; i++) {
+        cr_assert_eq(p.desc->ops.dataset->read(h, i, serial + i * 768, &label, &err), INVAR_OK);
+        cr_assert_eq(p.desc->ops.dataset->read(h2, i, other + i * 768, &label, &err), INVAR_OK);
+    }
+    cr_assert_eq(memcmp(serial, other, sizeof serial), 0, "two handles disagree");
+    cr_assert_neq(memcmp(serial, serial + 4 * 768, 768 * sizeof(float)), 0,
+                  "samples 0 and 4 (same class) are identical");
+    cr_assert_eq(p.desc->ops.dataset->read(ht, 0, test, &label, &err), INVAR_OK);
+    cr_assert_neq(memcmp(serial, test, sizeof test), 0, "train and test share sample 0");
+    // RGB: a tinted bar, so the three planes differ.
+    cr_assert_neq(memcmp(serial, serial + 256, 256 * sizeof(float)), 0);
+
+    static float par[4][64 * 768];
+    pthread_t th[4];
+    struct syn_job jobs[4];
+    for (int t = 0; t < 4; t++) {
+        jobs[t] = (struct syn_job){&p, h, t * 16, par[t], 0};
+        cr_assert_eq(pthread_create(&th[t], NULL, syn_worker, &jobs[t]), 0);
+    }
+    for (int t = 0; t < 4; t++) {
+        pthread_join(th[t], NULL);
+        cr_assert(jobs[t].ok);
+        cr_assert_eq(memcmp(par[t], serial, sizeof serial), 0, "thread %d differs", t);
+    }
+    // Another seed, other samples.
+    ph_set(&p, "seed", "8");
+    void *h8;
+    syn_open(&p, "train", &h8, &info);
+    cr_assert_eq(p.desc->ops.dataset->read(h8, 0, other, &label, &err), INVAR_OK);
+    cr_assert_neq(memcmp(serial, other, 768 * sizeof(float)), 0);
+    cr_assert_eq(p.desc->ops.dataset->read(h8, 64, other, &label, &err), INVAR_ERR_INVALID);
+    p.desc->ops.dataset->close(h8);
+    p.desc->ops.dataset->close(h);
+    p.desc->ops.dataset->close(h2);
+    p.desc->ops.dataset->close(ht);
+    ph_close(&p);
+}
