@@ -78,7 +78,8 @@ static void fx_write_gz(const char *rel, const void *data, size_t n)
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+    p[3] = (uint8_t)v;
 }
 
 /* Opens a split of the plugin with its current config. */
@@ -112,7 +113,10 @@ static void expect_open_error(struct ph_plugin *p, const char *split, enum invar
 #define IDX_H 2
 #define IDX_W 3
 
-static uint8_t idx_pixel(int i, int p) { return (uint8_t)(i * 97 + p * 41 + (p == 0 ? 255 : 0)); }
+static uint8_t idx_pixel(int i, int p)
+{
+    return (uint8_t)(i * 97 + p * 41 + (p == 0 ? 255 : 0));
+}
 
 /* An IDX images file of n images (H, W), payload cut to keep bytes. */
 static size_t idx_images(uint8_t *buf, uint32_t magic, int n)
@@ -332,7 +336,10 @@ Test(datasets, idx_real_fashion_mnist)
 
 /* ---- cifar -------------------------------------------------------------------------------- */
 
-static uint8_t cifar_pixel(int rec, int p) { return (uint8_t)(rec * 31 + p * 7 + p / 1024); }
+static uint8_t cifar_pixel(int rec, int p)
+{
+    return (uint8_t)(rec * 31 + p * 7 + p / 1024);
+}
 
 /* n records starting at global record number first; label bytes from the labels array. */
 static void cifar_batch(const char *rel, int first, int n, int label_bytes, const uint8_t *labels)
@@ -463,7 +470,10 @@ static void fx_png(const char *rel, int w, int h, int c, const uint8_t *hwc)
     cr_assert(png_image_write_to_file(&im, fx_path(rel), 0, hwc, 0, NULL), "%s", im.message);
 }
 
-static uint8_t img_value(int file, int y, int x, int ch) { return (uint8_t)(file * 50 + y * 20 + x * 7 + ch * 90); }
+static uint8_t img_value(int file, int y, int x, int ch)
+{
+    return (uint8_t)(file * 50 + y * 20 + x * 7 + ch * 90);
+}
 
 /* RGB image number `file`, 3 wide and 2 high. */
 static void fx_rgb(const char *rel, int file)
@@ -621,7 +631,10 @@ static void fx_npy(const char *rel, const char *dict, const void *data, size_t n
 #define SQ_C 2
 #define SQ_T 3
 
-static float sq_value(int i, int c, int t) { return (float)(i * 100 + c * 10 + t) * 0.5f - 7.25f; }
+static float sq_value(int i, int c, int t)
+{
+    return (float)(i * 100 + c * 10 + t) * 0.5f - 7.25f;
+}
 
 static const int64_t sq_labels[SQ_N] = {2, 0, 1, 2, 0};
 
@@ -832,8 +845,7 @@ Test(datasets, synthetic_images_bars_follow_their_class)
         double want = label * M_PI / 4, got = principal_angle(im, 28);
         double diff = fabs(got - want);
         diff = fmin(diff, M_PI - diff);
-        cr_assert(diff < M_PI / 16 + 0.08, "sample %d: angle %.3f, class angle %.3f", i, got,
-                  want);
+        cr_assert(diff < M_PI / 16 + 0.08, "sample %d: angle %.3f, class angle %.3f", i, got, want);
     }
     p.desc->ops.dataset->close(h);
     ph_close(&p);
@@ -879,8 +891,8 @@ Test(datasets, synthetic_sequences_frequency_follows_class)
         cr_assert_eq(p.desc->ops.dataset->read(h, i, x, &label, &err), INVAR_OK);
         cr_assert_eq(label, i % 5);
         for (int ch = 0; ch < 3; ch++)
-            cr_assert_eq(dominant_cycles(x + ch * 64, 64, 10), label + 1, "sample %d channel %d",
-                         i, ch);
+            cr_assert_eq(dominant_cycles(x + ch * 64, 64, 10), label + 1, "sample %d channel %d", i,
+                         ch);
     }
     p.desc->ops.dataset->close(h);
     ph_set(&p, "length", "23"); // 5 classes need at least 24 steps

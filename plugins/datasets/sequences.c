@@ -230,8 +230,8 @@ static enum invar_status npy_load(struct npy_array *a, const char *path, struct 
     errno = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return invar_error_set(err, errno == ENOENT ? INVAR_ERR_NOT_FOUND : INVAR_ERR_IO,
-                               "%s: %s", path, strerror(errno));
+        return invar_error_set(err, errno == ENOENT ? INVAR_ERR_NOT_FOUND : INVAR_ERR_IO, "%s: %s",
+                               path, strerror(errno));
     long size = -1;
     if (fseek(f, 0, SEEK_END) == 0)
         size = ftell(f);
@@ -372,8 +372,8 @@ static enum invar_status sequences_load(struct sequences_data *d, const char *xp
                              "%s: want an integer array of shape (N) (ndim %d, dtype %s)", ypath,
                              y.ndim, y.type->descr);
     else if (y.shape[0] != x.shape[0])
-        st = invar_error_set(err, INVAR_ERR_FORMAT, "%s: %lld labels for %lld samples in %s",
-                             ypath, (long long)y.shape[0], (long long)x.shape[0], xpath);
+        st = invar_error_set(err, INVAR_ERR_FORMAT, "%s: %lld labels for %lld samples in %s", ypath,
+                             (long long)y.shape[0], (long long)x.shape[0], xpath);
     int64_t n = x.shape[0], ct = x.shape[1] * x.shape[2];
     // Labels: non-negative integers below classes (or define it: the largest + 1).
     int64_t top = -1;
@@ -444,11 +444,11 @@ static enum invar_status sequences_open(const void *config, const char *split, v
     int32_t num_classes = 0;
     enum invar_status st;
     if (separate)
-        st = sequences_load(d, test ? c->test_path : c->path, test ? c->test_labels : c->labels,
-                            -1, 0, c->classes, &num_classes, err);
+        st = sequences_load(d, test ? c->test_path : c->path, test ? c->test_labels : c->labels, -1,
+                            0, c->classes, &num_classes, err);
     else
-        st = sequences_load(d, c->path, c->labels, test, c->test_fraction, c->classes,
-                            &num_classes, err);
+        st = sequences_load(d, c->path, c->labels, test, c->test_fraction, c->classes, &num_classes,
+                            err);
     if (st != INVAR_OK) {
         sequences_close(d);
         return st;
