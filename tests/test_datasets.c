@@ -233,7 +233,7 @@ Test(datasets, idx_truncated_images_plain_and_gzip)
 
 Test(datasets, idx_extra_bytes_and_corrupt_gzip)
 {
-    uint8_t img[4096], lab[64];
+    uint8_t img[4096] = {0}, lab[64];
     size_t ni = idx_images(img, 0x00000803, IDX_N), nl = idx_labels(lab, IDX_N, idx_good_labels);
     fx_write("mnist/train-images-idx3-ubyte", img, ni + 1);
     fx_write("mnist/train-labels-idx1-ubyte", lab, nl);
@@ -771,7 +771,8 @@ Test(datasets, sequences_bad_files)
         ph_close(&p);
     }
     // Not a .npy at all, a NaN sample, and a missing labels file.
-    fx_write("bad/x.npy", "PK\x03\x04 zip, not npy", 20);
+    static const char zip[] = "PK\x03\x04 zip, not npy";
+    fx_write("bad/x.npy", zip, sizeof zip - 1);
     sq_plugin(&p, "bad/x.npy", "sq/y.npy");
     expect_open_error(&p, "train", INVAR_ERR_FORMAT, "bad/x.npy", "magic");
     ph_close(&p);
