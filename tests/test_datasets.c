@@ -228,6 +228,17 @@ Test(datasets, idx_truncated_images_plain_and_gzip)
                       "expected 34 bytes, file ends after 29");
     expect_open_error(&p, "test", INVAR_ERR_FORMAT, "t10k-images-idx3-ubyte.gz",
                       "file ends after 10");
+    // A gzip stream itself cut short (no trailer): zlib reports it, we name the file.
+    fx_write_gz("mnist/t10k-images-idx3-ubyte.gz", img, ni);
+    FILE *f = fopen(fx_path("mnist/t10k-images-idx3-ubyte.gz"), "r+b");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long gz_size = ftell(f);
+    cr_assert_eq(ftruncate(fileno(f), gz_size - 6), 0); // inside the CRC/size trailer
+    expect_open_error(&p, "test", INVAR_ERR_FORMAT, "t10k-images-idx3-ubyte.gz", "cut short");
+    cr_assert_eq(ftruncate(fileno(f), gz_size / 2), 0); // inside the compressed data
+    fclose(f);
+    expect_open_error(&p, "test", INVAR_ERR_FORMAT, "t10k-images-idx3-ubyte.gz", "cut short");
     ph_close(&p);
 }
 
@@ -723,6 +734,21 @@ Test(datasets, sequences_separate_files_f8_i4)
     const int all[SQ_N] = {0, 1, 2, 3, 4};
     sq_expect(&p, "train", SQ_N, all, 3);
     sq_expect(&p, "test", SQ_N, all, 3);
+    // Train's class count covers a class (5) that only the test labels hold, and vice versa.
+    const int64_t y5[SQ_N] = {2, 0, 1, 5, 0}, y1[SQ_N] = {0, 1, 0, 1, 0};
+    fx_npy("sq/ty.npy", "{'descr': '<i8', 'fortran_order': False, 'shape': (5,), }", y5, sizeof y5);
+    void *h;
+    struct invar_dataset_info info;
+    struct invar_error err;
+    cr_assert_eq(ds_open(&p, "train", &h, &info, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(info.num_classes, 6);
+    p.desc->ops.dataset->close(h);
+    fx_npy("sq/ty.npy", "{'descr': '<i8', 'fortran_order': False, 'shape': (5,), }", y1, sizeof y1);
+    cr_assert_eq(ds_open(&p, "test", &h, &info, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(info.num_classes, 3);
+    p.desc->ops.dataset->close(h);
+    ph_set(&p, "test_labels", "");
+    expect_open_error(&p, "train", INVAR_ERR_CONFIG, "test_labels", NULL);
     ph_close(&p);
 }
 

@@ -61,6 +61,15 @@ static enum invar_status idx_find(char *out, size_t cap, const char *dir, const 
                            name);
 }
 
+/* zlib treats a gzip stream that stops early as a soft error: gzread returns what it had, then
+ * 0, and only gzerror tells it from a clean end of file. */
+static int idx_cut_stream(gzFile f)
+{
+    int zerr = Z_OK;
+    gzerror(f, &zerr);
+    return zerr == Z_BUF_ERROR;
+}
+
 /* Reads exactly n bytes into dst; reports how many arrived on a short read. */
 static enum invar_status idx_read_exact(gzFile f, const char *path, uint8_t *dst, size_t n,
                                         size_t already, size_t expected, struct invar_error *err)
@@ -76,6 +85,11 @@ static enum invar_status idx_read_exact(gzFile f, const char *path, uint8_t *dst
             return invar_error_set(err, INVAR_ERR_FORMAT, "%s: corrupt after %zu bytes: %s", path,
                                    already + got, msg);
         }
+        if (r == 0 && idx_cut_stream(f))
+            return invar_error_set(err, INVAR_ERR_FORMAT,
+                                   "%s: gzip stream cut short: expected %zu bytes, it ends "
+                                   "after %zu",
+                                   path, expected, already + got);
         if (r == 0)
             return invar_error_set(err, INVAR_ERR_FORMAT,
                                    "%s: truncated: expected %zu bytes, file ends after %zu", path,
@@ -159,6 +173,11 @@ static enum invar_status idx_read_payload(gzFile f, const char *path, size_t hea
             int zerr;
             st = invar_error_set(err, INVAR_ERR_FORMAT, "%s: corrupt after %zu bytes: %s", path,
                                  expected, gzerror(f, &zerr));
+        } else if (r == 0 && idx_cut_stream(f)) {
+            st = invar_error_set(err, INVAR_ERR_FORMAT,
+                                 "%s: gzip stream cut short after its %zu bytes of data (no "
+                                 "trailer)",
+                                 path, expected);
         } else if (r > 0) {
             st = invar_error_set(err, INVAR_ERR_FORMAT, "%s: expected %zu bytes, file is longer",
                                  path, expected);

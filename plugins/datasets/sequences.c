@@ -10,7 +10,8 @@
  * the test files. Otherwise one pair of files is split by `test_fraction` f: sample i goes to
  * test when floor((i + 1) f) > floor(i f), so floor(N f) test samples are spread evenly through
  * the file (a file sorted by class still gives a test split with every class) and the rest are
- * train, both in file order.
+ * train, both in file order. With `classes: 0` the class count is the largest label + 1 over
+ * both splits' labels, so train and test always agree on it.
  *
  * The header dict is parsed as the Python literal it is ({'descr': '<f4', 'fortran_order':
  * False, 'shape': (N, C, T), }), keys in any order; the payload must have exactly the size the
@@ -420,6 +421,32 @@ static enum invar_status sequences_load(struct sequences_data *d, const char *xp
     return st;
 }
 
+/* The largest label of a labels file + 1: both splits must agree on num_classes. */
+static enum invar_status sequences_label_bound(const char *ypath, int32_t *bound,
+                                               struct invar_error *err)
+{
+    struct npy_array y;
+    enum invar_status st = npy_load(&y, ypath, err);
+    if (st != INVAR_OK)
+        return st;
+    if (y.ndim != 1 || y.type->kind == NPY_FLOAT)
+        st = invar_error_set(err, INVAR_ERR_FORMAT,
+                             "%s: want an integer array of shape (N) (ndim %d, dtype %s)", ypath,
+                             y.ndim, y.type->descr);
+    double top = -1;
+    for (int64_t i = 0; i < y.numel && st == INVAR_OK; i++) {
+        double v = npy_get(&y, i);
+        if (v < 0 || v > INT32_MAX - 1)
+            st = invar_error_set(err, INVAR_ERR_FORMAT,
+                                 "%s: label %.0f of sample %lld is out of range", ypath, v,
+                                 (long long)i);
+        top = v > top ? v : top;
+    }
+    *bound = (int32_t)(top + 1);
+    npy_free(&y);
+    return st;
+}
+
 static enum invar_status sequences_open(const void *config, const char *split, void **handle,
                                         struct invar_dataset_info *info, struct invar_error *err)
 {
@@ -449,6 +476,13 @@ static enum invar_status sequences_open(const void *config, const char *split, v
     else
         st = sequences_load(d, c->path, c->labels, test, c->test_fraction, c->classes, &num_classes,
                             err);
+    if (st == INVAR_OK && separate && c->classes == 0) {
+        // The other split's labels count too, or a test file lacking the top class would
+        // report fewer classes than train.
+        int32_t other = 0;
+        st = sequences_label_bound(test ? c->labels : c->test_labels, &other, err);
+        num_classes = other > num_classes ? other : num_classes;
+    }
     if (st != INVAR_OK) {
         sequences_close(d);
         return st;
