@@ -717,6 +717,9 @@ Test(datasets, sequences_fraction_split_f4_i8)
     sq_expect(&p, "test", 2, (int[]){2, 4}, 3);
     ph_set(&p, "classes", "7");
     sq_expect(&p, "test", 2, (int[]){2, 4}, 7);
+    ph_set(&p, "classes", "2"); // sample 0 has label 2
+    expect_open_error(&p, "train", INVAR_ERR_FORMAT, "sq/y.npy",
+                      "label 2 of sample 0 is not below classes (2)");
     ph_close(&p);
 }
 

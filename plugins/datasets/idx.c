@@ -70,6 +70,15 @@ static int idx_cut_stream(gzFile f)
     return zerr == Z_BUF_ERROR;
 }
 
+/* gzerror's text without the "path: " zlib puts in front (our message names the file). */
+static const char *idx_zmsg(const char *msg, const char *path)
+{
+    size_t n = strlen(path);
+    if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
+        return msg + n + 2;
+    return msg;
+}
+
 /* Reads exactly n bytes into dst; reports how many arrived on a short read. */
 static enum invar_status idx_read_exact(gzFile f, const char *path, uint8_t *dst, size_t n,
                                         size_t already, size_t expected, struct invar_error *err)
@@ -81,8 +90,9 @@ static enum invar_status idx_read_exact(gzFile f, const char *path, uint8_t *dst
         int r = gzread(f, dst + got, chunk);
         if (r < 0) {
             int zerr;
-            const char *msg = gzerror(f, &zerr);
-            return invar_error_set(err, INVAR_ERR_FORMAT, "%s: corrupt after %zu bytes: %s", path,
+            const char *msg = idx_zmsg(gzerror(f, &zerr), path);
+            return invar_error_set(err, INVAR_ERR_FORMAT,
+                                   "%s: corrupt gzip data (after %zu bytes): %s", path,
                                    already + got, msg);
         }
         if (r == 0 && idx_cut_stream(f))
@@ -171,8 +181,9 @@ static enum invar_status idx_read_payload(gzFile f, const char *path, size_t hea
         int r = gzread(f, &extra, 1);
         if (r < 0) {
             int zerr;
-            st = invar_error_set(err, INVAR_ERR_FORMAT, "%s: corrupt after %zu bytes: %s", path,
-                                 expected, gzerror(f, &zerr));
+            st = invar_error_set(err, INVAR_ERR_FORMAT,
+                                 "%s: corrupt gzip data (after %zu bytes): %s", path, expected,
+                                 idx_zmsg(gzerror(f, &zerr), path));
         } else if (r == 0 && idx_cut_stream(f)) {
             st = invar_error_set(err, INVAR_ERR_FORMAT,
                                  "%s: gzip stream cut short after its %zu bytes of data (no "

@@ -153,7 +153,8 @@ static enum invar_status images_load_one(struct images_data *d, const char *path
     memset(&im, 0, sizeof im);
     im.version = PNG_IMAGE_VERSION;
     if (!png_image_begin_read_from_file(&im, path))
-        return invar_error_set(err, INVAR_ERR_FORMAT, "%s: %s", path, im.message);
+        return invar_error_set(err, INVAR_ERR_FORMAT, "%s: not a readable PNG: %s", path,
+                               im.message);
     if (d->h == 0) {
         d->h = im.height;
         d->w = im.width;
@@ -191,7 +192,8 @@ static enum invar_status images_load_one(struct images_data *d, const char *path
     // Interleaved (H, W, C) from libpng; alpha, if any, is composited onto black (background
     // NULL with a non-alpha format).
     if (!png_image_finish_read(&im, NULL, *scratch, 0, NULL))
-        return invar_error_set(err, INVAR_ERR_FORMAT, "%s: %s", path, im.message);
+        return invar_error_set(err, INVAR_ERR_FORMAT, "%s: not a readable PNG: %s", path,
+                               im.message);
     uint8_t *dst = d->pixels + (size_t)d->n * hwc; // (C, H, W)
     int64_t hw = d->h * d->w;
     for (int64_t ch = 0; ch < d->c; ch++)

@@ -380,10 +380,14 @@ static enum invar_status sequences_load(struct sequences_data *d, const char *xp
     int64_t top = -1;
     for (int64_t i = 0; i < n && st == INVAR_OK; i++) {
         double v = npy_get(&y, i);
-        if (v < 0 || (classes > 0 && v >= (double)classes) || v > INT32_MAX - 1)
+        if (v < 0 || v > INT32_MAX - 1)
             st = invar_error_set(err, INVAR_ERR_FORMAT,
-                                 "%s: label %.0f of sample %lld is out of range (classes: %lld)",
-                                 ypath, v, (long long)i, (long long)classes);
+                                 "%s: label %.0f of sample %lld is out of range", ypath, v,
+                                 (long long)i);
+        else if (classes > 0 && v >= (double)classes)
+            st = invar_error_set(err, INVAR_ERR_FORMAT,
+                                 "%s: label %.0f of sample %lld is not below classes (%lld)", ypath,
+                                 v, (long long)i, (long long)classes);
         else if ((int64_t)v > top)
             top = (int64_t)v;
     }
