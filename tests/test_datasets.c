@@ -582,6 +582,23 @@ Test(datasets, images_gray_and_channel_conversion)
     ph_set(&p, "channels", "2");
     expect_open_error(&p, "train", INVAR_ERR_CONFIG, "channels", NULL);
     ph_close(&p);
+
+    // RGBA: an opaque pixel keeps its colour, a transparent one becomes black.
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = 2, im.height = 1, im.format = PNG_FORMAT_RGBA;
+    const uint8_t rgba[8] = {10, 20, 30, 255, 200, 210, 220, 0};
+    cr_assert(png_image_write_to_file(&im, fx_path("alpha/k/a.png"), 0, rgba, 0, NULL));
+    images_plugin(&p, "alpha");
+    ph_set(&p, "split_dirs", "false");
+    cr_assert_eq(ds_open(&p, "train", &h, &info, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(p.desc->ops.dataset->read(h, 0, out, &label, &err), INVAR_OK);
+    const float want[6] = {10 / 255.0f, 0, 20 / 255.0f, 0, 30 / 255.0f, 0}; // (3, 1, 2)
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(out[i], want[i], "value %d: %g", i, out[i]);
+    p.desc->ops.dataset->close(h);
+    ph_close(&p);
 }
 
 Test(datasets, images_wrong_size_bad_png_and_missing)

@@ -189,9 +189,10 @@ static enum invar_status images_load_one(struct images_data *d, const char *path
         }
         d->cap = cap;
     }
-    // Interleaved (H, W, C) from libpng; alpha, if any, is composited onto black (background
-    // NULL with a non-alpha format).
-    if (!png_image_finish_read(&im, NULL, *scratch, 0, NULL))
+    // Interleaved (H, W, C) from libpng; alpha, if any, is composited onto this black (with
+    // NULL libpng would blend onto whatever the buffer held before).
+    const png_color black = {0, 0, 0};
+    if (!png_image_finish_read(&im, &black, *scratch, 0, NULL))
         return invar_error_set(err, INVAR_ERR_FORMAT, "%s: not a readable PNG: %s", path,
                                im.message);
     uint8_t *dst = d->pixels + (size_t)d->n * hwc; // (C, H, W)
