@@ -6,38 +6,52 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config_internal.h"
 #include "invar/config.h"
 #include "invar/registry.h"
 
 /* ---- test plugins ------------------------------------------------------------------------- */
 
-struct idx_config { char path[INVAR_STR_MAX]; };
+struct idx_config {
+    char path[INVAR_STR_MAX];
+};
 static const struct invar_param_spec idx_params[] = {
     INVAR_PARAM_STRING(struct idx_config, path, "/usr/share/datasets", "directory"),
     INVAR_PARAM_END,
 };
 
-struct rotate_config { double degrees; };
+struct rotate_config {
+    double degrees;
+};
 static const struct invar_param_spec rotate_params[] = {
     INVAR_PARAM_FLOAT(struct rotate_config, degrees, "10", 0, 180, "max angle"),
     INVAR_PARAM_END,
 };
 
-struct crop_config { double scale[2]; int64_t size; };
+struct crop_config {
+    double scale[2];
+    int64_t size;
+};
 static const struct invar_param_spec crop_params[] = {
     INVAR_PARAM_RANGE(struct crop_config, scale, "[0.2, 1.0]", 0, 1, "area fraction"),
     INVAR_PARAM_INT(struct crop_config, size, "28", 1, 4096, "output side"),
     INVAR_PARAM_END,
 };
 
-struct convnet_config { int64_t width, dim; };
+struct convnet_config {
+    int64_t width, dim;
+};
 static const struct invar_param_spec convnet_params[] = {
     INVAR_PARAM_INT(struct convnet_config, width, "16", 1, 1024, "channels"),
     INVAR_PARAM_INT(struct convnet_config, dim, "64", 1, 4096, "feature size"),
     INVAR_PARAM_END,
 };
 
-struct moco_config { int64_t queue; double momentum, temperature; int symmetric; };
+struct moco_config {
+    int64_t queue;
+    double momentum, temperature;
+    int symmetric;
+};
 static const struct invar_param_spec moco_params[] = {
     INVAR_PARAM_INT(struct moco_config, queue, "4096", 1, 1 << 20, "queue length"),
     INVAR_PARAM_FLOAT(struct moco_config, momentum, "0.999", 0, 1, "key encoder EMA"),
@@ -56,28 +70,44 @@ static enum invar_status convnet_check(const void *config, struct invar_error *e
     return INVAR_OK;
 }
 
-#define DESC_CHECK(KIND, NAME, CFG, PARAMS, CHECK)                                            \
-    {INVAR_ABI_VERSION, sizeof(struct invar_plugin), KIND, 0, NAME, "1.0.0", "test", PARAMS,  \
-     sizeof(CFG), NULL, CHECK, {NULL}}
+#define DESC_CHECK(KIND, NAME, CFG, PARAMS, CHECK)                                                 \
+    {                                                                                              \
+        INVAR_ABI_VERSION, sizeof(struct invar_plugin), KIND, 0, NAME, "1.0.0", "test", PARAMS,    \
+            sizeof(CFG), NULL, CHECK,                                                              \
+        {                                                                                          \
+            NULL                                                                                   \
+        }                                                                                          \
+    }
 #define DESC(KIND, NAME, CFG, PARAMS) DESC_CHECK(KIND, NAME, CFG, PARAMS, NULL)
 
-static const struct invar_plugin p_idx = DESC(INVAR_KIND_DATASET, "idx", struct idx_config, idx_params);
+static const struct invar_plugin p_idx =
+    DESC(INVAR_KIND_DATASET, "idx", struct idx_config, idx_params);
 static const struct invar_plugin p_rotate =
     DESC(INVAR_KIND_AUGMENT, "rotate", struct rotate_config, rotate_params);
 static const struct invar_plugin p_crop =
     DESC(INVAR_KIND_AUGMENT, "resized_crop", struct crop_config, crop_params);
 static const struct invar_plugin p_convnet =
-    DESC_CHECK(INVAR_KIND_ENCODER, "convnet", struct convnet_config, convnet_params,
-               convnet_check);
+    DESC_CHECK(INVAR_KIND_ENCODER, "convnet", struct convnet_config, convnet_params, convnet_check);
 static const struct invar_plugin p_moco =
     DESC(INVAR_KIND_OBJECTIVE, "moco", struct moco_config, moco_params);
-static const struct invar_plugin *const plugins[] = {&p_idx, &p_rotate, &p_crop, &p_convnet,
-                                                     &p_moco, NULL};
+/* An augmentation whose table reuses the framework's `p`. */
+struct clash_config {
+    double p;
+};
+static const struct invar_param_spec clash_params[] = {
+    INVAR_PARAM_FLOAT(struct clash_config, p, "0.5", 0, 1, "its own probability"),
+    INVAR_PARAM_END,
+};
+static const struct invar_plugin p_clash =
+    DESC(INVAR_KIND_AUGMENT, "clash", struct clash_config, clash_params);
+static const struct invar_plugin *const plugins[] = {&p_idx,  &p_rotate, &p_crop, &p_convnet,
+                                                     &p_moco, &p_clash,  NULL};
 
-#define SECTIONS                                                                              \
-    "data: {plugin: idx, path: /data/fmnist}\n"                                               \
-    "augment: [{plugin: resized_crop, scale: [0.3, 1.0]}, {plugin: rotate, degrees: 15, p: 0.5}]\n" \
-    "encoder: {plugin: convnet, width: 32}\n"                                                 \
+#define SECTIONS                                                                                   \
+    "data: {plugin: idx, path: /data/fmnist}\n"                                                    \
+    "augment: [{plugin: resized_crop, scale: [0.3, 1.0]}, {plugin: rotate, degrees: 15, p: "       \
+    "0.5}]\n"                                                                                      \
+    "encoder: {plugin: convnet, width: 32}\n"                                                      \
     "objective: {plugin: moco, momentum: 0.999}\n"
 
 static struct invar_experiment *load_ok(const char *text, const char *const *ov, size_t n)
@@ -125,8 +155,8 @@ static const char *param(const struct invar_experiment *e, const char *key)
 
 Test(config, resolves_sections_and_defaults)
 {
-    struct invar_experiment *e = load_ok("seed: 7\n" SECTIONS "train: {epochs: 3, views: 3}\n",
-                                         NULL, 0);
+    struct invar_experiment *e =
+        load_ok("seed: 7\n" SECTIONS "train: {epochs: 3, views: 3}\n", NULL, 0);
     cr_assert_str_eq(invar_experiment_name(e), "exp", "default name is the file's stem");
     cr_assert_eq(invar_experiment_seed(e), 7);
     const struct invar_data_section *d = invar_experiment_data(e);
@@ -167,18 +197,24 @@ Test(config, resolves_sections_and_defaults)
     invar_experiment_destroy(e);
 }
 
+Test(config, framework_tables_pass_the_registry_checks)
+{
+    struct invar_error err = {{0}};
+    cr_assert_eq(cfg_check_framework_tables(&err), INVAR_OK, "%s", err.msg);
+}
+
 Test(config, views_list_of_lists)
 {
-    struct invar_experiment *e = load_ok(
-        "data: {plugin: idx}\nencoder: {plugin: convnet}\nobjective: {plugin: moco}\n"
-        "views:\n  - [{plugin: rotate, degrees: 5}]\n  - []\n  - [{plugin: rotate}, "
-        "{plugin: resized_crop, p: 0.25}]\n",
-        NULL, 0);
+    struct invar_experiment *e =
+        load_ok("data: {plugin: idx}\nencoder: {plugin: convnet}\nobjective: {plugin: moco}\n"
+                "views:\n  - [{plugin: rotate, degrees: 5}]\n  - []\n  - [{plugin: rotate}, "
+                "{plugin: resized_crop, p: 0.25}]\n",
+                NULL, 0);
     cr_assert_eq(invar_experiment_n_views(e), 3);
     cr_assert_eq(invar_experiment_train(e)->views, 3);
     cr_assert_eq(invar_experiment_view(e, 0)->n_augs, 1);
-    cr_assert_eq(((const struct rotate_config *)invar_experiment_view(e, 0)->augs[0].config)
-                     ->degrees, 5.0);
+    cr_assert_eq(
+        ((const struct rotate_config *)invar_experiment_view(e, 0)->augs[0].config)->degrees, 5.0);
     cr_assert_eq(invar_experiment_view(e, 1)->n_augs, 0);
     cr_assert_eq(invar_experiment_view(e, 2)->n_augs, 2);
     cr_assert_eq(invar_experiment_view(e, 2)->augs[1].p, 0.25);
@@ -188,12 +224,12 @@ Test(config, views_list_of_lists)
 
 Test(config, merge_keys_and_aliases)
 {
-    struct invar_experiment *e = load_ok(
-        "data: {plugin: idx}\nencoder: {plugin: convnet}\n"
-        "objective: &obj {plugin: moco, momentum: 0.9, queue: 10}\n"
-        "optim: {name: adamw, lr: &lr 0.001, final_lr: *lr}\n"
-        "augment: [&rot {plugin: rotate, degrees: 3}, {<<: *rot, degrees: 4}]\n",
-        NULL, 0);
+    struct invar_experiment *e =
+        load_ok("data: {plugin: idx}\nencoder: {plugin: convnet}\n"
+                "objective: &obj {plugin: moco, momentum: 0.9, queue: 10}\n"
+                "optim: {name: adamw, lr: &lr 0.001, final_lr: *lr}\n"
+                "augment: [&rot {plugin: rotate, degrees: 3}, {<<: *rot, degrees: 4}]\n",
+                NULL, 0);
     cr_assert_eq(invar_experiment_optim(e)->final_lr, 0.001);
     cr_assert_eq(invar_experiment_optim(e)->name, INVAR_OPTIM_NAME_ADAMW);
     const struct invar_view *v = invar_experiment_view(e, 0);
@@ -207,7 +243,8 @@ Test(config, optim_config_in_steps)
 {
     struct invar_experiment *e =
         load_ok(SECTIONS "optim: {name: lars, lr: 0.3, warmup_epochs: 2, schedule: step, "
-                         "step_epochs: 5, betas: [0.8, 0.9]}\n", NULL, 0);
+                         "step_epochs: 5, betas: [0.8, 0.9]}\n",
+                NULL, 0);
     struct invar_optim_config oc;
     invar_experiment_optim_config(e, 100, &oc);
     cr_assert_eq(oc.kind, INVAR_OPTIM_LARS);
@@ -256,8 +293,8 @@ Test(config, billion_laughs_is_bounded)
     int k = snprintf(text, sizeof text, "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
     for (int i = 1; i <= 5; i++)
         k += snprintf(text + k, sizeof text - (size_t)k,
-                      "l%d: &l%d [*l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d]\n",
-                      i, i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+                      "l%d: &l%d [*l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d]\n", i,
+                      i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
     struct invar_experiment *e = NULL;
     struct invar_error err = {{0}};
     cr_assert_eq(invar_experiment_load_with(&e, "exp.yaml", text, NULL, 0, plugins, &err),
@@ -269,7 +306,8 @@ Test(config, billion_laughs_is_bounded)
     for (int i = 1; i <= 6; i++)
         k += snprintf(text + k, sizeof text - (size_t)k,
                       "m%d: &m%d {a: *m%d, b: *m%d, c: *m%d, d: *m%d, e: *m%d, f: *m%d, g: *m%d, "
-                      "h: *m%d}\n", i, i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+                      "h: *m%d}\n",
+                      i, i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
     cr_assert_eq(invar_experiment_load_with(&e, "exp.yaml", text, NULL, 0, plugins, &err),
                  INVAR_ERR_CONFIG);
     cr_assert(strstr(err.msg, "expands to more than 100000 nodes"), "%s", err.msg);
@@ -277,8 +315,9 @@ Test(config, billion_laughs_is_bounded)
 
 Test(config, empty_files)
 {
-    expect_fail("", NULL, 0, "exp.yaml:1:1: empty file (an experiment needs at least `data`, "
-                             "`encoder` and `objective`)");
+    expect_fail("", NULL, 0,
+                "exp.yaml:1:1: empty file (an experiment needs at least `data`, "
+                "`encoder` and `objective`)");
     expect_fail("# only a comment\n\n", NULL, 0,
                 "exp.yaml:1:1: empty file (an experiment needs at least `data`, `encoder` and "
                 "`objective`)");
@@ -292,8 +331,10 @@ Test(config, empty_files)
     cr_assert_eq(invar_experiment_load_with(&e, path, NULL, NULL, 0, plugins, &err),
                  INVAR_ERR_CONFIG);
     char want[8192];
-    snprintf(want, sizeof want, "%s:1:1: empty file (an experiment needs at least `data`, "
-                                "`encoder` and `objective`)", path);
+    snprintf(want, sizeof want,
+             "%s:1:1: empty file (an experiment needs at least `data`, "
+             "`encoder` and `objective`)",
+             path);
     cr_assert_str_eq(err.msg, want);
 }
 
@@ -338,6 +379,17 @@ Test(config, scalar_needed)
 
 Test(config, nesting_is_bounded)
 {
+    /* Each alias nests the last one a level deeper: 70 levels once expanded. */
+    char deep[4096];
+    int n = snprintf(deep, sizeof deep, "a0: &a0 [1]\n");
+    for (int i = 1; i < 70; i++)
+        n += snprintf(deep + n, sizeof deep - (size_t)n, "a%d: &a%d [*a%d]\n", i, i, i - 1);
+    struct invar_experiment *e;
+    struct invar_error err = {{0}};
+    cr_assert_eq(invar_experiment_load_with(&e, "exp.yaml", deep, NULL, 0, plugins, &err),
+                 INVAR_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "nesting deeper than 64 levels once aliases are expanded"), "%s",
+              err.msg);
     char text[512];
     int k = snprintf(text, sizeof text, "seed: ");
     for (int i = 0; i < 100; i++)
@@ -358,8 +410,9 @@ Test(config, unknown_keys_suggest)
                 "exp.yaml:5:9: train.epoch: unknown key `epoch`, did you mean `epochs`?");
     expect_fail(SECTIONS "optimizer: {lr: 0.1}\n", NULL, 0,
                 "exp.yaml:5:1: optimizer: unknown section `optimizer`, did you mean `optim`?");
-    expect_fail("data: {plugin: idx, pth: /x}\nencoder: {plugin: convnet}\nobjective: {plugin: moco}\n",
-                NULL, 0, "exp.yaml:1:21: data.pth: unknown key `pth`, did you mean `path`?");
+    expect_fail(
+        "data: {plugin: idx, pth: /x}\nencoder: {plugin: convnet}\nobjective: {plugin: moco}\n",
+        NULL, 0, "exp.yaml:1:21: data.pth: unknown key `pth`, did you mean `path`?");
     expect_fail(SECTIONS "eval: {knn: {kk: 3}}\n", NULL, 0,
                 "exp.yaml:5:14: eval.knn.kk: unknown key `kk`, did you mean `k`?");
     expect_fail(SECTIONS "train: {zzzzzz: 1}\n", NULL, 0,
@@ -378,40 +431,46 @@ Test(config, wrong_types_and_ranges)
     expect_fail(SECTIONS "objective: {plugin: moco, momentum: \"0.9\"}\n", NULL, 0,
                 "exp.yaml:5:1: objective: duplicate key `objective` (first at line 4, column 1)");
     expect_fail("data: {plugin: idx}\nencoder: {plugin: convnet}\n"
-                "objective: {plugin: moco, momentum: \"0.9\"}\n", NULL, 0,
+                "objective: {plugin: moco, momentum: \"0.9\"}\n",
+                NULL, 0,
                 "exp.yaml:3:37: objective.momentum: expected a number, got the string \"0.9\" "
                 "(a quoted value stays a string)");
     expect_fail(SECTIONS "data: {normalize: yes}\n", NULL, 0,
                 "exp.yaml:5:1: data: duplicate key `data` (first at line 1, column 1)");
     expect_fail("data: {plugin: idx, normalize: yes}\nencoder: {plugin: convnet}\n"
-                "objective: {plugin: moco}\n", NULL, 0,
-                "exp.yaml:1:32: data.normalize: expected true or false, got 'yes'");
+                "objective: {plugin: moco}\n",
+                NULL, 0, "exp.yaml:1:32: data.normalize: expected true or false, got 'yes'");
     expect_fail(SECTIONS "optim: {name: sdg}\n", NULL, 0,
                 "exp.yaml:5:15: optim.name: 'sdg' is not one of sgd|lars|adamw");
     expect_fail(SECTIONS "optim: {betas: [0.99, 0.9]}\n", NULL, 0,
                 "exp.yaml:5:16: optim.betas: lo 0.99 is greater than hi 0.9");
     struct invar_experiment *e;
     struct invar_error err = {{0}};
-    cr_assert_eq(invar_experiment_load_with(&e, "exp.yaml", "data: {plugin: idx}\n"
-                                            "encoder: {plugin: convnet}\nobjective: {plugin: moco}\n"
-                                            "augment: [{plugin: rotate, degrees: 500}]\n",
-                                            NULL, 0, plugins, &err), INVAR_ERR_CONFIG);
+    cr_assert_eq(
+        invar_experiment_load_with(&e, "exp.yaml",
+                                   "data: {plugin: idx}\n"
+                                   "encoder: {plugin: convnet}\nobjective: {plugin: moco}\n"
+                                   "augment: [{plugin: rotate, degrees: 500}]\n",
+                                   NULL, 0, plugins, &err),
+        INVAR_ERR_CONFIG);
     /* The bounds' spelling is the registry's business. */
     const char *want = "exp.yaml:4:37: augment[0].degrees: 500 is out of range [0, ";
     cr_assert_eq(strncmp(err.msg, want, strlen(want)), 0, "%s", err.msg);
     expect_fail("data: {plugin: idx}\nencoder: {plugin: convnet}\nobjective: {plugin: moco}\n"
-                "augment: [{plugin: rotate, p: 1.5}]\n", NULL, 0,
-                "exp.yaml:4:31: augment[0].p: 1.5 is out of range [0, 1]");
+                "augment: [{plugin: rotate, p: 1.5}]\n",
+                NULL, 0, "exp.yaml:4:31: augment[0].p: 1.5 is out of range [0, 1]");
 }
 
 Test(config, plugins_unknown_missing_or_of_another_kind)
 {
-    expect_fail("data: {plugin: idx}\nencoder: {plugin: convnt}\nobjective: {plugin: moco}\n",
-                NULL, 0, "exp.yaml:2:19: encoder.plugin: unknown encoder plugin `convnt`, did "
-                         "you mean `convnet`?");
-    expect_fail("data: {plugin: idx}\nencoder: {plugin: moco}\nobjective: {plugin: moco}\n",
-                NULL, 0, "exp.yaml:2:19: encoder.plugin: `moco` is an objective plugin, not an "
-                         "encoder plugin");
+    expect_fail("data: {plugin: idx}\nencoder: {plugin: convnt}\nobjective: {plugin: moco}\n", NULL,
+                0,
+                "exp.yaml:2:19: encoder.plugin: unknown encoder plugin `convnt`, did "
+                "you mean `convnet`?");
+    expect_fail("data: {plugin: idx}\nencoder: {plugin: moco}\nobjective: {plugin: moco}\n", NULL,
+                0,
+                "exp.yaml:2:19: encoder.plugin: `moco` is an objective plugin, not an "
+                "encoder plugin");
     expect_fail("data: {plugin: idx}\nobjective: {plugin: moco}\n", NULL, 0,
                 "exp.yaml:1:1: encoder: missing (every experiment names its encoder plugin: "
                 "`encoder: {plugin: NAME}`)");
@@ -422,8 +481,11 @@ Test(config, plugins_unknown_missing_or_of_another_kind)
 Test(config, plugin_check_and_registry)
 {
     expect_fail("data: {plugin: idx}\nencoder: {plugin: convnet, width: 100}\n"
-                "objective: {plugin: moco}\n", NULL, 0,
-                "exp.yaml:2:10: encoder: convnet: width 100 exceeds dim 64");
+                "objective: {plugin: moco}\n",
+                NULL, 0, "exp.yaml:2:10: encoder: convnet: width 100 exceeds dim 64");
+    expect_fail("data: {plugin: idx}\nencoder: {plugin: convnet}\nobjective: {plugin: moco}\n"
+                "augment: [{plugin: clash}]\n",
+                NULL, 0, "plugin clash: parameter `p` clashes with the framework's `augment.p`");
     /* Through a registry: an empty one knows no plugins, and says so. */
     struct invar_registry *reg;
     cr_assert_eq(invar_registry_create(&reg), INVAR_OK);
@@ -442,17 +504,22 @@ Test(config, views_conflicts)
                 "exp.yaml:5:1: views: give either `augment` (one list for every view) or "
                 "`views`, not both");
     expect_fail("data: {plugin: idx}\nencoder: {plugin: convnet}\nobjective: {plugin: moco}\n"
-                "views: [[], []]\ntrain: {views: 3}\n", NULL, 0,
-                "exp.yaml:5:16: train.views: is 3 but `views` lists 2 views");
+                "views: [[], []]\ntrain: {views: 3}\n",
+                NULL, 0, "exp.yaml:5:16: train.views: is 3 but `views` lists 2 views");
 }
 
 /* ---- layer 2: overrides and base ---------------------------------------------------------- */
 
 Test(config, override_typing)
 {
-    const char *ov[] = {"objective.momentum=1e-4", "data.limit=2048", "data.normalize=false",
-                        "augment[1].degrees=30", "augment[0].scale=[0.2,1.0]",
-                        "data.path=/a b: c", "train.epochs=1", "eval.knn.k=20",
+    const char *ov[] = {"objective.momentum=1e-4",
+                        "data.limit=2048",
+                        "data.normalize=false",
+                        "augment[1].degrees=30",
+                        "augment[0].scale=[0.2,1.0]",
+                        "data.path=/a b: c",
+                        "train.epochs=1",
+                        "eval.knn.k=20",
                         "name=\"123\""};
     struct invar_experiment *e = load_ok(SECTIONS, ov, sizeof ov / sizeof ov[0]);
     cr_assert_eq(((const struct moco_config *)invar_experiment_objective(e)->config)->momentum,
@@ -467,6 +534,19 @@ Test(config, override_typing)
     cr_assert_eq(invar_experiment_train(e)->epochs, 1);
     cr_assert_eq(invar_experiment_eval(e)->knn.k, 20);
     cr_assert_str_eq(invar_experiment_name(e), "123");
+    invar_experiment_destroy(e);
+    /* A whole list replaced from the command line. */
+    const char *none[] = {"augment=[]", "train.views=4"};
+    e = load_ok(SECTIONS, none, 2);
+    cr_assert_eq(invar_experiment_n_views(e), 4);
+    cr_assert_eq(invar_experiment_view(e, 3)->n_augs, 0);
+    cr_assert_str_eq(param(e, "augment"), "[]");
+    invar_experiment_destroy(e);
+    const char *one[] = {"augment=[{plugin: rotate, degrees: 1e1}]"};
+    e = load_ok(SECTIONS, one, 1);
+    cr_assert_eq(invar_experiment_view(e, 0)->n_augs, 1);
+    cr_assert_eq(
+        ((const struct rotate_config *)invar_experiment_view(e, 0)->augs[0].config)->degrees, 10.0);
     invar_experiment_destroy(e);
 }
 
@@ -512,8 +592,9 @@ Test(config, base_inheritance)
 {
     struct invar_experiment *e;
     struct invar_error err = {{0}};
-    cr_assert_eq(invar_experiment_load_with(&e, data_path("child.yaml"), NULL, NULL, 0, plugins,
-                                            &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(
+        invar_experiment_load_with(&e, data_path("child.yaml"), NULL, NULL, 0, plugins, &err),
+        INVAR_OK, "%s", err.msg);
     cr_assert_str_eq(invar_experiment_name(e), "child");
     cr_assert_eq(invar_experiment_seed(e), 3, "inherited");
     const struct moco_config *m = invar_experiment_objective(e)->config;
@@ -528,8 +609,9 @@ Test(config, base_inheritance)
 
     /* Two levels, through a relative path; overrides apply on top of the merge. */
     const char *ov[] = {"objective.queue=64"};
-    cr_assert_eq(invar_experiment_load_with(&e, data_path("grandchild.yaml"), NULL, ov, 1,
-                                            plugins, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(
+        invar_experiment_load_with(&e, data_path("grandchild.yaml"), NULL, ov, 1, plugins, &err),
+        INVAR_OK, "%s", err.msg);
     cr_assert_eq(invar_experiment_seed(e), 9);
     cr_assert_str_eq(invar_experiment_name(e), "child");
     m = invar_experiment_objective(e)->config;
@@ -543,8 +625,10 @@ Test(config, base_inheritance)
     snprintf(text, sizeof text, "base: base.yaml\ntrain: {epochs: 2}\nencoder: {widht: 3}\n");
     cr_assert_eq(invar_experiment_load_with(&e, dir, text, NULL, 0, plugins, &err),
                  INVAR_ERR_CONFIG);
-    snprintf(want, sizeof want, "%s:3:11: encoder.widht: unknown key `widht`, did you mean "
-                                "`width`?", dir);
+    snprintf(want, sizeof want,
+             "%s:3:11: encoder.widht: unknown key `widht`, did you mean "
+             "`width`?",
+             dir);
     cr_assert_str_eq(err.msg, want);
     snprintf(text, sizeof text, "base: base.yaml\n");
     const char *bad[] = {"encoder.dim=0"};
@@ -555,8 +639,10 @@ Test(config, base_inheritance)
     snprintf(text, sizeof text, "base: base.yaml\nobjective: {plugin: mocov2}\n");
     cr_assert_eq(invar_experiment_load_with(&e, dir, text, NULL, 0, plugins, &err),
                  INVAR_ERR_CONFIG);
-    snprintf(want, sizeof want, "%s:2:21: objective.plugin: unknown objective plugin `mocov2`, "
-                                "did you mean `moco`?", dir);
+    snprintf(want, sizeof want,
+             "%s:2:21: objective.plugin: unknown objective plugin `mocov2`, "
+             "did you mean `moco`?",
+             dir);
     cr_assert_str_eq(err.msg, want);
     const char *base_ov[] = {"base=base.yaml"};
     expect_fail(SECTIONS, base_ov, 1,
@@ -569,22 +655,26 @@ Test(config, base_cycles_and_missing)
     struct invar_error err = {{0}};
     char a[4096], want[16384];
     snprintf(a, sizeof a, "%s", data_path("cycle_a.yaml"));
-    cr_assert_eq(invar_experiment_load_with(&e, a, NULL, NULL, 0, plugins, &err),
-                 INVAR_ERR_CONFIG);
+    cr_assert_eq(invar_experiment_load_with(&e, a, NULL, NULL, 0, plugins, &err), INVAR_ERR_CONFIG);
     const char *root = getenv("INVAR_TEST_DATA");
     /* Paths are joined as written: the including file's directory, then the base name. */
-    snprintf(want, sizeof want, "%s/config/cycle_b.yaml:2:7: base: `%s/config/cycle_b.yaml` "
-                                "includes `%s` again (a cycle of base files)", root, root, a);
+    snprintf(want, sizeof want,
+             "%s/config/cycle_b.yaml:2:7: base: `%s/config/cycle_b.yaml` "
+             "includes `%s` again (a cycle of base files)",
+             root, root, a);
     cr_assert_str_eq(err.msg, want);
 
     snprintf(a, sizeof a, "%s", data_path("missing_base.yaml"));
     cr_assert_eq(invar_experiment_load_with(&e, a, NULL, NULL, 0, plugins, &err), INVAR_ERR_IO);
-    snprintf(want, sizeof want, "%s:1:7: base: cannot open `%s/config/nowhere.yaml`: No such "
-                                "file or directory", a, root);
+    snprintf(want, sizeof want,
+             "%s:1:7: base: cannot open `%s/config/nowhere.yaml`: No such "
+             "file or directory",
+             a, root);
     cr_assert_str_eq(err.msg, want);
 
-    cr_assert_eq(invar_experiment_load_with(&e, "/nonexistent/x.yaml", NULL, NULL, 0, plugins,
-                                            &err), INVAR_ERR_IO);
+    cr_assert_eq(
+        invar_experiment_load_with(&e, "/nonexistent/x.yaml", NULL, NULL, 0, plugins, &err),
+        INVAR_ERR_IO);
     cr_assert_str_eq(err.msg, "/nonexistent/x.yaml: No such file or directory");
 }
 
@@ -606,7 +696,8 @@ Test(config, hash_ignores_spelling)
             "encoder: {plugin: convnet, width: 32}\n"
             "objective: {plugin: moco, momentum: 0.999, temperature: 0.07}\n"
             "optim: {lr: 0.001, weight_decay: 5e-4}\n"
-            "augment: [{plugin: rotate, degrees: 15}]\n", NULL, 0, h0);
+            "augment: [{plugin: rotate, degrees: 15}]\n",
+            NULL, 0, h0);
     /* Key order, number spelling, quoting of strings, comments, flow vs block, defaults
      * written out: the same experiment. */
     hash_of("# the same experiment, spelled differently\n"
@@ -625,7 +716,8 @@ Test(config, hash_ignores_spelling)
             "encoder: {width: 32, plugin: \"convnet\", dim: 64}\n"
             "data: {path: \"/d\", plugin: idx}\n"
             "train: {views: 2}\n"
-            "seed: 1\n", NULL, 0, h);
+            "seed: 1\n",
+            NULL, 0, h);
     cr_assert_str_eq(h, h0);
     /* An override gives the same experiment as the file edit. */
     const char *ov[] = {"objective.momentum=0.99"};
@@ -634,14 +726,16 @@ Test(config, hash_ignores_spelling)
             "encoder: {plugin: convnet, width: 32}\n"
             "objective: {plugin: moco, momentum: 0.999, temperature: 0.07}\n"
             "optim: {lr: 0.001, weight_decay: 5e-4}\n"
-            "augment: [{plugin: rotate, degrees: 15}]\n", ov, 1, h);
+            "augment: [{plugin: rotate, degrees: 15}]\n",
+            ov, 1, h);
     char h2[65];
     hash_of("seed: 1\n"
             "data: {plugin: idx, path: /d}\n"
             "encoder: {plugin: convnet, width: 32}\n"
             "objective: {plugin: moco, momentum: 0.99, temperature: 0.07}\n"
             "optim: {lr: 0.001, weight_decay: 5e-4}\n"
-            "augment: [{plugin: rotate, degrees: 15}]\n", NULL, 0, h2);
+            "augment: [{plugin: rotate, degrees: 15}]\n",
+            NULL, 0, h2);
     cr_assert_str_eq(h, h2);
     cr_assert_str_neq(h, h0, "a changed value changes the hash");
 }
@@ -651,16 +745,24 @@ Test(config, hash_sees_every_change_but_not_the_sweep)
     char h0[65], h[65];
     hash_of(SECTIONS, NULL, 0, h0);
     static const char *const changes[] = {
-        "seed=1", "name=other", "data.limit=10", "data.path=/data/fmnisT",
-        "augment[1].p=0.25", "augment[0].scale=[0.3, 0.9]", "encoder.dim=65",
-        "objective.symmetric=true", "optim.name=adamw", "train.views=3", "eval.linear.lr=0.2",
+        "seed=1",
+        "name=other",
+        "data.limit=10",
+        "data.path=/data/fmnisT",
+        "augment[1].p=0.25",
+        "augment[0].scale=[0.3, 0.9]",
+        "encoder.dim=65",
+        "objective.symmetric=true",
+        "optim.name=adamw",
+        "train.views=3",
+        "eval.linear.lr=0.2",
     };
     for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
         hash_of(SECTIONS, &changes[i], 1, h);
         cr_assert_str_neq(h, h0, "%s must change the hash", changes[i]);
     }
-    hash_of(SECTIONS "sweep: {grid: {objective.momentum: [0.9, 0.99]}, seeds: [1, 2]}\n", NULL,
-            0, h);
+    hash_of(SECTIONS "sweep: {grid: {objective.momentum: [0.9, 0.99]}, seeds: [1, 2]}\n", NULL, 0,
+            h);
     cr_assert_str_eq(h, h0, "the sweep block is not hashed");
 }
 
@@ -670,14 +772,14 @@ Test(config, canonical_text_round_trips)
     const char *canon = invar_experiment_canonical(e);
     cr_assert_str_eq(invar_experiment_name(e), "quote\" and \\ back");
     /* Sorted keys: augment < data < encoder < eval < name < objective < optim < seed < train. */
-    const char *order[] = {"augment:", "data:", "encoder:", "eval:", "name:", "objective:",
-                           "optim:", "seed:", "train:"};
+    const char *order[] = {"augment:",   "data:",  "encoder:", "eval:", "name:",
+                           "objective:", "optim:", "seed:",    "train:"};
     const char *at = canon;
     for (size_t i = 0; i < 9; i++) {
         char line[32];
         snprintf(line, sizeof line, "\n%s", order[i]);
-        const char *p = i == 0 ? (strncmp(canon, order[0], 8) == 0 ? canon : NULL)
-                               : strstr(at, line);
+        const char *p =
+            i == 0 ? (strncmp(canon, order[0], 8) == 0 ? canon : NULL) : strstr(at, line);
         cr_assert_not_null(p, "%s after the previous section in:\n%s", order[i], canon);
         at = p + 1;
     }
@@ -721,13 +823,14 @@ Test(config, flattened_pairs)
 
 Test(config, sweep_block)
 {
-    struct invar_experiment *e = load_ok(
-        SECTIONS "sweep:\n"
-                 "  grid:\n"
-                 "    objective.momentum: [0.9, 0.99, 1e-3]\n"
-                 "    augment[1].degrees: [0, 30]\n"
-                 "  zip: {optim.lr: [0.1, 0.2], optim.name: [sgd, lars]}\n"
-                 "  seeds: [1, 2, 3]\n", NULL, 0);
+    struct invar_experiment *e =
+        load_ok(SECTIONS "sweep:\n"
+                         "  grid:\n"
+                         "    objective.momentum: [0.9, 0.99, 1e-3]\n"
+                         "    augment[1].degrees: [0, 30]\n"
+                         "  zip: {optim.lr: [0.1, 0.2], optim.name: [sgd, lars]}\n"
+                         "  seeds: [1, 2, 3]\n",
+                NULL, 0);
     const struct invar_sweep *s = invar_experiment_sweep(e);
     cr_assert_eq(s->n_grid, 2);
     cr_assert_str_eq(s->grid[0].key, "objective.momentum");

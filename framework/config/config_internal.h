@@ -10,9 +10,9 @@
 
 /* Where a node came from: a file position, or an override (file "<command line>"). */
 struct cfg_pos {
-    const char *file;      /* interned in the context */
-    int line, col;         /* 1-based; 0 for overrides */
-    const char *override;  /* the whole "key=value" when the node came from one, else NULL */
+    const char *file;     /* interned in the context */
+    int line, col;        /* 1-based; 0 for overrides */
+    const char *override; /* the whole "key=value" when the node came from one, else NULL */
 };
 
 enum cfg_kind { CFG_SCALAR, CFG_MAP, CFG_SEQ };
@@ -20,16 +20,16 @@ enum cfg_kind { CFG_SCALAR, CFG_MAP, CFG_SEQ };
 struct cfg_node;
 
 struct cfg_entry {
-    char *key;             /* NULL in sequences */
-    struct cfg_pos kpos;   /* the key's position (the item's in sequences) */
+    char *key;           /* NULL in sequences */
+    struct cfg_pos kpos; /* the key's position (the item's in sequences) */
     struct cfg_node *val;
 };
 
 struct cfg_node {
     enum cfg_kind kind;
     struct cfg_pos pos;
-    char *text;            /* scalars: the value, never NULL */
-    int quoted;            /* scalars: quoted or tagged !!str, so never typed */
+    char *text;              /* scalars: the value, never NULL */
+    int quoted;              /* scalars: quoted or tagged !!str, so never typed */
     struct cfg_entry *items; /* maps (in insertion order) and sequences */
     size_t n, cap;
 };
@@ -38,9 +38,10 @@ struct cfg_node {
 struct cfg_ctx {
     char **strs;
     size_t n_strs, cap_strs;
-    struct cfg_node **graveyard;  /* nodes detached while anchors may still point at them */
+    struct cfg_node **graveyard; /* nodes detached while anchors may still point at them */
     size_t n_grave, cap_grave;
     size_t nodes;
+    int too_deep; /* a copy was refused for nesting past the bound */
     struct invar_error *err;
 };
 
@@ -60,7 +61,7 @@ struct cfg_node *cfg_node_copy(struct cfg_ctx *c, const struct cfg_node *n, int 
 enum invar_status cfg_node_push(struct cfg_node *n, char *key, const struct cfg_pos *kpos,
                                 struct cfg_node *val);
 struct cfg_entry *cfg_map_find(const struct cfg_node *map, const char *key);
-void cfg_map_remove(struct cfg_node *map, size_t i);  /* frees key and value */
+void cfg_map_remove(struct cfg_node *map, size_t i); /* frees key and value */
 
 /* Parses one YAML document (file name used in messages) into *root; NULL root never
  * returned on success. text must be NUL-terminated, n its length. */
@@ -79,6 +80,9 @@ enum invar_status cfg_set_path(struct cfg_ctx *c, struct cfg_node *root, const c
 
 /* Appends "key" or "[i]" to a dotted path buffer of size cap. */
 void cfg_path_join(char *out, size_t cap, const char *path, const char *key, long index);
+
+/* Runs the registry's table checks over the framework's own sections (tests). */
+enum invar_status cfg_check_framework_tables(struct invar_error *err);
 
 /* Edit distance for suggestions. */
 size_t cfg_edit_distance(const char *a, const char *b);

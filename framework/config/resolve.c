@@ -40,7 +40,8 @@ static const struct invar_param_spec optim_params[] = {
     INVAR_PARAM_FLOAT(struct invar_optim_section, momentum, "0.9", 0, 1, "SGD/LARS momentum"),
     INVAR_PARAM_BOOL(struct invar_optim_section, nesterov, "false", "Nesterov momentum (SGD)"),
     INVAR_PARAM_FLOAT(struct invar_optim_section, weight_decay, "0.0005", 0, 1, "weight decay"),
-    INVAR_PARAM_FLOAT(struct invar_optim_section, lars_eta, "0.001", 0, 1, "LARS trust coefficient"),
+    INVAR_PARAM_FLOAT(struct invar_optim_section, lars_eta, "0.001", 0, 1,
+                      "LARS trust coefficient"),
     INVAR_PARAM_RANGE(struct invar_optim_section, betas, "[0.9, 0.999]", 0, 1, "AdamW betas"),
     INVAR_PARAM_FLOAT(struct invar_optim_section, eps, "1e-8", 0, 1, "AdamW epsilon"),
     INVAR_PARAM_ENUM(struct invar_optim_section, schedule, "cosine", "constant|step|cosine",
@@ -66,8 +67,17 @@ static const struct invar_param_spec train_params[] = {
     INVAR_PARAM_END,
 };
 
-struct knn_section { int64_t k; double t; int64_t every; };
-struct linear_section { int64_t epochs; double lr; int64_t batch_size; double weight_decay; };
+struct knn_section {
+    int64_t k;
+    double t;
+    int64_t every;
+};
+struct linear_section {
+    int64_t epochs;
+    double lr;
+    int64_t batch_size;
+    double weight_decay;
+};
 
 static const struct invar_param_spec knn_params[] = {
     INVAR_PARAM_INT(struct knn_section, k, "200", 1, 1e6, "neighbours"),
@@ -84,8 +94,33 @@ static const struct invar_param_spec linear_params[] = {
     INVAR_PARAM_END,
 };
 
-static const char *const top_keys[] = {"name",  "seed", "data",  "augment", "views", "encoder",
-                                       "objective", "optim", "train", "eval", "sweep", NULL};
+static const char *const top_keys[] = {"name",      "seed",  "data",  "augment", "views", "encoder",
+                                       "objective", "optim", "train", "eval",    "sweep", NULL};
+
+enum invar_status cfg_check_framework_tables(struct invar_error *err)
+{
+    static const struct {
+        const struct invar_param_spec *spec;
+        size_t size;
+        const char *name;
+    } tables[] = {
+        {top_params, sizeof(struct top_section), "experiment"},
+        {data_params, sizeof(struct invar_data_section), "data"},
+        {augment_params, sizeof(struct invar_plugin_use), "augment"},
+        {optim_params, sizeof(struct invar_optim_section), "optim"},
+        {train_params, sizeof(struct invar_train_section), "train"},
+        {knn_params, sizeof(struct knn_section), "eval.knn"},
+        {linear_params, sizeof(struct linear_section), "eval.linear"},
+    };
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        enum invar_status st = invar_param_check_table(tables[i].spec, tables[i].size, err);
+        if (st != INVAR_OK) {
+            invar_error_prefix(err, "%s", tables[i].name);
+            return st;
+        }
+    }
+    return INVAR_OK;
+}
 
 /* ---- the experiment ----------------------------------------------------------------------- */
 
@@ -95,24 +130,24 @@ struct invar_experiment {
     struct top_section top;
     struct invar_data_section data;
     struct invar_plugin_use encoder, objective;
-    struct invar_plugin_use *augs;   /* every view's items, back to back */
+    struct invar_plugin_use *augs; /* every view's items, back to back */
     size_t n_augs;
     struct invar_view views[INVAR_CONFIG_MAX_VIEWS];
     size_t n_views;
     struct invar_optim_section optim;
     struct invar_train_section train;
     struct invar_eval_section eval;
-    void **owned;                    /* plugin configs */
+    void **owned; /* plugin configs */
     size_t n_owned, cap_owned;
 
-    struct cfg_node *canon;          /* resolved tree with canonical scalars */
+    struct cfg_node *canon; /* resolved tree with canonical scalars */
     char *canonical;
     char hash[65];
-    char **flat;                     /* key, value, key, value, ... */
+    char **flat; /* key, value, key, value, ... */
     size_t n_flat, cap_flat;
 
     struct invar_sweep sweep;
-    struct invar_sweep_axis *axes;   /* grid then zip */
+    struct invar_sweep_axis *axes; /* grid then zip */
     char **sweep_strs;
     size_t n_sweep_strs, cap_sweep_strs;
     int64_t *seeds;
@@ -131,8 +166,9 @@ struct table {
 
 static enum invar_status nomem(struct res *r)
 {
-    return invar_error_set(r->c->err, INVAR_ERR_NOMEM, "out of memory while resolving an "
-                                                       "experiment");
+    return invar_error_set(r->c->err, INVAR_ERR_NOMEM,
+                           "out of memory while resolving an "
+                           "experiment");
 }
 
 static const char *suggest(const char *word, const char *const *cands, size_t n)
@@ -175,8 +211,7 @@ static void hint(char *out, size_t cap, const char *word, const char *const *can
 
 static const char *kind_name(unsigned kind)
 {
-    static const char *const names[] = {"?", "dataset", "augment", "encoder", "objective"};
-    return kind <= INVAR_KIND_OBJECTIVE ? names[kind] : "?";
+    return invar_plugin_kind_name(kind);
 }
 
 static const char *a_kind(unsigned kind)
@@ -214,18 +249,21 @@ static enum invar_status set_param(struct res *r, const struct invar_param_spec 
     if (n->kind == CFG_SCALAR) {
         st = invar_param_set(sp, base, n->text, n->quoted, &perr);
     } else if (sp->type == INVAR_TYPE_RANGE && n->kind == CFG_SEQ && n->n == 2 &&
-               n->items[0].val->kind == CFG_SCALAR &&
-               n->items[1].val->kind == CFG_SCALAR) {
+               n->items[0].val->kind == CFG_SCALAR && n->items[1].val->kind == CFG_SCALAR) {
         const struct cfg_node *lo = n->items[0].val, *hi = n->items[1].val;
         st = invar_param_set_range(sp, base, lo->text, lo->quoted, hi->text, hi->quoted, &perr);
     } else {
         static const char *const expected[] = {
-            [INVAR_TYPE_BOOL] = "true or false", [INVAR_TYPE_INT] = "an integer",
-            [INVAR_TYPE_FLOAT] = "a number", [INVAR_TYPE_STRING] = "a string",
-            [INVAR_TYPE_ENUM] = "one word", [INVAR_TYPE_RANGE] = "a list of two numbers [lo, hi]",
+            [INVAR_TYPE_BOOL] = "true or false",
+            [INVAR_TYPE_INT] = "an integer",
+            [INVAR_TYPE_FLOAT] = "a number",
+            [INVAR_TYPE_STRING] = "a string",
+            [INVAR_TYPE_ENUM] = "one word",
+            [INVAR_TYPE_RANGE] = "a list of two numbers [lo, hi]",
         };
         const char *want = (unsigned)sp->type <= INVAR_TYPE_RANGE && expected[sp->type]
-                               ? expected[sp->type] : "a value";
+                               ? expected[sp->type]
+                               : "a value";
         if (sp->type == INVAR_TYPE_ENUM)
             return cfg_fail(r->c, &n->pos, path, "expected one of %s, got %s", sp->allowed,
                             node_kind_name(n));
@@ -286,8 +324,8 @@ static struct cfg_node *format_param(struct res *r, const struct invar_param_spe
 
 /* Fills the tables' structs from map (defaults first), refuses unknown keys, and appends the
  * resolved values to canon. extra: keys handled by the caller. */
-static enum invar_status fill_section(struct res *r, const struct cfg_node *map,
-                                      const char *path, const struct table *tabs, int n_tabs,
+static enum invar_status fill_section(struct res *r, const struct cfg_node *map, const char *path,
+                                      const struct table *tabs, int n_tabs,
                                       const char *const *extra, const char *owner,
                                       struct cfg_node *canon)
 {
@@ -298,8 +336,10 @@ static enum invar_status fill_section(struct res *r, const struct cfg_node *map,
     for (int t = 0; t < n_tabs; t++) {
         struct invar_error perr = {{0}};
         if (tabs[t].spec && invar_param_defaults(tabs[t].spec, tabs[t].base, &perr) != INVAR_OK)
-            return invar_error_set(r->c->err, INVAR_ERR_PLUGIN, "%s: a default does not fit its "
-                                   "own parameter table: %s", owner, perr.msg);
+            return invar_error_set(r->c->err, INVAR_ERR_PLUGIN,
+                                   "%s: a default does not fit its "
+                                   "own parameter table: %s",
+                                   owner, perr.msg);
         for (const struct invar_param_spec *sp = tabs[t].spec; sp && sp->key; sp++)
             if (n_cands < 256)
                 cands[n_cands++] = sp->key;
@@ -332,8 +372,7 @@ static enum invar_status fill_section(struct res *r, const struct cfg_node *map,
     }
     for (int t = 0; t < n_tabs; t++) {
         for (const struct invar_param_spec *sp = tabs[t].spec; sp && sp->key; sp++) {
-            enum invar_status st =
-                canon_put(r, canon, sp->key, format_param(r, sp, tabs[t].base));
+            enum invar_status st = canon_put(r, canon, sp->key, format_param(r, sp, tabs[t].base));
             if (st != INVAR_OK)
                 return st;
         }
@@ -365,8 +404,10 @@ static enum invar_status resolve_plugin(struct res *r, const struct cfg_node *ma
                                         struct invar_plugin_use *use, struct cfg_node *canon)
 {
     if (!map)
-        return cfg_fail(r->c, where, path, "missing (every experiment names its %s plugin: "
-                                           "`%s: {plugin: NAME}`)", kind_name(kind), path);
+        return cfg_fail(r->c, where, path,
+                        "missing (every experiment names its %s plugin: "
+                        "`%s: {plugin: NAME}`)",
+                        kind_name(kind), path);
     if (map->kind != CFG_MAP)
         return cfg_fail(r->c, &map->pos, path, "expected a map with `plugin: NAME`, got %s",
                         node_kind_name(map));
@@ -405,6 +446,17 @@ static enum invar_status resolve_plugin(struct res *r, const struct cfg_node *ma
         return cfg_fail(r->c, &pe->val->pos, ppath, "unknown %s plugin `%s`%s", kind_name(kind),
                         name, h);
     }
+    /* The framework's keys in this section belong to it; a plugin may not reuse them. */
+    for (const struct invar_param_spec *sp = plugin->params; sp && sp->key; sp++) {
+        int taken = strcmp(sp->key, "plugin") == 0;
+        for (int i = 0; i < n_fw && !taken; i++)
+            taken = invar_param_find(fw[i].spec, sp->key) != NULL;
+        if (taken)
+            return invar_error_set(r->c->err, INVAR_ERR_PLUGIN,
+                                   "plugin %s: parameter `%s` "
+                                   "clashes with the framework's `%s.%s`",
+                                   plugin->name, sp->key, kind_name(kind), sp->key);
+    }
     void *config = calloc(1, plugin->config_size ? plugin->config_size : 1);
     if (!config || own(r, config) != INVAR_OK)
         return nomem(r);
@@ -437,9 +489,8 @@ static const struct cfg_node *section(const struct cfg_node *root, const char *k
 }
 
 /* An augment list: each item {plugin, p, ...}; out receives the items. */
-static enum invar_status resolve_augs(struct res *r, const struct cfg_node *list,
-                                      const char *path, struct invar_plugin_use *out,
-                                      struct cfg_node *canon)
+static enum invar_status resolve_augs(struct res *r, const struct cfg_node *list, const char *path,
+                                      struct invar_plugin_use *out, struct cfg_node *canon)
 {
     if (list->kind != CFG_SEQ)
         return cfg_fail(r->c, &list->pos, path, "expected a list of augmentations, got %s",
@@ -452,8 +503,8 @@ static enum invar_status resolve_augs(struct res *r, const struct cfg_node *list
         if (st != INVAR_OK)
             return st;
         struct table fw = {augment_params, &out[i]};
-        st = resolve_plugin(r, list->items[i].val, &list->items[i].kpos, ipath,
-                            INVAR_KIND_AUGMENT, &fw, 1, &out[i], item);
+        st = resolve_plugin(r, list->items[i].val, &list->items[i].kpos, ipath, INVAR_KIND_AUGMENT,
+                            &fw, 1, &out[i], item);
         if (st != INVAR_OK)
             return st;
     }
@@ -467,19 +518,23 @@ static enum invar_status resolve_views(struct res *r, const struct cfg_node *roo
     const struct cfg_entry *aug = cfg_map_find(root, "augment");
     const struct cfg_entry *views = cfg_map_find(root, "views");
     if (aug && views)
-        return cfg_fail(r->c, &views->kpos, "views", "give either `augment` (one list for "
-                                                     "every view) or `views`, not both");
+        return cfg_fail(r->c, &views->kpos, "views",
+                        "give either `augment` (one list for "
+                        "every view) or `views`, not both");
     if (views) {
         const struct cfg_node *v = views->val;
         if (v->kind != CFG_SEQ || v->n == 0 || v->n > INVAR_CONFIG_MAX_VIEWS)
-            return cfg_fail(r->c, &v->pos, "views", "expected a list of 1 to %d lists of "
-                                                    "augmentations", INVAR_CONFIG_MAX_VIEWS);
+            return cfg_fail(r->c, &v->pos, "views",
+                            "expected a list of 1 to %d lists of "
+                            "augmentations",
+                            INVAR_CONFIG_MAX_VIEWS);
         const struct cfg_node *train = section(root, "train");
         const struct cfg_entry *tv =
             train && train->kind == CFG_MAP ? cfg_map_find(train, "views") : NULL;
         if (tv && e->train.views != (int64_t)v->n)
-            return cfg_fail(r->c, &tv->val->pos, "train.views", "is %lld but `views` lists %zu "
-                                                                "views",
+            return cfg_fail(r->c, &tv->val->pos, "train.views",
+                            "is %lld but `views` lists %zu "
+                            "views",
                             (long long)e->train.views, v->n);
         e->train.views = (int64_t)v->n;
     }
@@ -552,8 +607,8 @@ static enum invar_status resolve_eval(struct res *r, const struct cfg_node *root
             char path[300], h[300];
             cfg_path_join(path, sizeof path, "eval", ev->items[i].key, 0);
             hint(h, sizeof h, ev->items[i].key, keys, 2);
-            return cfg_fail(r->c, &ev->items[i].kpos, path, "unknown key `%s`%s",
-                            ev->items[i].key, h);
+            return cfg_fail(r->c, &ev->items[i].kpos, path, "unknown key `%s`%s", ev->items[i].key,
+                            h);
         }
     struct cfg_node *node = container_node(CFG_MAP);
     enum invar_status st = canon_put(r, canon, "eval", node);
@@ -625,8 +680,8 @@ static enum invar_status resolve_tree(struct res *r, const struct cfg_node *root
     st = canon_put(r, canon, "data", dn);
     struct table dt = {data_params, &e->data};
     if (st == INVAR_OK)
-        st = resolve_plugin(r, section(root, "data"), &top_pos, "data", INVAR_KIND_DATASET, &dt,
-                            1, &e->data.use, dn);
+        st = resolve_plugin(r, section(root, "data"), &top_pos, "data", INVAR_KIND_DATASET, &dt, 1,
+                            &e->data.use, dn);
     if (st == INVAR_OK)
         st = resolve_fixed(r, root, "train", "train", train_params, &e->train, canon);
     if (st == INVAR_OK)
@@ -635,8 +690,8 @@ static enum invar_status resolve_tree(struct res *r, const struct cfg_node *root
     if (st == INVAR_OK)
         st = canon_put(r, canon, "encoder", en = container_node(CFG_MAP));
     if (st == INVAR_OK)
-        st = resolve_plugin(r, section(root, "encoder"), &top_pos, "encoder",
-                            INVAR_KIND_ENCODER, NULL, 0, &e->encoder, en);
+        st = resolve_plugin(r, section(root, "encoder"), &top_pos, "encoder", INVAR_KIND_ENCODER,
+                            NULL, 0, &e->encoder, en);
     if (st == INVAR_OK)
         st = canon_put(r, canon, "objective", on = container_node(CFG_MAP));
     if (st == INVAR_OK)
@@ -692,8 +747,8 @@ static void emit_key(struct cfg_buf *b, const char *key)
 {
     int plain = *key != 0;
     for (const char *s = key; *s; s++)
-        plain &= (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-                 (*s >= '0' && *s <= '9') || *s == '_';
+        plain &= (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                 *s == '_';
     if (plain) {
         cfg_buf_puts(b, key);
         return;
@@ -902,8 +957,7 @@ static enum invar_status check_axis_value(struct res *r, const struct cfg_node *
             cfg_map_remove(copy, i);
             break;
         }
-    enum invar_status st =
-        cfg_set_path(r->c, copy, axis->key, strlen(axis->key), val, &axis->kpos);
+    enum invar_status st = cfg_set_path(r->c, copy, axis->key, strlen(axis->key), val, &axis->kpos);
     if (st == INVAR_OK) {
         struct invar_experiment *scratch = calloc(1, sizeof *scratch);
         if (!scratch) {
@@ -938,8 +992,9 @@ static enum invar_status resolve_axes(struct res *r, const struct cfg_node *root
         if (a->val->kind != CFG_SEQ || a->val->n == 0)
             return cfg_fail(r->c, &a->val->pos, apath, "expected a non-empty list of values");
         if (!strcmp(what, "zip") && i > 0 && a->val->n != m->items[0].val->n)
-            return cfg_fail(r->c, &a->val->pos, apath, "has %zu values but `%s` has %zu (zip "
-                                                       "axes advance together)",
+            return cfg_fail(r->c, &a->val->pos, apath,
+                            "has %zu values but `%s` has %zu (zip "
+                            "axes advance together)",
                             a->val->n, m->items[0].key, m->items[0].val->n);
         const char **vals = calloc(a->val->n, sizeof *vals);
         if (!vals || own(r, vals) != INVAR_OK)
@@ -1006,8 +1061,9 @@ static enum invar_status resolve_sweep(struct res *r, const struct cfg_node *roo
     const struct cfg_node *seeds = section(sw, "seeds");
     if (seeds) {
         if (seeds->kind != CFG_SEQ || seeds->n == 0)
-            return cfg_fail(r->c, &seeds->pos, "sweep.seeds", "expected a non-empty list of "
-                                                              "integers");
+            return cfg_fail(r->c, &seeds->pos, "sweep.seeds",
+                            "expected a non-empty list of "
+                            "integers");
         e->seeds = calloc(seeds->n, sizeof *e->seeds);
         if (!e->seeds)
             return nomem(r);
@@ -1061,8 +1117,8 @@ static enum invar_status load(struct invar_experiment **out, const char *name, c
     cfg_ctx_init(&e->ctx, err);
     set_stem(e, name);
     struct cfg_node *root = NULL;
-    enum invar_status st = text ? cfg_load_text(&e->ctx, name, text, &root)
-                                : cfg_load_file(&e->ctx, name, &root);
+    enum invar_status st =
+        text ? cfg_load_text(&e->ctx, name, text, &root) : cfg_load_file(&e->ctx, name, &root);
     for (size_t i = 0; st == INVAR_OK && i < n_overrides; i++)
         st = cfg_apply_override(&e->ctx, root, overrides[i]);
     if (st == INVAR_OK)
@@ -1110,16 +1166,14 @@ static enum invar_status load_registry(struct invar_experiment **out, const char
 
 enum invar_status invar_experiment_load(struct invar_experiment **out, const char *path,
                                         const char *const *overrides, size_t n_overrides,
-                                        const struct invar_registry *reg,
-                                        struct invar_error *err)
+                                        const struct invar_registry *reg, struct invar_error *err)
 {
     return load_registry(out, path, NULL, overrides, n_overrides, reg, err);
 }
 
 enum invar_status invar_experiment_load_string(struct invar_experiment **out, const char *name,
                                                const char *text, const char *const *overrides,
-                                               size_t n_overrides,
-                                               const struct invar_registry *reg,
+                                               size_t n_overrides, const struct invar_registry *reg,
                                                struct invar_error *err)
 {
     return load_registry(out, name, text, overrides, n_overrides, reg, err);
@@ -1147,13 +1201,22 @@ void invar_experiment_destroy(struct invar_experiment *e)
     free(e);
 }
 
-const char *invar_experiment_name(const struct invar_experiment *e) { return e->top.name; }
-int64_t invar_experiment_seed(const struct invar_experiment *e) { return e->top.seed; }
+const char *invar_experiment_name(const struct invar_experiment *e)
+{
+    return e->top.name;
+}
+int64_t invar_experiment_seed(const struct invar_experiment *e)
+{
+    return e->top.seed;
+}
 const struct invar_data_section *invar_experiment_data(const struct invar_experiment *e)
 {
     return &e->data;
 }
-size_t invar_experiment_n_views(const struct invar_experiment *e) { return e->n_views; }
+size_t invar_experiment_n_views(const struct invar_experiment *e)
+{
+    return e->n_views;
+}
 const struct invar_view *invar_experiment_view(const struct invar_experiment *e, size_t i)
 {
     INVAR_ASSERT(i < e->n_views);
@@ -1183,9 +1246,18 @@ const struct invar_sweep *invar_experiment_sweep(const struct invar_experiment *
 {
     return &e->sweep;
 }
-const char *invar_experiment_canonical(const struct invar_experiment *e) { return e->canonical; }
-const char *invar_experiment_hash(const struct invar_experiment *e) { return e->hash; }
-size_t invar_experiment_n_params(const struct invar_experiment *e) { return e->n_flat / 2; }
+const char *invar_experiment_canonical(const struct invar_experiment *e)
+{
+    return e->canonical;
+}
+const char *invar_experiment_hash(const struct invar_experiment *e)
+{
+    return e->hash;
+}
+size_t invar_experiment_n_params(const struct invar_experiment *e)
+{
+    return e->n_flat / 2;
+}
 void invar_experiment_param(const struct invar_experiment *e, size_t i, const char **key,
                             const char **value)
 {

@@ -238,8 +238,10 @@ void cfg_map_remove(struct cfg_node *map, size_t i)
 /* Deep copy; NULL when out of memory or over the node budget (c->nodes tells which). */
 struct cfg_node *cfg_node_copy(struct cfg_ctx *c, const struct cfg_node *n, int depth)
 {
-    if (depth > INVAR_CONFIG_MAX_DEPTH)
+    if (depth > INVAR_CONFIG_MAX_DEPTH) {
+        c->too_deep = 1;
         return NULL;
+    }
     struct cfg_node *d = cfg_node_new(c, n->kind, &n->pos);
     if (!d)
         return NULL;
@@ -267,7 +269,7 @@ fail:
 
 struct frame {
     struct cfg_node *node;
-    char *key;              /* maps: the key whose value comes next, else NULL */
+    char *key; /* maps: the key whose value comes next, else NULL */
     struct cfg_pos kpos;
     char *anchor;
 };
@@ -329,8 +331,13 @@ static enum invar_status parse_fail(struct parser *p, const struct cfg_pos *pos,
 static enum invar_status budget_fail(struct parser *p, const struct cfg_pos *pos)
 {
     if (p->c->nodes > INVAR_CONFIG_MAX_NODES)
-        return parse_fail(p, pos, "the document expands to more than %d nodes (aliases or merge "
-                                  "keys repeated too often)", INVAR_CONFIG_MAX_NODES);
+        return parse_fail(p, pos,
+                          "the document expands to more than %d nodes (aliases or merge "
+                          "keys repeated too often)",
+                          INVAR_CONFIG_MAX_NODES);
+    if (p->c->too_deep)
+        return parse_fail(p, pos, "nesting deeper than %d levels once aliases are expanded",
+                          INVAR_CONFIG_MAX_DEPTH);
     return fail_nomem(p->c);
 }
 
@@ -369,9 +376,9 @@ static enum invar_status attach(struct parser *p, struct cfg_node *n, char *anch
                 char path[512];
                 stack_path(p, path, sizeof path);
                 cfg_path_join(path, sizeof path, path, n->text, 0);
-                enum invar_status st =
-                    cfg_fail(p->c, &n->pos, path, "duplicate key `%s` (first at line %d, column %d)",
-                             n->text, dup->kpos.line, dup->kpos.col);
+                enum invar_status st = cfg_fail(p->c, &n->pos, path,
+                                                "duplicate key `%s` (first at line %d, column %d)",
+                                                n->text, dup->kpos.line, dup->kpos.col);
                 cfg_node_free(n);
                 free(anchor);
                 return st;
@@ -417,8 +424,9 @@ static enum invar_status apply_merges(struct parser *p, struct cfg_node *map)
                 ok &= v->items[k].val->kind == CFG_MAP;
         }
         if (!ok || n_src + (v->kind == CFG_SEQ ? v->n : 1) > 64)
-            return parse_fail(p, &v->pos, "a merge key `<<` takes a map or a list of at most "
-                                          "64 maps");
+            return parse_fail(p, &v->pos,
+                              "a merge key `<<` takes a map or a list of at most "
+                              "64 maps");
         if (v->kind == CFG_MAP)
             sources[n_src++] = v;
         else
@@ -453,8 +461,9 @@ static enum invar_status on_event(struct parser *p, yaml_event_t *ev)
     switch (ev->type) {
     case YAML_DOCUMENT_START_EVENT:
         if (++p->docs > 1)
-            return parse_fail(p, &pos, "more than one YAML document (an experiment is one "
-                                       "document)");
+            return parse_fail(p, &pos,
+                              "more than one YAML document (an experiment is one "
+                              "document)");
         return INVAR_OK;
     case YAML_SCALAR_EVENT: {
         struct cfg_node *n = cfg_node_new(p->c, CFG_SCALAR, &pos);
@@ -508,8 +517,10 @@ static enum invar_status on_event(struct parser *p, yaml_event_t *ev)
         const char *name = (const char *)ev->data.alias.anchor;
         for (int i = 0; i < p->depth; i++)
             if (p->stack[i].anchor && strcmp(p->stack[i].anchor, name) == 0)
-                return parse_fail(p, &pos, "alias `*%s` refers to a node that contains it "
-                                           "(an alias loop)", name);
+                return parse_fail(p, &pos,
+                                  "alias `*%s` refers to a node that contains it "
+                                  "(an alias loop)",
+                                  name);
         const struct cfg_node *target = NULL;
         for (size_t i = p->n_anchors; i-- > 0;)
             if (strcmp(p->anchors[i].name, name) == 0) {
@@ -538,8 +549,7 @@ static void stamp_override(struct cfg_node *n, const char *ov)
 }
 
 /* Binary files are refused before libyaml sees them, with the offending byte's position. */
-static enum invar_status check_text(struct cfg_ctx *c, const char *file, const char *text,
-                                    size_t n)
+static enum invar_status check_text(struct cfg_ctx *c, const char *file, const char *text, size_t n)
 {
     int line = 1, col = 1;
     for (size_t i = 0; i < n;) {
@@ -547,8 +557,11 @@ static enum invar_status check_text(struct cfg_ctx *c, const char *file, const c
         struct cfg_pos pos = {file, line, col, NULL};
         if (b == 0)
             return cfg_fail(c, &pos, NULL, "binary file (a NUL byte)");
-        size_t len = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3
-                   : (b & 0xF8) == 0xF0 ? 4 : 0;
+        size_t len = b < 0x80             ? 1
+                     : (b & 0xE0) == 0xC0 ? 2
+                     : (b & 0xF0) == 0xE0 ? 3
+                     : (b & 0xF8) == 0xF0 ? 4
+                                          : 0;
         uint32_t cp = len == 1 ? b : len == 2 ? (b & 0x1Fu) : len == 3 ? (b & 0x0Fu) : (b & 0x07u);
         int ok = len != 0 && i + len <= n;
         for (size_t k = 1; ok && k < len; k++) {
@@ -697,8 +710,8 @@ struct chain {
     int n;
 };
 
-static enum invar_status load_doc(struct cfg_ctx *c, const char *file, const char *text,
-                                  size_t n, struct chain *ch, struct cfg_node **root);
+static enum invar_status load_doc(struct cfg_ctx *c, const char *file, const char *text, size_t n,
+                                  struct chain *ch, struct cfg_node **root);
 
 static void dir_of(const char *path, char *out, size_t cap)
 {
@@ -759,8 +772,8 @@ static enum invar_status load_base(struct cfg_ctx *c, const char *from, struct c
     return st;
 }
 
-static enum invar_status load_doc(struct cfg_ctx *c, const char *file, const char *text,
-                                  size_t n, struct chain *ch, struct cfg_node **root)
+static enum invar_status load_doc(struct cfg_ctx *c, const char *file, const char *text, size_t n,
+                                  struct chain *ch, struct cfg_node **root)
 {
     struct cfg_node *tree;
     enum invar_status st = cfg_parse(c, file, text, n, NULL, &tree);
@@ -769,12 +782,14 @@ static enum invar_status load_doc(struct cfg_ctx *c, const char *file, const cha
     struct cfg_pos first = {file, 1, 1, NULL};
     if (!tree || (tree->kind == CFG_SCALAR && !tree->quoted && !*tree->text)) {
         cfg_node_free(tree);
-        return cfg_fail(c, &first, NULL, "empty file (an experiment needs at least `data`, "
-                                         "`encoder` and `objective`)");
+        return cfg_fail(c, &first, NULL,
+                        "empty file (an experiment needs at least `data`, "
+                        "`encoder` and `objective`)");
     }
     if (tree->kind != CFG_MAP) {
-        st = cfg_fail(c, &tree->pos, NULL, "an experiment is a map of sections (`data:`, "
-                                           "`encoder:`, ...), not a %s",
+        st = cfg_fail(c, &tree->pos, NULL,
+                      "an experiment is a map of sections (`data:`, "
+                      "`encoder:`, ...), not a %s",
                       tree->kind == CFG_SEQ ? "list" : "scalar");
         cfg_node_free(tree);
         return st;
@@ -968,8 +983,10 @@ enum invar_status cfg_set_path(struct cfg_ctx *c, struct cfg_node *root, const c
             }
             if ((size_t)idx >= cur->n) {
                 cfg_node_free(val);
-                return cfg_fail(c, &pos, path, "index [%ld] is out of range (the list has %zu "
-                                               "items)", idx, cur->n);
+                return cfg_fail(c, &pos, path,
+                                "index [%ld] is out of range (the list has %zu "
+                                "items)",
+                                idx, cur->n);
             }
             cfg_path_join(path, sizeof path, path, NULL, idx);
             if (s == n_seg - 1 && k == segs[s].n_index - 1) {

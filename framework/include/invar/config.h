@@ -50,14 +50,14 @@ extern "C" {
 /* One plugin as used by the experiment: its descriptor and its filled config struct. */
 struct invar_plugin_use {
     const struct invar_plugin *plugin;
-    const void *config;  /* plugin->config_size bytes, owned by the experiment */
-    double p;            /* augments: probability of applying it; 1 for other kinds */
+    const void *config; /* plugin->config_size bytes, owned by the experiment */
+    double p;           /* augments: probability of applying it; 1 for other kinds */
 };
 
 struct invar_data_section {
     struct invar_plugin_use use;
-    int64_t limit;       /* first N samples; 0 = all */
-    int normalize;       /* standardise inputs by the training set's mean and std */
+    int64_t limit; /* first N samples; 0 = all */
+    int normalize; /* standardise inputs by the training set's mean and std */
 };
 
 /* The augmentations applied to one view, in order. */
@@ -75,7 +75,7 @@ enum invar_schedule_name {
 
 /* `optim:` as written (epochs, not steps); invar_experiment_optim_config converts. */
 struct invar_optim_section {
-    int name;              /* enum invar_optim_name */
+    int name; /* enum invar_optim_name */
     double lr;
     double momentum;
     int nesterov;
@@ -83,7 +83,7 @@ struct invar_optim_section {
     double lars_eta;
     double betas[2];
     double eps;
-    int schedule;          /* enum invar_schedule_name */
+    int schedule; /* enum invar_schedule_name */
     int64_t warmup_epochs;
     int64_t step_epochs;
     double step_gamma;
@@ -94,14 +94,23 @@ struct invar_train_section {
     int64_t epochs;
     int64_t batch_size;
     int64_t threads;
-    int64_t views;           /* number of views (with `augment`), or the length of `views` */
+    int64_t views;            /* number of views (with `augment`), or the length of `views` */
     int64_t checkpoint_every; /* epochs; 0 = only at the end */
     int64_t log_every;        /* steps between metric rows; 0 = once per epoch */
 };
 
 struct invar_eval_section {
-    struct { int64_t k; double t; int64_t every; } knn;   /* every: epochs; 0 = only at the end */
-    struct { int64_t epochs; double lr; int64_t batch_size; double weight_decay; } linear;
+    struct {
+        int64_t k;
+        double t;
+        int64_t every;
+    } knn; /* every: epochs; 0 = only at the end */
+    struct {
+        int64_t epochs;
+        double lr;
+        int64_t batch_size;
+        double weight_decay;
+    } linear;
 };
 
 /* One swept key and its values, each written so that "key=value" is a valid override. */
@@ -117,7 +126,7 @@ struct invar_sweep {
     const struct invar_sweep_axis *grid;
     size_t n_grid;
     const struct invar_sweep_axis *zip;
-    size_t n_zip;           /* all zip axes have the same number of values */
+    size_t n_zip; /* all zip axes have the same number of values */
     const int64_t *seeds;
     size_t n_seeds;
 };
@@ -127,28 +136,22 @@ struct invar_experiment;
 /* Loads path, applies overrides ("key.path=value", value parsed as a YAML flow scalar or
  * sequence) and resolves plugin sections against the registry's plugins. On failure *out is
  * NULL and err holds one line. */
-INVAR_API enum invar_status invar_experiment_load(struct invar_experiment **out,
-                                                  const char *path,
-                                                  const char *const *overrides,
-                                                  size_t n_overrides,
+INVAR_API enum invar_status invar_experiment_load(struct invar_experiment **out, const char *path,
+                                                  const char *const *overrides, size_t n_overrides,
                                                   const struct invar_registry *reg,
                                                   struct invar_error *err);
 /* The same from text in memory; name is used in messages and as the default `name`
  * (its stem); base: paths are relative to name's directory. */
-INVAR_API enum invar_status invar_experiment_load_string(struct invar_experiment **out,
-                                                         const char *name, const char *text,
-                                                         const char *const *overrides,
-                                                         size_t n_overrides,
-                                                         const struct invar_registry *reg,
-                                                         struct invar_error *err);
+INVAR_API enum invar_status
+invar_experiment_load_string(struct invar_experiment **out, const char *name, const char *text,
+                             const char *const *overrides, size_t n_overrides,
+                             const struct invar_registry *reg, struct invar_error *err);
 /* Either of the above (text NULL: read the file name) against an explicit NULL-terminated
  * list of descriptors instead of a registry: for embedding and tests. */
-INVAR_API enum invar_status invar_experiment_load_with(struct invar_experiment **out,
-                                                       const char *name, const char *text,
-                                                       const char *const *overrides,
-                                                       size_t n_overrides,
-                                                       const struct invar_plugin *const *plugins,
-                                                       struct invar_error *err);
+INVAR_API enum invar_status
+invar_experiment_load_with(struct invar_experiment **out, const char *name, const char *text,
+                           const char *const *overrides, size_t n_overrides,
+                           const struct invar_plugin *const *plugins, struct invar_error *err);
 INVAR_API void invar_experiment_destroy(struct invar_experiment *e);
 
 /* Accessors: pointers stay valid until invar_experiment_destroy. */
@@ -157,11 +160,14 @@ INVAR_API int64_t invar_experiment_seed(const struct invar_experiment *e);
 INVAR_API const struct invar_data_section *invar_experiment_data(const struct invar_experiment *e);
 INVAR_API size_t invar_experiment_n_views(const struct invar_experiment *e);
 INVAR_API const struct invar_view *invar_experiment_view(const struct invar_experiment *e,
-                                                          size_t i);
+                                                         size_t i);
 INVAR_API const struct invar_plugin_use *invar_experiment_encoder(const struct invar_experiment *e);
-INVAR_API const struct invar_plugin_use *invar_experiment_objective(const struct invar_experiment *e);
-INVAR_API const struct invar_optim_section *invar_experiment_optim(const struct invar_experiment *e);
-INVAR_API const struct invar_train_section *invar_experiment_train(const struct invar_experiment *e);
+INVAR_API const struct invar_plugin_use *
+invar_experiment_objective(const struct invar_experiment *e);
+INVAR_API const struct invar_optim_section *
+invar_experiment_optim(const struct invar_experiment *e);
+INVAR_API const struct invar_train_section *
+invar_experiment_train(const struct invar_experiment *e);
 INVAR_API const struct invar_eval_section *invar_experiment_eval(const struct invar_experiment *e);
 INVAR_API const struct invar_sweep *invar_experiment_sweep(const struct invar_experiment *e);
 
@@ -178,8 +184,8 @@ INVAR_API const char *invar_experiment_hash(const struct invar_experiment *e);
 /* The resolved experiment as (key, value) pairs in canonical order, for the results
  * database: "objective.momentum" -> "0.999", "augment[0].plugin" -> "resized_crop". */
 INVAR_API size_t invar_experiment_n_params(const struct invar_experiment *e);
-INVAR_API void invar_experiment_param(const struct invar_experiment *e, size_t i,
-                                      const char **key, const char **value);
+INVAR_API void invar_experiment_param(const struct invar_experiment *e, size_t i, const char **key,
+                                      const char **value);
 
 /* Lowercase hex SHA-256 (FIPS 180-4) of n bytes into hex (65 bytes with the NUL). */
 INVAR_API void invar_sha256_hex(const void *data, size_t n, char hex[65]);
