@@ -29,6 +29,7 @@ enum warp_fill {
 #define WARP_FILL_ALLOWED "constant|edge|reflect|wrap"
 #define WARP_SNAP 1e-6
 #define WARP_PI 3.14159265358979323846
+#define WARP_FAR 1e7 /* coordinates are clamped here: far outside, still a safe int64 */
 
 static inline float warp_clamp01(float v)
 {
@@ -142,7 +143,12 @@ static inline void warp_homography(struct invar_image *out, const struct invar_i
             double den = g[6] * (double)x + g[7] * (double)y + g[8];
             double xs = (g[0] * (double)x + g[1] * (double)y + g[2]) / den;
             double ys = (g[3] * (double)x + g[4] * (double)y + g[5]) / den;
-            xs = warp_snap(xs), ys = warp_snap(ys);
+            /* Pixels on the homography's line at infinity (den = 0) read from far outside,
+             * i.e. the fill; far coordinates are clamped to stay safe integers. */
+            if (!isfinite(xs) || !isfinite(ys))
+                xs = ys = -WARP_FAR;
+            xs = warp_snap(xs < -WARP_FAR ? -WARP_FAR : (xs > WARP_FAR ? WARP_FAR : xs));
+            ys = warp_snap(ys < -WARP_FAR ? -WARP_FAR : (ys > WARP_FAR ? WARP_FAR : ys));
             for (int64_t k = 0; k < c; k++)
                 out->data[(k * h + y) * w + x] =
                     warp_bilinear(in->data + k * h * w, h, w, ys, xs, mode, fill);
