@@ -155,9 +155,29 @@ static inline void warp_homography(struct invar_image *out, const struct invar_i
         }
 }
 
+/* One axis of a resize: output index i reads lo[i] and hi[i] with weight t[i] on hi. */
+#define WARP_RESIZE_BLOCK 256
+static inline void warp_resize_axis(int64_t *lo, int64_t *hi, float *t, int64_t first,
+                                    int64_t count, double start, double step, double len)
+{
+    double vmin = start, vmax = start + len - 1.0;
+    if (vmax < vmin)
+        vmax = vmin;
+    for (int64_t i = 0; i < count; i++) {
+        double v = warp_snap(start + ((double)(first + i) + 0.5) * step - 0.5);
+        v = v < vmin ? vmin : (v > vmax ? vmax : v);
+        double f = floor(v);
+        lo[i] = (int64_t)f;
+        t[i] = (float)(v - f);
+        hi[i] = t[i] > 0.0f ? lo[i] + 1 : lo[i]; /* v < vmax here, so lo + 1 is in the box */
+    }
+}
+
 /* out (C, OH, OW) <- the box (top, left, bh, bw) of in, resized bilinearly with half-pixel
  * centres (align_corners = false, as torchvision): samples outside the box are clamped to its
- * edge, so nothing outside the crop leaks in. A box of the output's size copies exactly. */
+ * edge, so nothing outside the crop leaks in. A box of the output's size copies exactly.
+ * The box is whole pixels inside the image. Column weights are computed once per block of columns
+ * and row weights once per row: this is the hot path of the default two-view stack. */
 static inline void warp_resize_box(struct invar_image *out, int64_t oh, int64_t ow,
                                    const struct invar_image *in, double top, double left,
                                    double bh, double bw)
@@ -165,20 +185,25 @@ static inline void warp_resize_box(struct invar_image *out, int64_t oh, int64_t 
     int64_t c = in->c, h = in->h, w = in->w;
     out->c = c, out->h = oh, out->w = ow;
     double sy = bh / (double)oh, sx = bw / (double)ow;
-    double ylo = top, yhi = top + bh - 1.0, xlo = left, xhi = left + bw - 1.0;
-    if (yhi < ylo)
-        yhi = ylo;
-    if (xhi < xlo)
-        xhi = xlo;
-    for (int64_t y = 0; y < oh; y++) {
-        double ys = warp_snap(top + ((double)y + 0.5) * sy - 0.5);
-        ys = ys < ylo ? ylo : (ys > yhi ? yhi : ys);
-        for (int64_t x = 0; x < ow; x++) {
-            double xs = warp_snap(left + ((double)x + 0.5) * sx - 0.5);
-            xs = xs < xlo ? xlo : (xs > xhi ? xhi : xs);
-            for (int64_t k = 0; k < c; k++)
-                out->data[(k * oh + y) * ow + x] =
-                    warp_bilinear(in->data + k * h * w, h, w, ys, xs, WARP_FILL_EDGE, 0.0f);
+    int64_t x0[WARP_RESIZE_BLOCK], x1[WARP_RESIZE_BLOCK];
+    float tx[WARP_RESIZE_BLOCK];
+    for (int64_t xb = 0; xb < ow; xb += WARP_RESIZE_BLOCK) {
+        int64_t nb = ow - xb < WARP_RESIZE_BLOCK ? ow - xb : WARP_RESIZE_BLOCK;
+        warp_resize_axis(x0, x1, tx, xb, nb, left, sx, bw);
+        for (int64_t y = 0; y < oh; y++) {
+            int64_t y0, y1;
+            float ty;
+            warp_resize_axis(&y0, &y1, &ty, y, 1, top, sy, bh);
+            for (int64_t k = 0; k < c; k++) {
+                const float *r0 = in->data + (k * h + y0) * w;
+                const float *r1 = in->data + (k * h + y1) * w;
+                float *dst = out->data + (k * oh + y) * ow + xb;
+                for (int64_t i = 0; i < nb; i++) {
+                    float a = r0[x0[i]], b = r0[x1[i]], cc = r1[x0[i]], d = r1[x1[i]];
+                    float tp = a + tx[i] * (b - a), bt = cc + tx[i] * (d - cc);
+                    dst[i] = tp + ty * (bt - tp);
+                }
+            }
         }
     }
 }
@@ -216,16 +241,24 @@ static inline void warp_blur_line(float *p, int64_t n, int64_t stride, const flo
 {
     if (r == 0)
         return;
-    float ring[WARP_BLUR_MAX_RADIUS + 1];
-    const int64_t nr = r + 1;
+    enum { RING = 64 }; /* a power of two > WARP_BLUR_MAX_RADIUS */
+    _Static_assert(RING > WARP_BLUR_MAX_RADIUS, "the ring holds r originals");
+    float ring[RING];
     for (int64_t x = 0; x < n; x++) {
         float acc = 0.0f;
-        for (int t = -r; t <= r; t++) {
-            int64_t i = warp_index(x + t, n, WARP_FILL_REFLECT);
-            float v = i < x ? ring[i % nr] : p[i * stride];
-            acc += k[t + r] * v;
+        if (x >= r && x + r < n) { /* interior: no reflection */
+            for (int t = -r; t < 0; t++)
+                acc += k[t + r] * ring[(x + t) & (RING - 1)];
+            const float *q = p + x * stride;
+            for (int t = 0; t <= r; t++)
+                acc += k[t + r] * q[t * stride];
+        } else {
+            for (int t = -r; t <= r; t++) {
+                int64_t i = warp_index(x + t, n, WARP_FILL_REFLECT);
+                acc += k[t + r] * (i < x ? ring[i & (RING - 1)] : p[i * stride]);
+            }
         }
-        ring[x % nr] = p[x * stride];
+        ring[x & (RING - 1)] = p[x * stride];
         p[x * stride] = acc;
     }
 }
