@@ -1,0 +1,374 @@
+/* Spatial ops: conv2d, pooling, batch-norm. Finite-difference gradients on random shapes, plus
+ * values against a direct convolution and hand-computed numbers. */
+#include <criterion/criterion.h>
+#include <math.h>
+
+#include "gradcheck.h"
+#include "ops/graph_internal.h"
+
+/* conv.c's test hook: chunk size and kept-col limit in bytes; (0, 0) restores the defaults. */
+void conv_set_limits(size_t chunk_bytes, size_t keep_bytes);
+
+/* ---- conv2d -------------------------------------------------------------------------------- */
+
+struct conv_case {
+    int64_t n, c, h, w, o, k;
+    int stride, pad, bias;
+};
+
+/* non-square images, batch > 1, stride 1 and 2, padding 0 and 1, kernels 1/3/5, C_in != C_out */
+static const struct conv_case conv_cases[] = {
+    {2, 3, 5, 7, 4, 3, 1, 1, 1},
+    {3, 2, 7, 6, 3, 3, 2, 1, 0},
+    {2, 3, 6, 5, 2, 1, 1, 0, 1},
+    {2, 2, 8, 9, 3, 5, 2, 0, 1},
+    {2, 1, 6, 7, 3, 5, 1, 1, 0},
+    {2, 4, 5, 4, 2, 3, 2, 0, 1},
+};
+
+struct conv_args {
+    int stride, pad;
+};
+
+static struct invar_tensor *conv_f(struct invar_graph *g, struct invar_tensor **in, void *ctx)
+{
+    const struct conv_args *a = ctx;
+    return invar_conv2d(g, in[0], in[1], in[2]->numel ? in[2] : NULL, a->stride, a->pad);
+}
+
+/* direct convolution in double: (N, O, OH, OW) */
+static void conv_naive(double *y, const struct invar_tensor *x, const struct invar_tensor *w,
+                       const struct invar_tensor *b, int stride, int pad, int64_t oh, int64_t ow)
+{
+    const int64_t n = x->shape[0], c = x->shape[1], h = x->shape[2], wd = x->shape[3];
+    const int64_t o = w->shape[0], kh = w->shape[2], kw = w->shape[3];
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t oc = 0; oc < o; oc++)
+            for (int64_t oy = 0; oy < oh; oy++)
+                for (int64_t ox = 0; ox < ow; ox++) {
+                    double acc = b ? b->data[oc] : 0.0;
+                    for (int64_t ic = 0; ic < c; ic++)
+                        for (int64_t ky = 0; ky < kh; ky++)
+                            for (int64_t kx = 0; kx < kw; kx++) {
+                                const int64_t iy = oy * stride - pad + ky;
+                                const int64_t ix = ox * stride - pad + kx;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= wd)
+                                    continue;
+                                acc += (double)x->data[((i * c + ic) * h + iy) * wd + ix] *
+                                       w->data[((oc * c + ic) * kh + ky) * kw + kx];
+                            }
+                    y[((i * o + oc) * oh + oy) * ow + ox] = acc;
+                }
+}
+
+static void conv_run_gradchecks(void)
+{
+    for (size_t t = 0; t < sizeof conv_cases / sizeof conv_cases[0]; t++) {
+        const struct conv_case *cc = &conv_cases[t];
+        struct invar_tensor *in[3] = {
+            gc_tensor(4, (int64_t[]){cc->n, cc->c, cc->h, cc->w}, 1),
+            gc_tensor(4, (int64_t[]){cc->o, cc->c, cc->k, cc->k}, 1),
+            gc_tensor(1, (int64_t[]){cc->bias ? cc->o : 0}, cc->bias),
+        };
+        struct conv_args a = {cc->stride, cc->pad};
+        gc_check(conv_f, in, 3, &a, 1e-2, 1e-2);
+        for (int i = 0; i < 3; i++)
+            gc_free(in[i]);
+    }
+}
+
+Test(conv, gradcheck)
+{
+    conv_run_gradchecks();
+}
+
+/* One image per chunk and nothing kept: the chunked rebuild-in-backward path. */
+Test(conv, gradcheck_chunked)
+{
+    conv_set_limits(1, 0);
+    conv_run_gradchecks();
+    conv_set_limits(0, 0);
+}
+
+/* A first layer: the input needs no gradient, so dx is skipped while dw and db still flow. */
+Test(conv, gradcheck_no_input_grad)
+{
+    struct invar_tensor *in[3] = {
+        gc_tensor(4, (int64_t[]){3, 1, 6, 5}, 0),
+        gc_tensor(4, (int64_t[]){4, 1, 3, 3}, 1),
+        gc_tensor(1, (int64_t[]){4}, 1),
+    };
+    struct conv_args a = {1, 1};
+    gc_check(conv_f, in, 3, &a, 1e-2, 1e-2);
+    cr_assert_null(in[0]->grad);
+    for (int i = 0; i < 3; i++)
+        gc_free(in[i]);
+}
+
+static void conv_check_values(void)
+{
+    for (size_t t = 0; t < sizeof conv_cases / sizeof conv_cases[0]; t++) {
+        const struct conv_case *cc = &conv_cases[t];
+        struct invar_tensor *x = gc_tensor(4, (int64_t[]){cc->n, cc->c, cc->h, cc->w}, 0);
+        struct invar_tensor *w = gc_tensor(4, (int64_t[]){cc->o, cc->c, cc->k, cc->k}, 0);
+        struct invar_tensor *b = cc->bias ? gc_tensor(1, (int64_t[]){cc->o}, 0) : NULL;
+        struct invar_graph *g = invar_graph_create(1 << 20);
+        struct invar_tensor *y = invar_conv2d(g, x, w, b, cc->stride, cc->pad);
+        const int64_t oh = (cc->h + 2 * cc->pad - cc->k) / cc->stride + 1;
+        const int64_t ow = (cc->w + 2 * cc->pad - cc->k) / cc->stride + 1;
+        cr_assert(y->ndim == 4 && y->shape[0] == cc->n && y->shape[1] == cc->o &&
+                  y->shape[2] == oh && y->shape[3] == ow, "case %zu: wrong output shape", t);
+        double *ref = malloc((size_t)y->numel * sizeof *ref);
+        conv_naive(ref, x, w, b, cc->stride, cc->pad, oh, ow);
+        for (int64_t i = 0; i < y->numel; i++)
+            cr_assert(fabs(y->data[i] - ref[i]) < 1e-5 * (1 + fabs(ref[i])),
+                      "case %zu element %lld: %g vs direct %g", t, (long long)i, y->data[i],
+                      ref[i]);
+        free(ref);
+        invar_graph_destroy(g);
+        gc_free(x), gc_free(w), gc_free(b);
+    }
+}
+
+Test(conv, matches_direct_convolution)
+{
+    conv_check_values();
+    conv_set_limits(1, 0);
+    conv_check_values();
+    conv_set_limits(0, 0);
+}
+
+/* 3x3 "same" conv of ones by ones counts the real cells under each window: 4 at corners, 6 on
+ * edges, 9 inside (times C_in), which pins down the zero padding. */
+Test(conv, padding_counts_cells)
+{
+    float xs[2 * 4 * 5], ws[2 * 2 * 9];
+    for (int i = 0; i < 40; i++)
+        xs[i] = 1;
+    for (int i = 0; i < 18; i++)
+        ws[i] = 1;
+    struct invar_tensor x, w;
+    invar_tensor_wrap(&x, xs, 4, (int64_t[]){1, 2, 4, 5});
+    invar_tensor_wrap(&w, ws, 4, (int64_t[]){1, 2, 3, 3});
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    struct invar_tensor *y = invar_conv2d(g, &x, &w, NULL, 1, 1);
+    const float want[20] = {8, 12, 12, 12, 8, 12, 18, 18, 18, 12,
+                            12, 18, 18, 18, 12, 8, 12, 12, 12, 8};
+    for (int i = 0; i < 20; i++)
+        cr_assert_float_eq(y->data[i], want[i], 1e-6, "cell %d: %g", i, y->data[i]);
+    invar_graph_destroy(g);
+}
+
+/* ---- pooling ------------------------------------------------------------------------------- */
+
+struct pool_args {
+    int kind; /* 0 max, 1 avg, 2 global */
+    int k, stride, pad;
+};
+
+static struct invar_tensor *pool_f(struct invar_graph *g, struct invar_tensor **in, void *ctx)
+{
+    const struct pool_args *a = ctx;
+    if (a->kind == 0)
+        return invar_maxpool2d(g, in[0], a->k, a->stride, a->pad);
+    if (a->kind == 1)
+        return invar_avgpool2d(g, in[0], a->k, a->stride, a->pad);
+    return invar_global_avgpool(g, in[0]);
+}
+
+/* Distinct values 0.05 apart (a scrambled ramp, shifted below zero), so +-eps never changes a
+ * window's argmax. 7919 is prime and so coprime with every size used here. */
+static struct invar_tensor *tie_free(int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    struct invar_tensor *x = gc_tensor(4, (int64_t[]){n, c, h, w}, 1);
+    for (int64_t i = 0; i < x->numel; i++)
+        x->data[i] = 0.05f * (float)((i * 7919) % x->numel) - 0.03f * (float)x->numel;
+    return x;
+}
+
+Test(pool, maxpool_gradcheck)
+{
+    const struct pool_args cases[] = {{0, 2, 2, 0}, {0, 3, 2, 1}, {0, 3, 1, 1}, {0, 2, 1, 1}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        struct invar_tensor *x = tie_free(2, 3, 7, 6);
+        gc_check(pool_f, &x, 1, (void *)&cases[t], 1e-3, 1e-2);
+        gc_free(x);
+    }
+}
+
+Test(pool, avgpool_gradcheck)
+{
+    const struct pool_args cases[] = {{1, 2, 2, 0}, {1, 3, 2, 1}, {1, 3, 1, 1}, {2, 0, 0, 0}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        struct invar_tensor *x = gc_tensor(4, (int64_t[]){2, 3, 7, 6}, 1);
+        gc_check(pool_f, &x, 1, (void *)&cases[t], 1e-2, 1e-2);
+        gc_free(x);
+    }
+}
+
+/* All-negative input with padding: a zero pad cell would win if padding took part. */
+Test(pool, maxpool_padding_never_wins)
+{
+    float xs[4] = {-4, -3, -2, -1};
+    struct invar_tensor x;
+    invar_tensor_wrap(&x, xs, 4, (int64_t[]){1, 1, 2, 2});
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    struct invar_tensor *y = invar_maxpool2d(g, &x, 2, 1, 1); // (1, 1, 3, 3)
+    const float want[9] = {-4, -3, -3, -2, -1, -1, -2, -1, -1};
+    for (int i = 0; i < 9; i++)
+        cr_assert_float_eq(y->data[i], want[i], 0, "cell %d: %g", i, y->data[i]);
+    invar_graph_destroy(g);
+}
+
+/* Ties: the first maximum in scan order takes the whole gradient. */
+static void count_backward(struct invar_tensor *out, struct invar_tensor **in, int n_in,
+                           void *ctx)
+{
+    (void)out, (void)n_in, (void)ctx;
+    for (int64_t i = 0; i < in[0]->numel; i++)
+        in[0]->grad[i] += 1;
+}
+
+Test(pool, maxpool_tie_goes_to_first)
+{
+    float xs[4] = {1, 5, 5, 5};
+    struct invar_tensor x;
+    invar_tensor_wrap(&x, xs, 4, (int64_t[]){1, 1, 2, 2});
+    x.requires_grad = 1;
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    struct invar_tensor *y = invar_maxpool2d(g, &x, 2, 2, 0); // (1, 1, 1, 1)
+    cr_assert_float_eq(y->data[0], 5, 0);
+    struct invar_tensor *loss = invar_graph_tensor(g, 1, (int64_t[]){1});
+    loss->data[0] = y->data[0];
+    invar_custom_op(g, "count", loss, &y, 1, count_backward, NULL);
+    invar_graph_backward(g, loss);
+    const float want[4] = {0, 1, 0, 0};
+    for (int i = 0; i < 4; i++)
+        cr_assert_float_eq(x.grad[i], want[i], 0, "cell %d: %g", i, x.grad[i]);
+    invar_graph_destroy(g);
+}
+
+/* count_include_pad: the corner windows hold one real cell and three zeros. */
+Test(pool, avgpool_counts_padding)
+{
+    float xs[4] = {1, 2, 3, 4};
+    struct invar_tensor x;
+    invar_tensor_wrap(&x, xs, 4, (int64_t[]){1, 1, 2, 2});
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    struct invar_tensor *y = invar_avgpool2d(g, &x, 2, 1, 1); // (1, 1, 3, 3)
+    const float want[9] = {0.25f, 0.75f, 0.5f, 1.0f, 2.5f, 1.5f, 0.75f, 1.75f, 1.0f};
+    for (int i = 0; i < 9; i++)
+        cr_assert_float_eq(y->data[i], want[i], 1e-6, "cell %d: %g", i, y->data[i]);
+    invar_graph_destroy(g);
+}
+
+Test(pool, global_avgpool_by_hand)
+{
+    float xs[8] = {1, 2, 3, 4, 5, 6, 7, 9};
+    struct invar_tensor x;
+    invar_tensor_wrap(&x, xs, 4, (int64_t[]){1, 2, 2, 2});
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    struct invar_tensor *y = invar_global_avgpool(g, &x);
+    cr_assert(y->ndim == 2 && y->shape[0] == 1 && y->shape[1] == 2);
+    cr_assert_float_eq(y->data[0], 2.5f, 1e-6);
+    cr_assert_float_eq(y->data[1], 6.75f, 1e-6);
+    invar_graph_destroy(g);
+}
+
+/* ---- batch-norm ---------------------------------------------------------------------------- */
+
+struct bn_args {
+    int training;
+    struct invar_tensor *rm, *rv; /* (C) */
+};
+
+static struct invar_tensor *bn_f(struct invar_graph *g, struct invar_tensor **in, void *ctx)
+{
+    const struct bn_args *a = ctx;
+    invar_graph_set_training(g, a->training);
+    /* training mode must not depend on the running statistics: none are passed */
+    return invar_batchnorm(g, in[0], in[1], in[2], a->training ? NULL : a->rm,
+                           a->training ? NULL : a->rv, 0.1f, 1e-5f);
+}
+
+static void bn_gradcheck(int ndim, const int64_t *shape, int training)
+{
+    const int64_t c = shape[1];
+    struct invar_tensor *in[3] = {
+        gc_tensor(ndim, shape, 1),
+        gc_tensor(1, (int64_t[]){c}, 1),
+        gc_tensor(1, (int64_t[]){c}, 1),
+    };
+    struct bn_args a = {training, gc_tensor(1, (int64_t[]){c}, 0),
+                        gc_tensor(1, (int64_t[]){c}, 0)};
+    for (int64_t i = 0; i < c; i++)
+        a.rv->data[i] = 0.5f + a.rv->data[i] * a.rv->data[i]; /* a positive variance */
+    gc_check(bn_f, in, 3, &a, 1e-3, 2e-2);
+    for (int i = 0; i < 3; i++)
+        gc_free(in[i]);
+    gc_free(a.rm), gc_free(a.rv);
+}
+
+Test(batchnorm, gradcheck_train_2d) { bn_gradcheck(2, (int64_t[]){6, 3}, 1); }
+Test(batchnorm, gradcheck_train_4d) { bn_gradcheck(4, (int64_t[]){3, 2, 3, 4}, 1); }
+Test(batchnorm, gradcheck_eval_2d) { bn_gradcheck(2, (int64_t[]){5, 3}, 0); }
+Test(batchnorm, gradcheck_eval_4d) { bn_gradcheck(4, (int64_t[]){2, 3, 4, 3}, 0); }
+
+/* Two training steps on (4, 2) batches, momentum 0.1, from mean 0 / var 1:
+ *   step 1: ch0 {1,2,3,4} mean 2.5 unbiased var 5/3; ch1 {0,0,1,1} mean 0.5 var 1/3
+ *           rm = (0.25, 0.05), rv = (0.9 + 1/6, 0.9 + 1/30) = (1.0666667, 0.9333333)
+ *   step 2: ch0 {2,4,6,8} mean 5 var 20/3; ch1 {-1,1,-1,1} mean 0 var 4/3
+ *           rm = (0.9*0.25 + 0.5, 0.9*0.05) = (0.725, 0.045)
+ *           rv = (0.96 + 2/3, 0.84 + 2/15) = (1.6266667, 0.9733333) */
+Test(batchnorm, running_stats_two_steps)
+{
+    float x1[8] = {1, 0, 2, 0, 3, 1, 4, 1}, x2[8] = {2, -1, 4, 1, 6, -1, 8, 1};
+    float gs[2] = {1, 1}, bs[2] = {0, 0}, rms[2] = {0, 0}, rvs[2] = {1, 1};
+    struct invar_tensor x, gamma, beta, rm, rv;
+    invar_tensor_wrap(&gamma, gs, 1, (int64_t[]){2});
+    invar_tensor_wrap(&beta, bs, 1, (int64_t[]){2});
+    invar_tensor_wrap(&rm, rms, 1, (int64_t[]){2});
+    invar_tensor_wrap(&rv, rvs, 1, (int64_t[]){2});
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    float *steps[2] = {x1, x2};
+    for (int s = 0; s < 2; s++) {
+        invar_graph_reset(g);
+        invar_tensor_wrap(&x, steps[s], 2, (int64_t[]){4, 2});
+        struct invar_tensor *y = invar_batchnorm(g, &x, &gamma, &beta, &rm, &rv, 0.1f, 1e-5f);
+        /* normalised with the biased variance: ch0 of step 1 is (x - 2.5) / sqrt(1.25) */
+        if (s == 0)
+            cr_assert_float_eq(y->data[0], -1.5f / sqrtf(1.25f + 1e-5f), 1e-6);
+    }
+    cr_assert_float_eq(rms[0], 0.725f, 1e-6, "%g", rms[0]);
+    cr_assert_float_eq(rms[1], 0.045f, 1e-6, "%g", rms[1]);
+    cr_assert_float_eq(rvs[0], 1.6266667f, 1e-6, "%g", rvs[0]);
+    cr_assert_float_eq(rvs[1], 0.9733333f, 1e-6, "%g", rvs[1]);
+    invar_graph_destroy(g);
+}
+
+/* Eval mode: y = gamma (x - running_mean) / sqrt(running_var + eps) + beta, and the running
+ * statistics stay untouched. */
+Test(batchnorm, eval_uses_running_stats)
+{
+    struct invar_tensor *x = gc_tensor(4, (int64_t[]){2, 3, 2, 3}, 0);
+    float gs[3] = {1.5f, -0.5f, 2}, bs[3] = {0.1f, 0.2f, -0.3f};
+    float rms[3] = {0.2f, -0.1f, 0.05f}, rvs[3] = {0.5f, 2.0f, 0.25f};
+    struct invar_tensor gamma, beta, rm, rv;
+    invar_tensor_wrap(&gamma, gs, 1, (int64_t[]){3});
+    invar_tensor_wrap(&beta, bs, 1, (int64_t[]){3});
+    invar_tensor_wrap(&rm, rms, 1, (int64_t[]){3});
+    invar_tensor_wrap(&rv, rvs, 1, (int64_t[]){3});
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    invar_graph_set_training(g, 0);
+    const float eps = 1e-3f;
+    struct invar_tensor *y = invar_batchnorm(g, x, &gamma, &beta, &rm, &rv, 0.1f, eps);
+    for (int64_t i = 0; i < x->numel; i++) {
+        const int64_t c = (i / 6) % 3;
+        const double want = gs[c] * (x->data[i] - rms[c]) / sqrt(rvs[c] + eps) + bs[c];
+        cr_assert(fabs(y->data[i] - want) < 1e-5, "element %lld: %g vs %g", (long long)i,
+                  y->data[i], want);
+    }
+    cr_assert(rms[0] == 0.2f && rvs[2] == 0.25f, "eval mode moved the running statistics");
+    invar_graph_destroy(g);
+    gc_free(x);
+}

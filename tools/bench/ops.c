@@ -1,0 +1,148 @@
+/* Benchmark: conv2d forward+backward on the reference encoder's layers against cblas_sgemm on
+ * a 2048^2 matrix, in the same run, with 2 BLAS threads.
+ *
+ *     meson test -C build --benchmark ops -v
+ *
+ * Each figure is the median of REPEATS timed runs after one warm-up. A conv layer's flops are
+ * 2*M*N*K for forward (M = C_out, N = batch*OH*OW, K = C_in*KH*KW) plus the same for each
+ * backward GEMM it runs: dw always, dx except for the first layer (its input needs no gradient,
+ * as in training). The last line is `RESULT conv_gflops=... sgemm_gflops=... ratio=...`.
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <invar/graph.h>
+
+#define REPEATS 7
+#define BATCH 256
+
+struct layer {
+    int64_t c, o, hw; /* C_in -> C_out at hw x hw, 3x3, stride 1, pad 1 */
+    int input_grad;   /* 0 for the first layer */
+};
+
+static const struct layer layers[] = {
+    {1, 32, 28, 0}, {32, 32, 28, 1}, {32, 64, 14, 1}, {64, 64, 14, 1}, {64, 128, 7, 1},
+};
+#define N_LAYERS (sizeof layers / sizeof layers[0])
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return t[n / 2];
+}
+
+static void fill(float *p, int64_t n, unsigned seed)
+{
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
+    }
+}
+
+/* The loss's backward hands conv a ones gradient, as any loss would hand it something. */
+static void ones_backward(struct invar_tensor *out, struct invar_tensor **in, int n_in, void *ctx)
+{
+    (void)out, (void)n_in, (void)ctx;
+    for (int64_t i = 0; i < in[0]->numel; i++)
+        in[0]->grad[i] += 1.0f;
+}
+
+/* One forward+backward step of a layer; returns seconds. */
+static double conv_step(struct invar_graph *g, const struct layer *l, float *xdata,
+                        struct invar_tensor *w, struct invar_tensor *b)
+{
+    invar_graph_reset(g);
+    struct invar_tensor *x = invar_graph_tensor(g, 4, (int64_t[]){BATCH, l->c, l->hw, l->hw});
+    memcpy(x->data, xdata, (size_t)x->numel * sizeof(float));
+    x->requires_grad = l->input_grad;
+    memset(w->grad, 0, (size_t)w->numel * sizeof(float));
+    memset(b->grad, 0, (size_t)b->numel * sizeof(float));
+    double t0 = now();
+    struct invar_tensor *y = invar_conv2d(g, x, w, b, 1, 1);
+    struct invar_tensor *loss = invar_graph_tensor(g, 1, (int64_t[]){1});
+    loss->data[0] = 0;
+    invar_custom_op(g, "ones", loss, &y, 1, ones_backward, NULL);
+    invar_graph_backward(g, loss);
+    return now() - t0;
+}
+
+int main(void)
+{
+    openblas_set_num_threads(2);
+    printf("conv2d 3x3 pad 1, batch %d, forward+backward, 2 threads, median of %d\n", BATCH,
+           REPEATS);
+    printf("%-22s %10s %10s %10s\n", "layer", "GFLOP", "ms", "GFLOP/s");
+    struct invar_graph *g = invar_graph_create(64 << 20);
+    double conv_flops = 0, conv_time = 0;
+    for (size_t i = 0; i < N_LAYERS; i++) {
+        const struct layer *l = &layers[i];
+        const int64_t xn = BATCH * l->c * l->hw * l->hw, wn = l->o * l->c * 9;
+        float *xdata = malloc((size_t)xn * sizeof(float));
+        float *wbuf = malloc((size_t)(2 * wn + 2 * l->o) * sizeof(float));
+        fill(xdata, xn, 1u + (unsigned)i);
+        fill(wbuf, wn + l->o, 99u + (unsigned)i);
+        struct invar_tensor w, b;
+        invar_tensor_wrap(&w, wbuf, 4, (int64_t[]){l->o, l->c, 3, 3});
+        invar_tensor_wrap(&b, wbuf + wn, 1, (int64_t[]){l->o});
+        w.grad = wbuf + wn + l->o, b.grad = wbuf + 2 * wn + l->o;
+        w.requires_grad = b.requires_grad = 1;
+
+        double t[REPEATS];
+        conv_step(g, l, xdata, &w, &b); /* warm-up; also settles the arena */
+        for (int r = 0; r < REPEATS; r++)
+            t[r] = conv_step(g, l, xdata, &w, &b);
+        const double sec = median(t, REPEATS);
+        const double gemm = 2.0 * (double)l->o * (double)(BATCH * l->hw * l->hw) *
+                            (double)(l->c * 9);
+        const double flops = gemm * (l->input_grad ? 3 : 2);
+        char name[32];
+        snprintf(name, sizeof name, "%lld->%lld @%lldx%lld", (long long)l->c,
+                 (long long)l->o, (long long)l->hw, (long long)l->hw);
+        printf("%-22s %10.3f %10.2f %10.1f\n", name, flops * 1e-9, sec * 1e3,
+               flops / sec * 1e-9);
+        conv_flops += flops, conv_time += sec;
+        free(xdata);
+        free(wbuf);
+    }
+    invar_graph_destroy(g);
+    const double conv_gflops = conv_flops / conv_time * 1e-9;
+    printf("%-22s %10.3f %10.2f %10.1f\n", "total", conv_flops * 1e-9, conv_time * 1e3,
+           conv_gflops);
+
+    const int n = 2048;
+    float *a = malloc((size_t)n * n * sizeof(float)), *bm = malloc((size_t)n * n * sizeof(float));
+    float *c = malloc((size_t)n * n * sizeof(float));
+    fill(a, (int64_t)n * n, 7), fill(bm, (int64_t)n * n, 8);
+    double t[REPEATS];
+    for (int r = -1; r < REPEATS; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, bm, n, 0.0f,
+                    c, n);
+        if (r >= 0)
+            t[r] = now() - t0;
+    }
+    const double sgemm_gflops = 2.0 * n * n * (double)n / median(t, REPEATS) * 1e-9;
+    printf("%-22s %10.3f %10.2f %10.1f\n", "sgemm 2048^2", 2.0 * n * n * (double)n * 1e-9,
+           median(t, REPEATS) * 1e3, sgemm_gflops);
+    free(a), free(bm), free(c);
+    printf("RESULT conv_gflops=%.1f sgemm_gflops=%.1f ratio=%.3f\n", conv_gflops, sgemm_gflops,
+           conv_gflops / sgemm_gflops);
+    return 0;
+}
