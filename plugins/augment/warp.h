@@ -1,8 +1,9 @@
 /* warp.h — pixel helpers shared by the augmentation plugins (internal, never installed).
  *
- *     // rotate every channel of in about its centre into out, bilinear, zeros outside
+ *     // turn every channel of in by t about its centre into out, bilinear, zeros outside
+ *     double a[4] = {cos(t), -sin(t), sin(t), cos(t)};  // output offset -> input offset
  *     double m[6];
- *     warp_affine_about_centre(m, a, in->h, in->w);   // a: 2x2 output -> input
+ *     warp_affine_about_centre(m, a, in->h, in->w, 0.0, 0.0);
  *     warp_affine(out, in, m, WARP_FILL_CONSTANT, 0.0f);
  *
  * Conventions: pixel centres sit on integer coordinates (x to the right, y down), so the
