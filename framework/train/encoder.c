@@ -50,3 +50,13 @@ struct invar_tensor *invar_encoder_forward(struct invar_encoder *e, struct invar
 struct invar_params *invar_encoder_params(struct invar_encoder *e) { return e->params; }
 
 int64_t invar_encoder_dim(const struct invar_encoder *e) { return e->dim; }
+
+enum invar_status invar_encoder_create(struct invar_encoder **out,
+                                       const struct invar_plugin_use *use,
+                                       const int64_t in_shape[3], uint64_t seed,
+                                       struct invar_error *err)
+{
+    return encoder_create(out, use, in_shape, seed, err);
+}
+
+void invar_encoder_destroy(struct invar_encoder *e) { encoder_destroy(e); }

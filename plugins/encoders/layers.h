@@ -8,7 +8,23 @@
 
 #include <invar/plugin.h>
 
+#include <string.h>
+
 #define BN_MOMENTUM 0.1f
+#define LAYER_NAME_MAX 128
+
+/* "prefix.suffix" into buf (LAYER_NAME_MAX), cut if it ever were longer. */
+static inline const char *layer_name(char *buf, const char *prefix, const char *suffix)
+{
+    size_t p = strnlen(prefix, LAYER_NAME_MAX - 2), s = strlen(suffix);
+    if (p + 1 + s >= LAYER_NAME_MAX)
+        s = LAYER_NAME_MAX - 2 - p;
+    memcpy(buf, prefix, p);
+    buf[p] = '.';
+    memcpy(buf + p + 1, suffix, s);
+    buf[p + 1 + s] = '\0';
+    return buf;
+}
 #define BN_EPS 1e-5f
 
 struct bn {
@@ -19,16 +35,12 @@ struct bn {
 static inline void bn_declare(struct bn *b, struct invar_params *p, const char *prefix,
                               int64_t c)
 {
-    char name[128];
+    char name[LAYER_NAME_MAX];
     int64_t shape[1] = {c};
-    snprintf(name, sizeof name, "%s.gamma", prefix);
-    b->gamma = invar_params_add(p, name, 1, shape, invar_init_const(1), INVAR_P_NO_DECAY);
-    snprintf(name, sizeof name, "%s.beta", prefix);
-    b->beta = invar_params_add(p, name, 1, shape, invar_init_zeros(), INVAR_P_NO_DECAY);
-    snprintf(name, sizeof name, "%s.running_mean", prefix);
-    b->mean = invar_params_add(p, name, 1, shape, invar_init_zeros(), INVAR_P_BUFFER);
-    snprintf(name, sizeof name, "%s.running_var", prefix);
-    b->var = invar_params_add(p, name, 1, shape, invar_init_const(1), INVAR_P_BUFFER);
+    b->gamma = invar_params_add(p, layer_name(name, prefix, "gamma"), 1, shape, invar_init_const(1), INVAR_P_NO_DECAY);
+    b->beta = invar_params_add(p, layer_name(name, prefix, "beta"), 1, shape, invar_init_zeros(), INVAR_P_NO_DECAY);
+    b->mean = invar_params_add(p, layer_name(name, prefix, "running_mean"), 1, shape, invar_init_zeros(), INVAR_P_BUFFER);
+    b->var = invar_params_add(p, layer_name(name, prefix, "running_var"), 1, shape, invar_init_const(1), INVAR_P_BUFFER);
 }
 
 static inline struct invar_tensor *bn_forward(const struct bn *b, struct invar_graph *g,
@@ -47,12 +59,10 @@ struct conv_bn {
 static inline void conv_bn_declare(struct conv_bn *l, struct invar_params *p, const char *prefix,
                                    int64_t c_in, int64_t c_out, int stride)
 {
-    char name[128];
-    snprintf(name, sizeof name, "%s.w", prefix);
-    l->w = invar_params_add(p, name, 4, (int64_t[]){c_out, c_in, 3, 3},
+    char name[LAYER_NAME_MAX];
+    l->w = invar_params_add(p, layer_name(name, prefix, "w"), 4, (int64_t[]){c_out, c_in, 3, 3},
                             invar_init_kaiming_normal((double)c_in * 9), 0);
-    snprintf(name, sizeof name, "%s.bn", prefix);
-    bn_declare(&l->bn, p, name, c_out);
+    bn_declare(&l->bn, p, layer_name(name, prefix, "bn"), c_out);
     l->stride = stride;
 }
 
@@ -70,14 +80,12 @@ struct linear {
 static inline void linear_declare(struct linear *l, struct invar_params *p, const char *prefix,
                                   int64_t in, int64_t out, int bias)
 {
-    char name[128];
-    snprintf(name, sizeof name, "%s.w", prefix);
-    l->w = invar_params_add(p, name, 2, (int64_t[]){out, in}, invar_init_kaiming_uniform((double)in),
+    char name[LAYER_NAME_MAX];
+    l->w = invar_params_add(p, layer_name(name, prefix, "w"), 2, (int64_t[]){out, in}, invar_init_kaiming_uniform((double)in),
                             0);
     l->b = NULL;
     if (bias) {
-        snprintf(name, sizeof name, "%s.b", prefix);
-        l->b = invar_params_add(p, name, 1, (int64_t[]){out},
+        l->b = invar_params_add(p, layer_name(name, prefix, "b"), 1, (int64_t[]){out},
                                 invar_init_kaiming_uniform((double)in), INVAR_P_NO_DECAY);
     }
 }

@@ -64,10 +64,11 @@ static enum invar_status instdisc_create(const void *config, struct invar_object
     m->ctx = ctx;
     int64_t n = ctx->dataset_size, d = ctx->feature_dim;
     if (m->cfg.softmax == SOFTMAX_NCE && m->cfg.nce_k >= n) {
+        invar_error_set(err, INVAR_ERR_CONFIG,
+                        "instdisc: nce_k (%lld) must be smaller than the dataset (%lld)",
+                        (long long)m->cfg.nce_k, (long long)n);
         free(m);
-        return invar_error_set(err, INVAR_ERR_CONFIG,
-                               "instdisc: nce_k (%lld) must be smaller than the dataset (%lld)",
-                               (long long)m->cfg.nce_k, (long long)n);
+        return INVAR_ERR_CONFIG;
     }
     /* U(-s, s), s = 1/sqrt(D/3): the initialisation of the authors' code (unit variance
      * per row in expectation). */

@@ -82,6 +82,16 @@ struct invar_result {
 INVAR_API enum invar_status invar_train(const struct invar_job *job, struct invar_result *res,
                                         struct invar_error *err);
 
+/* ---- encoders outside the trainer ------------------------------------------------------ */
+
+/* An instance of an encoder plugin for inputs (C, H, W) with its own finalized weights
+ * (initialised from seed). For tests, tools and objectives' own helpers. */
+INVAR_API enum invar_status invar_encoder_create(struct invar_encoder **out,
+                                                 const struct invar_plugin_use *use,
+                                                 const int64_t in_shape[3], uint64_t seed,
+                                                 struct invar_error *err);
+INVAR_API void invar_encoder_destroy(struct invar_encoder *e);
+
 /* ---- evaluation on features ------------------------------------------------------------ */
 
 /* Weighted kNN (Wu et al. 2018): cosine similarity of each test row to every train row, the
