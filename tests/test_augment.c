@@ -12,12 +12,7 @@
 
 #include "invar/plugin.h"
 #include "invar/rng.h"
-/* The harness casts dlsym's object pointer to a function pointer, which POSIX allows and ISO
- * C's pedantic mode flags. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpedantic"
 #include "plugin_harness.h"
-#pragma GCC diagnostic pop
 
 #define SEED 20240611u
 
