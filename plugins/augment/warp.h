@@ -121,16 +121,30 @@ static inline void warp_affine_about_centre(double m[6], const double a[4], int6
 static inline void warp_affine(struct invar_image *out, const struct invar_image *in,
                                const double m[6], enum warp_fill mode, float fill)
 {
-    int64_t c = in->c, h = in->h, w = in->w;
+    int64_t c = in->c, h = in->h, w = in->w, hw = h * w;
     out->c = c, out->h = h, out->w = w;
-    for (int64_t y = 0; y < h; y++)
+    for (int64_t y = 0; y < h; y++) {
+        double bx = m[1] * (double)y + m[2], by = m[4] * (double)y + m[5];
         for (int64_t x = 0; x < w; x++) {
-            double xs = warp_snap(m[0] * (double)x + m[1] * (double)y + m[2]);
-            double ys = warp_snap(m[3] * (double)x + m[4] * (double)y + m[5]);
-            for (int64_t k = 0; k < c; k++)
-                out->data[(k * h + y) * w + x] =
-                    warp_bilinear(in->data + k * h * w, h, w, ys, xs, mode, fill);
+            double xs = warp_snap(bx + m[0] * (double)x);
+            double ys = warp_snap(by + m[3] * (double)x);
+            double fx = floor(xs), fy = floor(ys);
+            if (fx >= 0.0 && fy >= 0.0 && fx < (double)(w - 1) && fy < (double)(h - 1)) {
+                /* Interior: one set of weights for every channel. */
+                const float tx = (float)(xs - fx), ty = (float)(ys - fy);
+                const float *p = in->data + (int64_t)fy * w + (int64_t)fx;
+                for (int64_t k = 0; k < c; k++, p += hw) {
+                    float top = p[0] + tx * (p[1] - p[0]);
+                    float bot = p[w] + tx * (p[w + 1] - p[w]);
+                    out->data[k * hw + y * w + x] = top + ty * (bot - top);
+                }
+            } else {
+                for (int64_t k = 0; k < c; k++)
+                    out->data[k * hw + y * w + x] =
+                        warp_bilinear(in->data + k * hw, h, w, ys, xs, mode, fill);
+            }
         }
+    }
 }
 
 /* out (C, H, W) <- in sampled through a homography g (row-major 3x3, output -> input). */
