@@ -103,5 +103,7 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv);
 int cmd_embed(const struct cli_globals *g, int argc, char **argv);
 int cmd_preview(const struct cli_globals *g, int argc, char **argv);
 int cmd_new(const struct cli_globals *g, int argc, char **argv);
+int cmd_sweep(const struct cli_globals *g, int argc, char **argv);
+int cmd_report(const struct cli_globals *g, int argc, char **argv);
 
 #endif

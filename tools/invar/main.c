@@ -19,6 +19,10 @@
 static const struct cli_command commands[] = {
     {"run", cmd_run, "train and evaluate one run (or continue one with --resume)",
      "invar run EXP.yaml [KEY=VALUE...] [--resume RUN] [--checkpoint-dir DIR]"},
+    {"sweep", cmd_sweep, "run every trial of an experiment's sweep, N processes at once",
+     "invar sweep EXP.yaml [-j N] [KEY=V1,V2,...] [KEY=V...] [--dry-run] [--name NAME]"},
+    {"report", cmd_report, "tables (mean ± std over seeds) and plots of a sweep",
+     "invar report [--sweep NAME] [--by KEYS] [--metric M] [--csv F] [--html F]"},
     {"eval", cmd_eval, "evaluate a run's encoder from its checkpoint",
      "invar eval RUN [--knn] [--linear]"},
     {"embed", cmd_embed, "write a split's embeddings as NumPy .npy (float32) plus labels",

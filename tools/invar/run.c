@@ -83,10 +83,11 @@ static void on_progress(void *user, const struct invar_progress *p)
 }
 
 /* The evaluation protocol beside the results (DESIGN §6). */
-static int log_params(struct invar_store *db, int64_t run_id, const struct cli_experiment *x)
+static int log_params(struct invar_store *db, int64_t run_id, const struct cli_experiment *x,
+                      const char *sweep_axes)
 {
     size_t n = x->n_params;
-    struct invar_store_param *ps = calloc(n + 4, sizeof *ps);
+    struct invar_store_param *ps = calloc(n + 5, sizeof *ps);
     if (!ps) {
         cli_error("out of memory");
         return 1;
@@ -103,6 +104,9 @@ static int log_params(struct invar_store *db, int64_t run_id, const struct cli_e
     ps[n++] = (struct invar_store_param){
         "eval.features", "online encoder output, un-augmented normalised images"};
     ps[n++] = (struct invar_store_param){"eval.split", "train (memory) -> test"};
+    /* What `invar report` groups this sweep's runs by (set by `invar sweep`). */
+    if (sweep_axes)
+        ps[n++] = (struct invar_store_param){"sweep.axes", sweep_axes};
     struct invar_error err = {{0}};
     int rc = 0;
     if (invar_store_log_params(db, run_id, ps, n, &err) != INVAR_OK) {
@@ -123,7 +127,7 @@ static void install_handlers(void)
 }
 
 struct run_args {
-    const char *exp, *resume, *ckpt_dir, *sweep;
+    const char *exp, *resume, *ckpt_dir, *sweep, *sweep_axes;
     const char *overrides[CLI_MAX_ARGS];
     size_t n_overrides;
 };
@@ -135,6 +139,7 @@ static int parse_args(struct run_args *a, int argc, char **argv)
         const char **opt = !strcmp(s, "--resume")           ? &a->resume
                            : !strcmp(s, "--checkpoint-dir") ? &a->ckpt_dir
                            : !strcmp(s, "--sweep")          ? &a->sweep
+                           : !strcmp(s, "--sweep-axes")     ? &a->sweep_axes
                                                             : NULL;
         if (opt) {
             if (i + 1 == argc) {
@@ -213,7 +218,7 @@ static int open_run(const struct cli_globals *g, const struct run_args *a,
         cli_error("%s", err.msg);
         goto done;
     }
-    if (log_params(r->db, r->run_id, x) ||
+    if (log_params(r->db, r->run_id, x, a->sweep_axes) ||
         cli_checkpoint_path(g, a->ckpt_dir, row.uuid, ckpt, ckpt_n))
         goto fail_row;
     if (invar_store_set_checkpoint(r->db, r->run_id, ckpt, &err) != INVAR_OK) {
