@@ -481,8 +481,17 @@ static int plot(FILE *out, void (*write_script)(FILE *, const struct report *, s
         return 1;
     }
     close(fd);
+    /* gnuplot's warnings ("empty y range" for a flat series) go to a file, shown on failure. */
+    char log[4096 + 8], cmd[4096 + 32];
+    snprintf(log, sizeof log, "%s.err", svg);
+    if (strchr(log, '\'')) {
+        cli_error("report: %s: a quote in TMPDIR", log);
+        unlink(svg);
+        return 1;
+    }
+    snprintf(cmd, sizeof cmd, "gnuplot 2>'%s'", log);
     fflush(NULL);
-    FILE *gp = popen("gnuplot", "w");
+    FILE *gp = popen(cmd, "w");
     if (!gp) {
         cli_error("report: cannot start gnuplot: %s", strerror(errno));
         unlink(svg);
@@ -498,7 +507,16 @@ static int plot(FILE *out, void (*write_script)(FILE *, const struct report *, s
     int rc = 0;
     FILE *in = st == 0 ? fopen(svg, "r") : NULL;
     if (!in) {
-        cli_error("report: gnuplot failed (status %d); install gnuplot-nox for --html", st);
+        char msg[512] = "";
+        FILE *e = fopen(log, "r");
+        if (e) {
+            size_t n = fread(msg, 1, sizeof msg - 1, e);
+            msg[n] = 0;
+            fclose(e);
+        }
+        cli_error("report: gnuplot failed (status %d)%s%s; --html needs gnuplot (Debian: "
+                  "gnuplot-nox)",
+                  st, *msg ? ": " : "", msg);
         rc = 1;
     } else {
         char buf[8192];
@@ -522,6 +540,7 @@ static int plot(FILE *out, void (*write_script)(FILE *, const struct report *, s
         }
     }
     unlink(svg);
+    unlink(log);
     return rc;
 }
 
