@@ -282,7 +282,7 @@ static void format_cell(const struct report *r, const struct stat_cell *c, size_
                         size_t n)
 {
     const char *f = fmt_of(r->metrics[m]);
-    char mean[64], std[64];
+    char mean[40], std[40];
     if (!c->n) {
         snprintf(buf, n, "-");
         return;
