@@ -14,8 +14,16 @@
 static volatile sig_atomic_t stop_flag;
 static volatile sig_atomic_t stop_signal;
 
+/* The first signal stops training at the next step and the run is recorded as killed; a
+ * second one (evaluation can take minutes) ends the process at once, and the store marks the
+ * row killed the next time it is opened. */
 static void on_signal(int sig)
 {
+    if (stop_flag) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
     stop_signal = sig;
     stop_flag = 1;
 }
@@ -25,7 +33,7 @@ struct run_ctx {
     int64_t run_id;
     int metric_failed;
     int tty, color;
-    int64_t last_epoch_printed;
+    double last_draw_s;
 };
 
 static void on_metric(void *user, const char *key, int64_t step, int64_t epoch, double value)
@@ -67,6 +75,10 @@ static void on_progress(void *user, const struct invar_progress *p)
                     (long long)p->steps, p->loss, p->img_per_s, eta);
         return;
     }
+    /* Ten redraws a second are plenty; the last step of an epoch always draws. */
+    if (p->step != p->steps && p->elapsed_s - r->last_draw_s < 0.1)
+        return;
+    r->last_draw_s = p->elapsed_s;
     enum { WIDTH = 24 };
     char bar[WIDTH + 1];
     int fill = p->steps > 0 ? (int)(WIDTH * p->step / p->steps) : 0;
