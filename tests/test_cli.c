@@ -185,6 +185,44 @@ Test(cli, plugins_lists_the_build_trees_plugins)
     }
 }
 
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    cr_assert(in && out, "%s -> %s", from, to);
+    char buf[1 << 14];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        cr_assert_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+}
+
+Test(cli, plugins_warns_about_refusals_and_marks_shadowed_plugins)
+{
+    /* --plugin-path comes first: its hflip shadows the build tree's, and a file that is no
+     * shared object is refused with a warning naming it while everything else still loads. */
+    char dir[400], path[500], from[1024];
+    snprintf(dir, sizeof dir, "%s/mine", tmp);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/hflip.so", dir);
+    snprintf(from, sizeof from, "%s/plugins/augment/hflip.so", getenv("INVAR_BUILD_ROOT"));
+    copy_file(from, path);
+    snprintf(path, sizeof path, "%s/broken.so", dir);
+    FILE *f = fopen(path, "w");
+    fputs("not an ELF file\n", f);
+    fclose(f);
+    cr_assert_eq(INVAR("--plugin-path", dir, "plugins"), 0, "%s", err_text);
+    char want[2048];
+    cr_assert(strncmp(err_text, "invar: warning: ", 16) == 0, "%s", err_text);
+    cr_assert_not_null(strstr(err_text, path), "%s", err_text);
+    cr_assert_eq(strchr(err_text, '\n'), err_text + strlen(err_text) - 1, "%s", err_text);
+    snprintf(want, sizeof want, "hflip            1.0.0     %s/hflip.so\n", dir);
+    cr_assert_not_null(strstr(out_text, want), "%s", out_text);
+    snprintf(want, sizeof want, "%s (shadowed by %s/hflip.so)\n", from, dir);
+    cr_assert_not_null(strstr(out_text, want), "%s", out_text);
+    cr_assert_not_null(strstr(out_text, "objective  moco"), "%s", out_text);
+}
+
 Test(cli, describe_prints_every_parameter)
 {
     cr_assert_eq(INVAR("plugins", "describe", "moco"), 0, "%s", err_text);
