@@ -112,8 +112,8 @@ static int log_params(struct invar_store *db, int64_t run_id, const struct cli_e
      * the same rows, and the features row says what was classified. */
     ps[n++] = (struct invar_store_param){"eval.knn.k", k};
     ps[n++] = (struct invar_store_param){"eval.knn.t", t};
-    ps[n++] = (struct invar_store_param){
-        "eval.features", "online encoder output, un-augmented normalised images"};
+    ps[n++] = (struct invar_store_param){"eval.features",
+                                         "online encoder output, un-augmented normalised images"};
     ps[n++] = (struct invar_store_param){"eval.split", "train (memory) -> test"};
     struct invar_error err = {{0}};
     int rc = 0;
@@ -190,6 +190,8 @@ static int open_run(const struct cli_globals *g, const struct run_args *a,
     struct invar_store_run row = {0};
     int rc = 1;
     if (a->resume) {
+        if (!(r->db = cli_store_open(g)))
+            goto done;
         if (invar_store_find_run(r->db, a->resume, &r->run_id, &err) != INVAR_OK ||
             invar_store_get_run(r->db, r->run_id, &row, &err) != INVAR_OK) {
             cli_error("%s", err.msg);
@@ -215,11 +217,16 @@ static int open_run(const struct cli_globals *g, const struct run_args *a,
         rc = 0;
         goto done;
     }
-    if (cli_experiment_load(x, a->exp, NULL, a->overrides, a->n_overrides, reg))
+    /* A bad experiment leaves no trace: the database is opened only once it has parsed. */
+    if (cli_experiment_load(x, a->exp, NULL, a->overrides, a->n_overrides, reg) ||
+        !(r->db = cli_store_open(g)))
         goto done;
-    struct invar_store_new_run nr = {.experiment = x->name, .sweep = a->sweep,
-                                     .config = x->canonical, .config_hash = x->hash,
-                                     .seed = x->seed, .command = g->command_line};
+    struct invar_store_new_run nr = {.experiment = x->name,
+                                     .sweep = a->sweep,
+                                     .config = x->canonical,
+                                     .config_hash = x->hash,
+                                     .seed = x->seed,
+                                     .command = g->command_line};
     if (invar_store_create_run(r->db, &nr, &r->run_id, &err) != INVAR_OK ||
         invar_store_get_run(r->db, r->run_id, &row, &err) != INVAR_OK) {
         cli_error("%s", err.msg);
@@ -236,8 +243,7 @@ static int open_run(const struct cli_globals *g, const struct run_args *a,
     rc = 0;
     goto done;
 fail_row:
-    invar_store_finish_run(r->db, r->run_id, INVAR_RUN_FAILED, 0, "could not set up the run",
-                           &err);
+    invar_store_finish_run(r->db, r->run_id, INVAR_RUN_FAILED, 0, "could not set up the run", &err);
 done:
     invar_store_run_deinit(&row);
     return rc;
@@ -259,9 +265,6 @@ int cmd_run(const struct cli_globals *g, int argc, char **argv)
     static struct cli_job j;
     char ckpt[4096];
     int resume = 0, rc = 1;
-    r.db = cli_store_open(g);
-    if (!r.db)
-        goto out;
     if (open_run(g, &a, reg, &r, &x, ckpt, sizeof ckpt, &resume))
         goto out;
     struct invar_error err = {{0}};
@@ -281,14 +284,14 @@ int cmd_run(const struct cli_globals *g, int argc, char **argv)
     enum invar_status st = invar_train(&j.job, &res, &err);
     if (r.tty)
         fprintf(stderr, "\r\033[K");
-    enum invar_run_status end = st == INVAR_OK               ? INVAR_RUN_FINISHED
+    enum invar_run_status end = st == INVAR_OK                ? INVAR_RUN_FINISHED
                                 : st == INVAR_ERR_DIVERGED    ? INVAR_RUN_DIVERGED
                                 : st == INVAR_ERR_INTERRUPTED ? INVAR_RUN_KILLED
                                                               : INVAR_RUN_FAILED;
     int sig = end == INVAR_RUN_KILLED ? (int)stop_signal : 0;
     struct invar_error ferr = {{0}};
-    if (invar_store_finish_run(r.db, r.run_id, end, sig, st == INVAR_OK ? NULL : err.msg,
-                               &ferr) != INVAR_OK)
+    if (invar_store_finish_run(r.db, r.run_id, end, sig, st == INVAR_OK ? NULL : err.msg, &ferr) !=
+        INVAR_OK)
         cli_error("%s", ferr.msg);
     printf("%lld\n", (long long)r.run_id);
     fflush(stdout);
