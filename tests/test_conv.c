@@ -6,8 +6,9 @@
 #include "gradcheck.h"
 #include "ops/graph_internal.h"
 
-/* conv.c's test hook: chunk size and kept-col limit in bytes; (0, 0) restores the defaults. */
-void conv_set_limits(size_t chunk_bytes, size_t keep_bytes);
+/* conv.c's test hook: chunk size and kept-col limit in bytes, smallest loop split across
+ * threads; (0, 0, 0) restores the defaults. */
+void conv_set_limits(size_t chunk_bytes, size_t keep_bytes, int64_t par_min);
 
 /* ---- conv2d -------------------------------------------------------------------------------- */
 
@@ -85,9 +86,9 @@ Test(conv, gradcheck)
 /* One image per chunk and nothing kept: the chunked rebuild-in-backward path. */
 Test(conv, gradcheck_chunked)
 {
-    conv_set_limits(1, 0);
+    conv_set_limits(1, 0, INT64_MAX);
     conv_run_gradchecks();
-    conv_set_limits(0, 0);
+    conv_set_limits(0, 0, 0);
 }
 
 /* A first layer: the input needs no gradient, so dx is skipped while dw and db still flow. */
@@ -133,9 +134,75 @@ static void conv_check_values(void)
 Test(conv, matches_direct_convolution)
 {
     conv_check_values();
-    conv_set_limits(1, 0);
+    conv_set_limits(1, 0, 1);
     conv_check_values();
-    conv_set_limits(0, 0);
+    conv_set_limits(0, 0, 0);
+}
+
+/* Gradients against the direct formulas at sizes large enough that the copy loops split across
+ * threads and the batch spans several chunks: dx[n,c,iy,ix] = sum dy * w over the windows that
+ * read the cell, dw[o,c,ky,kx] = sum dy * x under the tap, db[o] = sum dy. */
+static void conv_check_backward(int stride, int pad, int bias)
+{
+    const int64_t n = 5, c = 8, h = 26, wd = 23, o = 6, k = 3;
+    struct invar_tensor *x = gc_tensor(4, (int64_t[]){n, c, h, wd}, 1);
+    struct invar_tensor *w = gc_tensor(4, (int64_t[]){o, c, k, k}, 1);
+    struct invar_tensor *b = bias ? gc_tensor(1, (int64_t[]){o}, 1) : NULL;
+    struct invar_graph *g = invar_graph_create(1 << 20);
+    struct invar_tensor *y = invar_conv2d(g, x, w, b, stride, pad);
+    const int64_t oh = y->shape[2], ow = y->shape[3];
+    struct invar_tensor *dy = gc_tensor(4, y->shape, 0);
+    struct invar_tensor *loss = invar_graph_tensor(g, 1, (int64_t[]){1});
+    loss->data[0] = 0;
+    struct gc_dot_ctx dc = {dy->data};
+    invar_custom_op(g, "dot", loss, &y, 1, gc_dot_backward, &dc);
+    invar_graph_backward(g, loss);
+
+    double *dx = calloc((size_t)x->numel, sizeof *dx), *dw = calloc((size_t)w->numel, sizeof *dw);
+    double db[6] = {0};
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t oc = 0; oc < o; oc++)
+            for (int64_t oy = 0; oy < oh; oy++)
+                for (int64_t ox = 0; ox < ow; ox++) {
+                    const double d = dy->data[((i * o + oc) * oh + oy) * ow + ox];
+                    db[oc] += d;
+                    for (int64_t ic = 0; ic < c; ic++)
+                        for (int64_t ky = 0; ky < k; ky++)
+                            for (int64_t kx = 0; kx < k; kx++) {
+                                const int64_t iy = oy * stride - pad + ky;
+                                const int64_t ix = ox * stride - pad + kx;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= wd)
+                                    continue;
+                                const int64_t xi = ((i * c + ic) * h + iy) * wd + ix;
+                                const int64_t wi = ((oc * c + ic) * k + ky) * k + kx;
+                                dx[xi] += d * w->data[wi];
+                                dw[wi] += d * x->data[xi];
+                            }
+                }
+    for (int64_t i = 0; i < x->numel; i++)
+        cr_assert(fabs(x->grad[i] - dx[i]) < 1e-4 * (1 + fabs(dx[i])), "dx[%lld]: %g vs %g",
+                  (long long)i, x->grad[i], dx[i]);
+    for (int64_t i = 0; i < w->numel; i++)
+        cr_assert(fabs(w->grad[i] - dw[i]) < 1e-4 * (1 + fabs(dw[i])), "dw[%lld]: %g vs %g",
+                  (long long)i, w->grad[i], dw[i]);
+    for (int64_t i = 0; b && i < o; i++)
+        cr_assert(fabs(b->grad[i] - db[i]) < 1e-4 * (1 + fabs(db[i])), "db[%lld]: %g vs %g",
+                  (long long)i, b->grad[i], db[i]);
+    free(dx), free(dw);
+    invar_graph_destroy(g);
+    gc_free(x), gc_free(w), gc_free(b), gc_free(dy);
+}
+
+Test(conv, backward_matches_direct)
+{
+    conv_check_backward(1, 1, 1);
+    conv_check_backward(2, 1, 0);
+    conv_check_backward(1, 0, 0);
+    /* two images per chunk, col rebuilt in backward, every loop split across threads */
+    conv_set_limits(2 * 72 * 26 * 23 * sizeof(float), 0, 1);
+    conv_check_backward(1, 1, 1);
+    conv_check_backward(2, 0, 1);
+    conv_set_limits(0, 0, 0);
 }
 
 /* 3x3 "same" conv of ones by ones counts the real cells under each window: 4 at corners, 6 on
