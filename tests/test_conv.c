@@ -18,6 +18,7 @@ struct conv_case {
 };
 
 /* non-square images, batch > 1, stride 1 and 2, padding 0 and 1, kernels 1/3/5, C_in != C_out */
+// clang-format off
 static const struct conv_case conv_cases[] = {
     {2, 3, 5, 7, 4, 3, 1, 1, 1},
     {3, 2, 7, 6, 3, 3, 2, 1, 0},
@@ -26,6 +27,7 @@ static const struct conv_case conv_cases[] = {
     {2, 1, 6, 7, 3, 5, 1, 1, 0},
     {2, 4, 5, 4, 2, 3, 2, 0, 1},
 };
+// clang-format on
 
 struct conv_args {
     int stride, pad;
@@ -118,7 +120,8 @@ static void conv_check_values(void)
         const int64_t oh = (cc->h + 2 * cc->pad - cc->k) / cc->stride + 1;
         const int64_t ow = (cc->w + 2 * cc->pad - cc->k) / cc->stride + 1;
         cr_assert(y->ndim == 4 && y->shape[0] == cc->n && y->shape[1] == cc->o &&
-                  y->shape[2] == oh && y->shape[3] == ow, "case %zu: wrong output shape", t);
+                      y->shape[2] == oh && y->shape[3] == ow,
+                  "case %zu: wrong output shape", t);
         double *ref = malloc((size_t)y->numel * sizeof *ref);
         conv_naive(ref, x, w, b, cc->stride, cc->pad, oh, ow);
         for (int64_t i = 0; i < y->numel; i++)
@@ -219,8 +222,8 @@ Test(conv, padding_counts_cells)
     invar_tensor_wrap(&w, ws, 4, (int64_t[]){1, 2, 3, 3});
     struct invar_graph *g = invar_graph_create(1 << 16);
     struct invar_tensor *y = invar_conv2d(g, &x, &w, NULL, 1, 1);
-    const float want[20] = {8, 12, 12, 12, 8, 12, 18, 18, 18, 12,
-                            12, 18, 18, 18, 12, 8, 12, 12, 12, 8};
+    const float want[20] = {8,  12, 12, 12, 8,  12, 18, 18, 18, 12,
+                            12, 18, 18, 18, 12, 8,  12, 12, 12, 8};
     for (int i = 0; i < 20; i++)
         cr_assert_float_eq(y->data[i], want[i], 1e-6, "cell %d: %g", i, y->data[i]);
     invar_graph_destroy(g);
@@ -288,8 +291,7 @@ Test(pool, maxpool_padding_never_wins)
 }
 
 /* Ties: the first maximum in scan order takes the whole gradient. */
-static void count_backward(struct invar_tensor *out, struct invar_tensor **in, int n_in,
-                           void *ctx)
+static void count_backward(struct invar_tensor *out, struct invar_tensor **in, int n_in, void *ctx)
 {
     (void)out, (void)n_in, (void)ctx;
     for (int64_t i = 0; i < in[0]->numel; i++)
@@ -366,8 +368,7 @@ static void bn_gradcheck(int ndim, const int64_t *shape, int training)
         gc_tensor(1, (int64_t[]){c}, 1),
         gc_tensor(1, (int64_t[]){c}, 1),
     };
-    struct bn_args a = {training, gc_tensor(1, (int64_t[]){c}, 0),
-                        gc_tensor(1, (int64_t[]){c}, 0)};
+    struct bn_args a = {training, gc_tensor(1, (int64_t[]){c}, 0), gc_tensor(1, (int64_t[]){c}, 0)};
     for (int64_t i = 0; i < c; i++)
         a.rv->data[i] = 0.5f + a.rv->data[i] * a.rv->data[i]; /* a positive variance */
     gc_check(bn_f, in, 3, &a, 1e-3, 2e-2);
@@ -376,10 +377,22 @@ static void bn_gradcheck(int ndim, const int64_t *shape, int training)
     gc_free(a.rm), gc_free(a.rv);
 }
 
-Test(batchnorm, gradcheck_train_2d) { bn_gradcheck(2, (int64_t[]){6, 3}, 1); }
-Test(batchnorm, gradcheck_train_4d) { bn_gradcheck(4, (int64_t[]){3, 2, 3, 4}, 1); }
-Test(batchnorm, gradcheck_eval_2d) { bn_gradcheck(2, (int64_t[]){5, 3}, 0); }
-Test(batchnorm, gradcheck_eval_4d) { bn_gradcheck(4, (int64_t[]){2, 3, 4, 3}, 0); }
+Test(batchnorm, gradcheck_train_2d)
+{
+    bn_gradcheck(2, (int64_t[]){6, 3}, 1);
+}
+Test(batchnorm, gradcheck_train_4d)
+{
+    bn_gradcheck(4, (int64_t[]){3, 2, 3, 4}, 1);
+}
+Test(batchnorm, gradcheck_eval_2d)
+{
+    bn_gradcheck(2, (int64_t[]){5, 3}, 0);
+}
+Test(batchnorm, gradcheck_eval_4d)
+{
+    bn_gradcheck(4, (int64_t[]){2, 3, 4, 3}, 0);
+}
 
 /* Two training steps on (4, 2) batches, momentum 0.1, from mean 0 / var 1:
  *   step 1: ch0 {1,2,3,4} mean 2.5 unbiased var 5/3; ch1 {0,0,1,1} mean 0.5 var 1/3

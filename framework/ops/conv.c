@@ -20,8 +20,9 @@
  * Threads. The GEMMs run on OpenBLAS's threads. The memory-bound loops around them (im2col,
  * col2im, the (O, P) <-> NCHW copies, the bias gradient) are split into CONV_THREADS fixed
  * slices, each writing outputs no other slice touches, so results never depend on scheduling.
- * A slice runs on a thread started for it: no pool sits spinning while OpenBLAS wants the cores
- * (an OpenMP team waiting actively after each loop halves the GEMM rate on two cores).
+ * A slice runs on a thread started for it, so no pool sits spinning while OpenBLAS wants the
+ * cores (an OpenMP team waiting actively after each loop made this benchmark several times
+ * slower on two shared cores).
  */
 #include <cblas.h>
 #include <pthread.h>
@@ -63,8 +64,8 @@ struct conv_job {
     float *dst;
     const float *src;
     const struct im2col_geom *q;
-    const float *bias;        /* (O) or NULL */
-    int64_t nb, o, sp;        /* images, channels, pixels per channel */
+    const float *bias; /* (O) or NULL */
+    int64_t nb, o, sp; /* images, channels, pixels per channel */
 };
 typedef void (*conv_slice_fn)(const struct conv_job *job, int64_t lo, int64_t hi);
 
@@ -106,17 +107,17 @@ static void conv_parallel(conv_slice_fn fn, const struct conv_job *job, int64_t 
 }
 
 struct conv_shape {
-    int64_t n, o;            /* batch, output channels */
-    struct im2col_geom fwd;  /* x (C, H, W) -> y (O, OH, OW) */
-    struct im2col_geom bwd;  /* dy (O, OH, OW) -> dx (C, H, W), stride 1 only */
-    int dx_gemm;             /* dx by the flipped-kernel GEMM (else col2im) */
-    int64_t k, kt;           /* C*KH*KW and O*KH*KW */
-    int64_t chunk;           /* images per chunk */
+    int64_t n, o;           /* batch, output channels */
+    struct im2col_geom fwd; /* x (C, H, W) -> y (O, OH, OW) */
+    struct im2col_geom bwd; /* dy (O, OH, OW) -> dx (C, H, W), stride 1 only */
+    int dx_gemm;            /* dx by the flipped-kernel GEMM (else col2im) */
+    int64_t k, kt;          /* C*KH*KW and O*KH*KW */
+    int64_t chunk;          /* images per chunk */
 };
 
 struct conv_ctx {
     struct conv_shape s;
-    float *col;              /* (K, N*OH*OW) chunk after chunk, or NULL: rebuilt in backward */
+    float *col; /* (K, N*OH*OW) chunk after chunk, or NULL: rebuilt in backward */
 };
 
 static void conv_shape_init(struct conv_shape *s, const struct invar_tensor *x,
@@ -124,13 +125,31 @@ static void conv_shape_init(struct conv_shape *s, const struct invar_tensor *x,
 {
     const int64_t h = x->shape[2], wd = x->shape[3], kh = w->shape[2], kw = w->shape[3];
     s->n = x->shape[0], s->o = w->shape[0];
-    s->fwd = (struct im2col_geom){x->shape[1], h, wd, kh, kw, (h + 2 * pad - kh) / stride + 1,
-                                  (wd + 2 * pad - kw) / stride + 1, stride, pad, pad};
+    const int64_t oh = (h + 2 * pad - kh) / stride + 1, ow = (wd + 2 * pad - kw) / stride + 1;
+    s->fwd = (struct im2col_geom){.c = x->shape[1],
+                                  .h = h,
+                                  .w = wd,
+                                  .kh = kh,
+                                  .kw = kw,
+                                  .oh = oh,
+                                  .ow = ow,
+                                  .stride = stride,
+                                  .ph = pad,
+                                  .pw = pad};
+    /* dx is dy, padded by k-1-pad, correlated with the flipped kernel: needs pad <= k-1 */
     s->dx_gemm = stride == 1 && pad <= kh - 1 && pad <= kw - 1;
-    s->bwd = (struct im2col_geom){s->o, s->fwd.oh, s->fwd.ow, kh, kw, h, wd, 1,
-                                  (int)kh - 1 - pad, (int)kw - 1 - pad};
+    s->bwd = (struct im2col_geom){.c = s->o,
+                                  .h = oh,
+                                  .w = ow,
+                                  .kh = kh,
+                                  .kw = kw,
+                                  .oh = h,
+                                  .ow = wd,
+                                  .stride = 1,
+                                  .ph = (int)(kh - 1 - pad),
+                                  .pw = (int)(kw - 1 - pad)};
     s->k = s->fwd.c * kh * kw, s->kt = s->o * kh * kw;
-    int64_t per_image = s->k * s->fwd.oh * s->fwd.ow;
+    int64_t per_image = s->k * oh * ow;
     if (s->dx_gemm && s->kt * h * wd > per_image)
         per_image = s->kt * h * wd;
     s->chunk = (int64_t)(conv_chunk_bytes / ((size_t)per_image * sizeof(float)));
@@ -329,8 +348,8 @@ static void conv_backward(struct invar_graph *g, struct invar_node *node)
             const float *colc = ctx->col ? ctx->col + s->k * n0 * ohw : col;
             if (!ctx->col)
                 conv_im2col(col, x->data + n0 * img_in, nb, q);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s->o, (int)s->k, (int)p,
-                        1.0f, dyc, (int)p, colc, (int)p, 1.0f, w->grad, (int)s->k);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s->o, (int)s->k, (int)p, 1.0f,
+                        dyc, (int)p, colc, (int)p, 1.0f, w->grad, (int)s->k);
         }
         if (need_dx && s->dx_gemm) {
             conv_im2col(dcol, dy + n0 * img_out, nb, &s->bwd);
@@ -339,8 +358,8 @@ static void conv_backward(struct invar_graph *g, struct invar_node *node)
                         (int)(nb * hw));
             conv_scatter_add(x->grad + n0 * img_in, dxc, nb, q->c, hw);
         } else if (need_dx) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s->k, (int)p, (int)s->o,
-                        1.0f, w->data, (int)s->k, dyc, (int)p, 0.0f, dcol, (int)p);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s->k, (int)p, (int)s->o, 1.0f,
+                        w->data, (int)s->k, dyc, (int)p, 0.0f, dcol, (int)p);
             conv_col2im(x->grad + n0 * img_in, dcol, nb, q);
         }
     }
@@ -375,15 +394,19 @@ struct invar_tensor *invar_conv2d(struct invar_graph *g, struct invar_tensor *x,
         const int64_t nb = s.n - n0 < s.chunk ? s.n - n0 : s.chunk, p = nb * ohw;
         float *colc = keep ? kept + s.k * n0 * ohw : col; // (K, P)
         conv_im2col(colc, x->data + n0 * img_in, nb, q);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s.o, (int)p, (int)s.k,
-                    1.0f, w->data, (int)s.k, colc, (int)p, 0.0f, yc, (int)p);
-        const struct conv_job job = {.dst = y->data + n0 * img_out, .src = yc,
-                                     .bias = b ? b->data : NULL, .nb = nb, .o = s.o, .sp = ohw};
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s.o, (int)p, (int)s.k, 1.0f,
+                    w->data, (int)s.k, colc, (int)p, 0.0f, yc, (int)p);
+        const struct conv_job job = {.dst = y->data + n0 * img_out,
+                                     .src = yc,
+                                     .bias = b ? b->data : NULL,
+                                     .nb = nb,
+                                     .o = s.o,
+                                     .sp = ohw};
         conv_parallel(scatter_bias_planes, &job, nb * s.o, nb * img_out);
     }
 
-    struct invar_node *node = graph_record(g, "conv2d", y, in, n_in, conv_backward,
-                                           sizeof(struct conv_ctx));
+    struct invar_node *node =
+        graph_record(g, "conv2d", y, in, n_in, conv_backward, sizeof(struct conv_ctx));
     if (node) {
         struct conv_ctx *ctx = node->ctx;
         ctx->s = s;

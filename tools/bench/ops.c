@@ -86,9 +86,9 @@ static double conv_step(struct invar_graph *g, const struct layer *l, const floa
 }
 
 struct layer_state {
-    float *x;                  /* (BATCH, C, HW, HW) input values */
-    float *buf;                /* w, b, w->grad, b->grad */
-    struct invar_tensor w, b;  /* (O, C, 3, 3), (O) */
+    float *x;                 /* (BATCH, C, HW, HW) input values */
+    float *buf;               /* w, b, w->grad, b->grad */
+    struct invar_tensor w, b; /* (O, C, 3, 3), (O) */
     double t[REPEATS], f[REPEATS];
 };
 
@@ -127,8 +127,8 @@ int main(void)
                 st[i].t[r] = t, st[i].f[r] = f;
         }
         double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, bm, n, 0.0f,
-                    c, n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, bm, n, 0.0f, c,
+                    n);
         if (r >= 0)
             ts[r] = now() - t0;
     }
@@ -136,13 +136,12 @@ int main(void)
 
     printf("conv2d 3x3 pad 1, batch %d, forward+backward, 2 threads, median of %d\n", BATCH,
            REPEATS);
-    printf("%-16s %8s %9s %9s %9s %9s\n", "layer", "GFLOP", "fwd ms", "bwd ms", "ms",
-           "GFLOP/s");
+    printf("%-16s %8s %9s %9s %9s %9s\n", "layer", "GFLOP", "fwd ms", "bwd ms", "ms", "GFLOP/s");
     double conv_flops = 0, conv_time = 0;
     for (size_t i = 0; i < N_LAYERS; i++) {
         const struct layer *l = &layers[i];
-        const double gemm = 2.0 * (double)l->o * (double)(BATCH * l->hw * l->hw) *
-                            (double)(l->c * 9);
+        const double gemm =
+            2.0 * (double)l->o * (double)(BATCH * l->hw * l->hw) * (double)(l->c * 9);
         const double flops = gemm * (l->input_grad ? 3 : 2);
         const double sec = median(st[i].t, REPEATS), fwd = median(st[i].f, REPEATS);
         char name[32];
@@ -158,8 +157,8 @@ int main(void)
            conv_time * 1e3, conv_gflops);
     const double sgemm_sec = median(ts, REPEATS);
     const double sgemm_gflops = 2.0 * n * n * (double)n / sgemm_sec * 1e-9;
-    printf("%-16s %8.3f %9s %9s %9.2f %9.1f\n", "sgemm 2048^2", 2.0 * n * n * (double)n * 1e-9,
-           "", "", sgemm_sec * 1e3, sgemm_gflops);
+    printf("%-16s %8.3f %9s %9s %9.2f %9.1f\n", "sgemm 2048^2", 2.0 * n * n * (double)n * 1e-9, "",
+           "", sgemm_sec * 1e3, sgemm_gflops);
     free(a), free(bm), free(c);
     printf("RESULT conv_gflops=%.1f sgemm_gflops=%.1f ratio=%.3f\n", conv_gflops, sgemm_gflops,
            conv_gflops / sgemm_gflops);
