@@ -4,11 +4,15 @@
 
 #include "arena.h"
 #include "core.h"
+#include "data.h"
 #include "graph.h"
 #include "optim.h"
 #include "params.h"
 #include "plugin.h"
+#include "registry.h"
 #include "rng.h"
+#include "store.h"
 #include "tensor.h"
+#include "train.h"
 
 #endif

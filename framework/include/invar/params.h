@@ -13,6 +13,9 @@
  * and one buffers block. Zero-grad, optimizers, EMA, checkpoints and all-reduce are flat loops.
  * Trainable weights come first in declaration order; buffers (batch-norm statistics, memory
  * banks, queues) have no gradient and are never touched by optimizers or EMA.
+ *
+ * Each block is one 64-byte-aligned allocation holding its tensors back to back (no padding
+ * between them), so invar_params_data(p)[0 .. numel) is every trainable float, in order.
  */
 #ifndef INVAR_PARAMS_H
 #define INVAR_PARAMS_H

@@ -1,0 +1,113 @@
+/* invar/train.h — one training run from start (or a checkpoint) to evaluation.
+ *
+ *     struct invar_job job = { .seed = 1, .dataset = {idx, idx_cfg}, .views = views,
+ *                              .n_views = 2, .encoder = {convnet, cfg}, .objective = {moco, cfg},
+ *                              .optim = optim_cfg, .epochs = 20, .batch_size = 256, ... ,
+ *                              .on_metric = log_to_db, .user = db };
+ *     enum invar_status st = invar_train(&job, &result, &err);
+ *     // INVAR_ERR_DIVERGED: the loss went NaN/inf (a result, not a crash)
+ *     // INVAR_ERR_INTERRUPTED: *job.stop was raised; the last checkpoint is intact
+ *
+ * The trainer owns the whole loop: it opens the dataset splits, creates the encoder, the
+ * objective (which may clone the encoder), the optimizer and the loader; steps through the
+ * epochs logging loss, lr and img/s; runs the kNN monitor; writes checkpoints atomically; and
+ * evaluates at the end (weighted kNN and a linear probe on the test split). Every number it
+ * produces goes through on_metric, nothing is printed.
+ */
+#ifndef INVAR_TRAIN_H
+#define INVAR_TRAIN_H
+
+#include <signal.h>
+
+#include "data.h"
+#include "optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct invar_progress {
+    int64_t epoch, epochs;      /* 0-based epoch in progress */
+    int64_t step, steps;        /* within the epoch */
+    double loss;                /* running mean over the epoch so far */
+    double img_per_s;
+    double elapsed_s, eta_s;
+    const char *phase;          /* "train", "knn", "linear" */
+};
+
+struct invar_eval_config {
+    int64_t knn_k;         /* 200 */
+    double knn_t;          /* 0.07 */
+    int64_t knn_every;     /* epochs between kNN monitors; 0 = only at the end */
+    int64_t linear_epochs; /* 0 = no linear probe */
+    double linear_lr;
+    int64_t linear_batch;
+    double linear_wd;
+};
+
+struct invar_job {
+    uint64_t seed;
+    struct invar_plugin_use dataset;
+    int64_t limit;             /* first N training samples; 0 = all */
+    int64_t test_limit;        /* first N test samples; 0 = all */
+    int normalize;             /* standardise inputs with the training split's statistics */
+    const struct invar_view *views; /* (n_views) */
+    int n_views;
+    struct invar_plugin_use encoder;
+    struct invar_plugin_use objective;
+    struct invar_optim_config optim; /* warmup_steps/step_every are derived from the below */
+    double warmup_epochs;
+    double step_epochs;
+    int64_t epochs;
+    int64_t batch_size;
+    int threads;               /* augmentation workers and BLAS threads */
+    int64_t checkpoint_every;  /* epochs; 0 = only at the end */
+    struct invar_eval_config eval;
+    const char *checkpoint_path; /* NULL = no checkpoints */
+    int resume;                /* continue from checkpoint_path */
+
+    void (*on_metric)(void *user, const char *key, int64_t step, int64_t epoch, double value);
+    void (*on_progress)(void *user, const struct invar_progress *p);
+    void *user;
+    volatile sig_atomic_t *stop; /* raised by a signal handler: stop at the next step */
+};
+
+struct invar_result {
+    int64_t epochs_done;
+    double final_loss;
+    double knn_top1, knn_top5; /* percent; -1 when not evaluated */
+    double linear_top1;        /* percent; -1 when not evaluated */
+};
+
+INVAR_API enum invar_status invar_train(const struct invar_job *job, struct invar_result *res,
+                                        struct invar_error *err);
+
+/* ---- encoders outside the trainer ------------------------------------------------------ */
+
+/* An instance of an encoder plugin for inputs (C, H, W) with its own finalized weights
+ * (initialised from seed). For tests, tools and objectives' own helpers. */
+INVAR_API enum invar_status invar_encoder_create(struct invar_encoder **out,
+                                                 const struct invar_plugin_use *use,
+                                                 const int64_t in_shape[3], uint64_t seed,
+                                                 struct invar_error *err);
+INVAR_API void invar_encoder_destroy(struct invar_encoder *e);
+
+/* ---- evaluation on features ------------------------------------------------------------ */
+
+/* Weighted kNN (Wu et al. 2018): cosine similarity of each test row to every train row, the
+ * k nearest vote for their class with weight exp(s / t). Rows need not be normalised (they
+ * are normalised here). Writes top-1 and top-5 accuracy in percent. */
+INVAR_API enum invar_status invar_knn_eval(const float *train, const int32_t *train_labels,
+                                           int64_t n_train, const float *test,
+                                           const int32_t *test_labels, int64_t n_test,
+                                           int64_t dim, int32_t n_classes, int64_t k, double t,
+                                           double *top1, double *top5, struct invar_error *err);
+
+/* Mean over feature dims of the std across samples of the L2-normalised features: about
+ * 1/sqrt(dim) when healthy, 0 when the representation has collapsed to a point. */
+INVAR_API double invar_collapse_std(const float *features, int64_t n, int64_t dim);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,62 @@
+/* struct invar_encoder: one instance of an encoder plugin with its own parameter block. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/train_internal.h"
+
+enum invar_status encoder_create(struct invar_encoder **out, const struct invar_plugin_use *use,
+                                 const int64_t in_shape[3], uint64_t seed,
+                                 struct invar_error *err)
+{
+    *out = NULL;
+    struct invar_encoder *e = calloc(1, sizeof *e);
+    if (!e)
+        return invar_error_set(err, INVAR_ERR_NOMEM, "encoder: out of memory");
+    e->use = *use;
+    memcpy(e->in_shape, in_shape, sizeof e->in_shape);
+    e->params = invar_params_create();
+    enum invar_status st = e->params ? INVAR_OK
+                                     : invar_error_set(err, INVAR_ERR_NOMEM, "encoder: out of memory");
+    if (st == INVAR_OK)
+        st = use->plugin->ops.encoder->create(use->config, in_shape, e->params, &e->self, &e->dim,
+                                             err);
+    if (st == INVAR_OK)
+        st = invar_params_finalize(e->params, seed, err);
+    if (st != INVAR_OK) {
+        invar_error_prefix(err, "encoder %s", use->plugin->name);
+        encoder_destroy(e);
+        return st;
+    }
+    *out = e;
+    return INVAR_OK;
+}
+
+void encoder_destroy(struct invar_encoder *e)
+{
+    if (!e)
+        return;
+    if (e->self)
+        e->use.plugin->ops.encoder->destroy(e->self);
+    invar_params_destroy(e->params);
+    free(e);
+}
+
+struct invar_tensor *invar_encoder_forward(struct invar_encoder *e, struct invar_graph *g,
+                                           struct invar_tensor *x)
+{
+    return e->use.plugin->ops.encoder->forward(e->self, g, x);
+}
+
+struct invar_params *invar_encoder_params(struct invar_encoder *e) { return e->params; }
+
+int64_t invar_encoder_dim(const struct invar_encoder *e) { return e->dim; }
+
+enum invar_status invar_encoder_create(struct invar_encoder **out,
+                                       const struct invar_plugin_use *use,
+                                       const int64_t in_shape[3], uint64_t seed,
+                                       struct invar_error *err)
+{
+    return encoder_create(out, use, in_shape, seed, err);
+}
+
+void invar_encoder_destroy(struct invar_encoder *e) { encoder_destroy(e); }

@@ -1,0 +1,90 @@
+/* convnet — the reference encoder "convnet-s" for 28x28 and 32x32 inputs:
+ *   conv3x3 C->32w, BN, ReLU; conv3x3 32w->32w, BN, ReLU; maxpool 2;
+ *   conv3x3 32w->64w, BN, ReLU; conv3x3 64w->64w, BN, ReLU; maxpool 2;
+ *   conv3x3 64w->128w, BN, ReLU; global average pool; head (linear 128w->dim, or an MLP).
+ * w is the width multiplier. */
+#include <stdlib.h>
+
+#include <invar/plugin.h>
+
+#include "layers.h"
+
+struct convnet_config {
+    double width;
+    int64_t dim;
+    int head;
+    int64_t hidden;
+};
+
+static const struct invar_param_spec convnet_params[] = {
+    INVAR_PARAM_FLOAT(struct convnet_config, width, "1", 0.125, 16,
+                      "width multiplier: channels are 32w, 32w, 64w, 64w, 128w"),
+    INVAR_PARAM_INT(struct convnet_config, dim, "128", 1, 65536, "output feature size"),
+    INVAR_PARAM_ENUM(struct convnet_config, head, "linear", HEAD_ALLOWED,
+                     "projection head: linear (MoCo v1), mlp (MoCo v2) or none (pooled features)"),
+    INVAR_PARAM_INT(struct convnet_config, hidden, "512", 1, 65536, "hidden size of the mlp head"),
+    INVAR_PARAM_END,
+};
+
+struct convnet {
+    struct conv_bn conv[5];
+    struct head head;
+};
+
+static enum invar_status convnet_create(const void *config, const int64_t in_shape[3],
+                                        struct invar_params *params, void **self,
+                                        int64_t *out_dim, struct invar_error *err)
+{
+    const struct convnet_config *c = config;
+    if (in_shape[1] < 4 || in_shape[2] < 4)
+        return invar_error_set(err, INVAR_ERR_CONFIG,
+                               "convnet: input %lldx%lld is too small (two 2x2 poolings)",
+                               (long long)in_shape[1], (long long)in_shape[2]);
+    struct convnet *n = calloc(1, sizeof *n);
+    if (!n)
+        return invar_error_set(err, INVAR_ERR_NOMEM, "convnet: out of memory");
+    int64_t w[5];
+    static const int base[5] = {32, 32, 64, 64, 128};
+    for (int i = 0; i < 5; i++) {
+        w[i] = (int64_t)(base[i] * c->width + 0.5);
+        if (w[i] < 1)
+            w[i] = 1;
+    }
+    int64_t prev = in_shape[0];
+    for (int i = 0; i < 5; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "conv%d", i + 1);
+        conv_bn_declare(&n->conv[i], params, name, prev, w[i], 1);
+        prev = w[i];
+    }
+    *out_dim = head_declare(&n->head, params, c->head, prev, c->hidden, c->dim);
+    *self = n;
+    return INVAR_OK;
+}
+
+static struct invar_tensor *convnet_forward(void *self, struct invar_graph *g,
+                                            struct invar_tensor *x)
+{
+    struct convnet *n = self;
+    x = conv_bn_forward(&n->conv[0], g, x);     /* (N, 32w, H, W) */
+    x = conv_bn_forward(&n->conv[1], g, x);
+    x = invar_maxpool2d(g, x, 2, 2, 0);         /* (N, 32w, H/2, W/2) */
+    x = conv_bn_forward(&n->conv[2], g, x);     /* (N, 64w, H/2, W/2) */
+    x = conv_bn_forward(&n->conv[3], g, x);
+    x = invar_maxpool2d(g, x, 2, 2, 0);         /* (N, 64w, H/4, W/4) */
+    x = conv_bn_forward(&n->conv[4], g, x);     /* (N, 128w, H/4, W/4) */
+    x = invar_global_avgpool(g, x);             /* (N, 128w) */
+    return head_forward(&n->head, g, x);        /* (N, dim) */
+}
+
+static void convnet_destroy(void *self) { free(self); }
+
+static const struct invar_encoder_ops convnet_ops = {
+    .create = convnet_create,
+    .forward = convnet_forward,
+    .destroy = convnet_destroy,
+};
+
+INVAR_PLUGIN_DEFINE(invar_encoder, "convnet", "1.0.0",
+                    "convnet-s: five conv3x3-BN-ReLU layers, two max-pools, global average pool",
+                    struct convnet_config, convnet_params, convnet_ops)

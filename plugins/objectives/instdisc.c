@@ -1,0 +1,250 @@
+/* instdisc — Instance Discrimination (Wu et al. 2018): every image is its own class.
+ *
+ * v = normalize(f(x)) (B, D). A memory bank (N, D) holds one embedding per training image.
+ *  - nonparametric: P(i|v) = exp(f_i.v/T) / sum_j exp(f_j.v/T), loss = -log P(i|v) over the
+ *    whole bank (one (B, D) x (D, N) GEMM).
+ *  - nce: P(i|v) = exp(f_i.v/T) / Z, Z estimated once from the first batch as
+ *    Z = N * mean(exp(s/T)) over that batch's positive and noise scores (as the authors' code
+ *    does) and then fixed; with K noise samples drawn uniformly (Pn = 1/N) and
+ *    h(i, v) = P(i|v) / (P(i|v) + K Pn), loss = -log h(positive) - sum_noise log(1 - h).
+ *    The K noise indices are drawn once per batch and shared by its rows, so the noise scores
+ *    are one (B, D) x (D, K) GEMM instead of B*K scattered dot products.
+ *  - parametric: a trained N-way linear classifier, softmax(W v / T).
+ * After each step the bank rows of the batch become normalize(mu f_i + (1 - mu) v_i).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <invar/plugin.h>
+
+enum { SOFTMAX_NONPARAMETRIC, SOFTMAX_NCE, SOFTMAX_PARAMETRIC };
+
+struct instdisc_config {
+    int softmax;
+    double temperature;
+    double bank_momentum;
+    int64_t nce_k;
+    double nce_z;
+};
+
+static const struct invar_param_spec instdisc_params[] = {
+    INVAR_PARAM_ENUM(struct instdisc_config, softmax, "nonparametric",
+                     "nonparametric|nce|parametric",
+                     "softmax over the memory bank, its NCE approximation, or a trained classifier"),
+    INVAR_PARAM_FLOAT(struct instdisc_config, temperature, "0.07", 1e-4, 100, "T"),
+    INVAR_PARAM_FLOAT(struct instdisc_config, bank_momentum, "0.5", 0, 1,
+                      "mu: weight of the old bank entry in the update"),
+    INVAR_PARAM_INT(struct instdisc_config, nce_k, "4096", 1, 1 << 24,
+                    "m: noise samples per batch for nce"),
+    INVAR_PARAM_FLOAT(struct instdisc_config, nce_z, "0", 0, 1e30,
+                      "Z: NCE normaliser; 0 estimates it from the first batch"),
+    INVAR_PARAM_END,
+};
+
+struct instdisc {
+    struct instdisc_config cfg;
+    struct invar_objective_ctx *ctx;
+    struct invar_tensor *bank;    /* (N, D) buffer */
+    struct invar_tensor *weight;  /* (N, D) parametric classifier */
+    double z;                     /* NCE normaliser; 0 until estimated */
+    const struct invar_tensor *v; /* this step's embeddings (B, D), in the graph arena */
+    const int64_t *indices;       /* (B) */
+    struct invar_rng rng;
+    double pos_prob;
+};
+
+static enum invar_status instdisc_create(const void *config, struct invar_objective_ctx *ctx,
+                                         void **self, struct invar_error *err)
+{
+    struct instdisc *m = calloc(1, sizeof *m);
+    if (!m)
+        return invar_error_set(err, INVAR_ERR_NOMEM, "instdisc: out of memory");
+    memcpy(&m->cfg, config, sizeof m->cfg);
+    m->ctx = ctx;
+    int64_t n = ctx->dataset_size, d = ctx->feature_dim;
+    if (m->cfg.softmax == SOFTMAX_NCE && m->cfg.nce_k >= n) {
+        invar_error_set(err, INVAR_ERR_CONFIG,
+                        "instdisc: nce_k (%lld) must be smaller than the dataset (%lld)",
+                        (long long)m->cfg.nce_k, (long long)n);
+        free(m);
+        return INVAR_ERR_CONFIG;
+    }
+    /* U(-s, s), s = 1/sqrt(D/3): the initialisation of the authors' code (unit variance
+     * per row in expectation). */
+    double s = 1.0 / sqrt((double)d / 3.0);
+    m->bank = invar_params_add(ctx->params, "instdisc.bank", 2, (int64_t[]){n, d},
+                               invar_init_uniform(-s, s), INVAR_P_BUFFER);
+    if (m->cfg.softmax == SOFTMAX_PARAMETRIC)
+        m->weight = invar_params_add(ctx->params, "instdisc.classifier", 2, (int64_t[]){n, d},
+                                     invar_init_kaiming_uniform((double)d), 0);
+    m->z = m->cfg.nce_z;
+    invar_rng_init(&m->rng, ctx->seed, invar_rng_stream(0x1d, 0, 0, 0));
+    *self = m;
+    return INVAR_OK;
+}
+
+/* ---- the NCE loss as one fused op ------------------------------------------------------- */
+
+struct nce_ctx {
+    double inv_t, z, c; /* 1/T, Z, K * Pn */
+};
+
+/* P = exp(s/T) / Z;  -log h = log(P + c) - log P;  -log(1 - h) = log(P + c) - log c */
+static void nce_backward(struct invar_tensor *out, struct invar_tensor **in, int n_in, void *vctx)
+{
+    (void)n_in;
+    const struct nce_ctx *c = vctx;
+    struct invar_tensor *spos = in[0], *sneg = in[1]; /* (B), (B, K) */
+    int64_t b = spos->numel, k = sneg->shape[1];
+    double go = out->grad[0] / (double)b;
+    if (spos->grad)
+        for (int64_t i = 0; i < b; i++) {
+            double p = exp(spos->data[i] * c->inv_t) / c->z;
+            spos->grad[i] += (float)(go * -c->inv_t * c->c / (p + c->c));
+        }
+    if (sneg->grad)
+        for (int64_t i = 0; i < b * k; i++) {
+            double p = exp(sneg->data[i] * c->inv_t) / c->z;
+            sneg->grad[i] += (float)(go * c->inv_t * p / (p + c->c));
+        }
+}
+
+static struct invar_tensor *nce_loss(struct invar_graph *g, struct invar_tensor *spos,
+                                     struct invar_tensor *sneg, double inv_t, double z,
+                                     double c)
+{
+    int64_t b = spos->numel, k = sneg->shape[1];
+    double total = 0;
+    for (int64_t i = 0; i < b; i++) {
+        double p = exp(spos->data[i] * inv_t) / z;
+        total += log(p + c) - log(p);
+    }
+    for (int64_t i = 0; i < b * k; i++) {
+        double p = exp(sneg->data[i] * inv_t) / z;
+        total += log(p + c) - log(c);
+    }
+    struct invar_tensor *out = invar_graph_tensor(g, 1, (int64_t[]){1});
+    out->data[0] = (float)(total / (double)b);
+    struct nce_ctx *ctx = invar_arena_alloc(invar_graph_arena(g), sizeof *ctx);
+    *ctx = (struct nce_ctx){inv_t, z, c};
+    struct invar_tensor *in[2] = {spos, sneg};
+    return invar_custom_op(g, "nce_loss", out, in, 2, nce_backward, ctx);
+}
+
+static struct invar_tensor *instdisc_loss(void *self, struct invar_graph *g,
+                                          struct invar_tensor **views, int64_t n_views,
+                                          const int64_t *indices,
+                                          const struct invar_step_info *info)
+{
+    (void)n_views, (void)info;
+    struct instdisc *m = self;
+    struct invar_tensor *v =
+        invar_l2_normalize(g, invar_encoder_forward(m->ctx->online, g, views[0]), 1e-12f);
+    int64_t b = v->shape[0], n = m->bank->shape[0];
+    m->v = v;
+    m->indices = indices;
+    double inv_t = 1.0 / m->cfg.temperature;
+    struct invar_arena *a = invar_graph_arena(g);
+    int32_t *labels = invar_arena_alloc(a, (size_t)b * sizeof *labels);
+    for (int64_t i = 0; i < b; i++)
+        labels[i] = (int32_t)indices[i];
+
+    struct invar_tensor *loss;
+    switch (m->cfg.softmax) {
+    case SOFTMAX_NONPARAMETRIC: {
+        struct invar_tensor *logits = invar_matmul(g, v, m->bank, 0, 1); /* (B, N) */
+        loss = invar_cross_entropy(g, invar_scale(g, logits, (float)inv_t, 0), labels);
+        break;
+    }
+    case SOFTMAX_PARAMETRIC: {
+        struct invar_tensor *logits = invar_matmul(g, v, m->weight, 0, 1); /* (B, N) */
+        loss = invar_cross_entropy(g, invar_scale(g, logits, (float)inv_t, 0), labels);
+        break;
+    }
+    default: { /* SOFTMAX_NCE */
+        int64_t k = m->cfg.nce_k;
+        int64_t *noise = invar_arena_alloc(a, (size_t)k * sizeof *noise);
+        for (int64_t j = 0; j < k; j++)
+            noise[j] = invar_rng_below(&m->rng, (uint32_t)n);
+        struct invar_tensor *fpos = invar_gather_rows(g, m->bank, indices, b);   /* (B, D) */
+        struct invar_tensor *fneg = invar_gather_rows(g, m->bank, noise, k);     /* (K, D) */
+        struct invar_tensor *spos = invar_sum_rows(g, invar_mul(g, v, fpos));    /* (B) */
+        struct invar_tensor *sneg = invar_matmul(g, v, fneg, 0, 1);              /* (B, K) */
+        if (m->z == 0) {
+            double s = 0;
+            for (int64_t i = 0; i < b; i++)
+                s += exp(spos->data[i] * inv_t);
+            for (int64_t i = 0; i < b * k; i++)
+                s += exp(sneg->data[i] * inv_t);
+            m->z = s / (double)(b * (k + 1)) * (double)n;
+        }
+        loss = nce_loss(g, spos, sneg, inv_t, m->z, (double)k / (double)n);
+        break;
+    }
+    }
+    return loss;
+}
+
+static void instdisc_after_step(void *self, struct invar_graph *g,
+                                const struct invar_step_info *info)
+{
+    (void)g, (void)info;
+    struct instdisc *m = self;
+    int64_t b = m->v->shape[0], d = m->v->shape[1];
+    float mu = (float)m->cfg.bank_momentum;
+    for (int64_t i = 0; i < b; i++) {
+        float *row = m->bank->data + m->indices[i] * d;
+        const float *v = m->v->data + i * d;
+        double ss = 0;
+        for (int64_t j = 0; j < d; j++) {
+            row[j] = mu * row[j] + (1 - mu) * v[j];
+            ss += (double)row[j] * row[j];
+        }
+        float inv = (float)(1.0 / fmax(sqrt(ss), 1e-12));
+        for (int64_t j = 0; j < d; j++)
+            row[j] *= inv;
+    }
+}
+
+static void instdisc_metrics(void *self, invar_metric_fn emit, void *user)
+{
+    struct instdisc *m = self;
+    if (m->cfg.softmax == SOFTMAX_NCE)
+        emit(user, "instdisc/nce_z", m->z);
+}
+
+static enum invar_status instdisc_save(void *self, struct invar_state_io *io)
+{
+    struct instdisc *m = self;
+    enum invar_status st = io->put(io, "instdisc.z", &m->z, sizeof m->z);
+    if (st == INVAR_OK)
+        st = io->put(io, "instdisc.rng", &m->rng, sizeof m->rng);
+    return st;
+}
+
+static enum invar_status instdisc_load(void *self, struct invar_state_io *io)
+{
+    struct instdisc *m = self;
+    enum invar_status st = io->get(io, "instdisc.z", &m->z, sizeof m->z);
+    if (st == INVAR_OK)
+        st = io->get(io, "instdisc.rng", &m->rng, sizeof m->rng);
+    return st;
+}
+
+static void instdisc_destroy(void *self) { free(self); }
+
+static const struct invar_objective_ops instdisc_ops = {
+    .create = instdisc_create,
+    .loss = instdisc_loss,
+    .after_step = instdisc_after_step,
+    .metrics = instdisc_metrics,
+    .save = instdisc_save,
+    .load = instdisc_load,
+    .destroy = instdisc_destroy,
+};
+
+INVAR_PLUGIN_DEFINE(invar_objective, "instdisc", "1.0.0",
+                    "Instance Discrimination: memory bank with non-parametric softmax, NCE or "
+                    "a parametric classifier",
+                    struct instdisc_config, instdisc_params, instdisc_ops)

@@ -1,0 +1,196 @@
+/* moco — Momentum Contrast (He et al. 2019).
+ *
+ * A query encoder (the online encoder, trained) and a key encoder (its exponential moving
+ * average); a FIFO queue of the K most recent keys serves as negatives. For a batch of query
+ * views x_q and key views x_k (views[0] and views[1]):
+ *     theta_k <- m theta_k + (1 - m) theta_q        (before the keys are encoded)
+ *     q = normalize(f_q(x_q))  (B, D)     k = normalize(f_k(x_k))  (B, D), no gradient
+ *     logits = [q.k, q queue^T] / T  (B, 1 + K),    loss = cross-entropy with label 0
+ * after the step the keys are enqueued (any K >= 1; K need not be a multiple of B).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <invar/plugin.h>
+
+struct moco_config {
+    int64_t queue;
+    double momentum;
+    double temperature;
+    int symmetric;
+};
+
+static const struct invar_param_spec moco_params[] = {
+    INVAR_PARAM_INT(struct moco_config, queue, "4096", 1, 1 << 24,
+                    "K: negative keys kept in the FIFO queue"),
+    INVAR_PARAM_FLOAT(struct moco_config, momentum, "0.999", 0, 1,
+                      "m: key encoder EMA coefficient (0 copies the query encoder each step)"),
+    INVAR_PARAM_FLOAT(struct moco_config, temperature, "0.07", 1e-4, 100,
+                      "T: logits are divided by it"),
+    INVAR_PARAM_BOOL(struct moco_config, symmetric, "false",
+                     "also swap the views (loss averaged over both directions)"),
+    INVAR_PARAM_END,
+};
+
+struct moco {
+    struct moco_config cfg;
+    struct invar_objective_ctx *ctx;
+    struct invar_encoder *key_enc;
+    struct invar_tensor *queue;  /* (K, D) buffer: normalised keys */
+    int64_t ptr;                 /* next queue row to overwrite */
+    const struct invar_tensor *keys[2];  /* this step's keys (B, D), in the graph arena */
+    int n_keys;
+    double pos_sim, neg_sim;
+};
+
+static enum invar_status moco_create(const void *config, struct invar_objective_ctx *ctx,
+                                     void **self, struct invar_error *err)
+{
+    struct moco *m = calloc(1, sizeof *m);
+    if (!m)
+        return invar_error_set(err, INVAR_ERR_NOMEM, "moco: out of memory");
+    memcpy(&m->cfg, config, sizeof m->cfg);
+    m->ctx = ctx;
+    if (ctx->n_views < 2) {
+        free(m);
+        return invar_error_set(err, INVAR_ERR_CONFIG,
+                               "moco: needs 2 views (a query and a key), the experiment has %lld",
+                               (long long)ctx->n_views);
+    }
+    enum invar_status st = ctx->encoder_clone(ctx, &m->key_enc, err);
+    if (st != INVAR_OK) {
+        free(m);
+        return st;
+    }
+    /* Random unit keys to start with, as the reference implementation does. */
+    m->queue = invar_params_add(ctx->params, "moco.queue", 2,
+                                (int64_t[]){m->cfg.queue, ctx->feature_dim},
+                                invar_init_normal(0, 1), INVAR_P_BUFFER);
+    *self = m;
+    return INVAR_OK;
+}
+
+static enum invar_status moco_init_state(void *self, struct invar_error *err)
+{
+    (void)err;
+    struct moco *m = self;
+    int64_t k = m->queue->shape[0], d = m->queue->shape[1];
+    for (int64_t i = 0; i < k; i++) {
+        float *row = m->queue->data + i * d;
+        double ss = 0;
+        for (int64_t j = 0; j < d; j++)
+            ss += (double)row[j] * row[j];
+        float inv = (float)(1.0 / fmax(sqrt(ss), 1e-12));
+        for (int64_t j = 0; j < d; j++)
+            row[j] *= inv;
+    }
+    m->ptr = 0;
+    return INVAR_OK;
+}
+
+/* loss of queries from view a against keys from view b */
+static struct invar_tensor *moco_direction(struct moco *m, struct invar_graph *g,
+                                           struct invar_tensor *xq, struct invar_tensor *xk)
+{
+    struct invar_tensor *q = invar_l2_normalize(g, invar_encoder_forward(m->ctx->online, g, xq),
+                                                1e-12f); /* (B, D) */
+    int was = invar_graph_set_grad(g, 0);
+    struct invar_tensor *k =
+        invar_l2_normalize(g, invar_encoder_forward(m->key_enc, g, xk), 1e-12f); /* (B, D) */
+    invar_graph_set_grad(g, was);
+    m->keys[m->n_keys++] = k;
+
+    int64_t b = q->shape[0];
+    struct invar_tensor *lpos = invar_reshape(g, invar_sum_rows(g, invar_mul(g, q, k)), 2,
+                                              (int64_t[]){b, 1});      /* (B, 1) */
+    struct invar_tensor *lneg = invar_matmul(g, q, m->queue, 0, 1);   /* (B, K) */
+    struct invar_tensor *parts[2] = {lpos, lneg};
+    struct invar_tensor *logits = invar_scale(g, invar_concat(g, parts, 2, 1),
+                                              (float)(1.0 / m->cfg.temperature), 0); /* (B, 1+K) */
+    int32_t *labels = invar_arena_calloc(invar_graph_arena(g), (size_t)b * sizeof *labels);
+
+    double ps = 0, ns = 0;
+    for (int64_t i = 0; i < b; i++)
+        ps += lpos->data[i];
+    for (int64_t i = 0; i < lneg->numel; i++)
+        ns += lneg->data[i];
+    m->pos_sim += ps / (double)b;
+    m->neg_sim += ns / (double)lneg->numel;
+    return invar_cross_entropy(g, logits, labels);
+}
+
+static struct invar_tensor *moco_loss(void *self, struct invar_graph *g,
+                                      struct invar_tensor **views, int64_t n_views,
+                                      const int64_t *indices, const struct invar_step_info *info)
+{
+    (void)n_views, (void)indices, (void)info;
+    struct moco *m = self;
+    /* The key encoder follows the query encoder before it encodes this batch's keys. */
+    invar_params_ema(invar_encoder_params(m->key_enc), invar_encoder_params(m->ctx->online),
+                     (float)m->cfg.momentum);
+    m->n_keys = 0;
+    m->pos_sim = m->neg_sim = 0;
+    struct invar_tensor *loss = moco_direction(m, g, views[0], views[1]);
+    if (m->cfg.symmetric) {
+        struct invar_tensor *l2 = moco_direction(m, g, views[1], views[0]);
+        loss = invar_scale(g, invar_add(g, loss, l2), 0.5f, 0);
+        m->pos_sim *= 0.5;
+        m->neg_sim *= 0.5;
+    }
+    return loss;
+}
+
+static void moco_after_step(void *self, struct invar_graph *g, const struct invar_step_info *info)
+{
+    (void)g, (void)info;
+    struct moco *m = self;
+    int64_t k = m->queue->shape[0], d = m->queue->shape[1];
+    for (int j = 0; j < m->n_keys; j++) {
+        const struct invar_tensor *keys = m->keys[j];
+        int64_t b = keys->shape[0];
+        /* When a batch holds more keys than the queue, only the last K survive anyway. */
+        int64_t first = b > k ? b - k : 0;
+        for (int64_t i = first; i < b; i++) {
+            memcpy(m->queue->data + m->ptr * d, keys->data + i * d, (size_t)d * sizeof(float));
+            m->ptr = (m->ptr + 1) % k;
+        }
+    }
+    m->n_keys = 0;
+}
+
+static void moco_metrics(void *self, invar_metric_fn emit, void *user)
+{
+    struct moco *m = self;
+    emit(user, "moco/pos_sim", m->pos_sim);
+    emit(user, "moco/neg_sim", m->neg_sim);
+}
+
+static enum invar_status moco_save(void *self, struct invar_state_io *io)
+{
+    struct moco *m = self;
+    return io->put(io, "moco.ptr", &m->ptr, sizeof m->ptr);
+}
+
+static enum invar_status moco_load(void *self, struct invar_state_io *io)
+{
+    struct moco *m = self;
+    return io->get(io, "moco.ptr", &m->ptr, sizeof m->ptr);
+}
+
+static void moco_destroy(void *self) { free(self); }
+
+static const struct invar_objective_ops moco_ops = {
+    .create = moco_create,
+    .init_state = moco_init_state,
+    .loss = moco_loss,
+    .after_step = moco_after_step,
+    .metrics = moco_metrics,
+    .save = moco_save,
+    .load = moco_load,
+    .destroy = moco_destroy,
+};
+
+INVAR_PLUGIN_DEFINE(invar_objective, "moco", "1.0.0",
+                    "MoCo: InfoNCE against a FIFO queue of keys from a momentum encoder",
+                    struct moco_config, moco_params, moco_ops)
