@@ -71,41 +71,59 @@ struct conv_job {
 };
 typedef void (*conv_slice_fn)(const struct conv_job *job, int64_t lo, int64_t hi);
 
-struct conv_slice {
+/* One loop of a parallel section: fn over [0, n). */
+struct conv_task {
     conv_slice_fn fn;
-    const struct conv_job *job;
-    int64_t lo, hi;
+    struct conv_job job;
+    int64_t n;
 };
 
-static void *conv_slice_run(void *arg)
+/* Thread t's share of a section: slice t of every task. */
+struct conv_part {
+    const struct conv_task *tasks;
+    int n_tasks, t;
+};
+
+static void *conv_part_run(void *arg)
 {
-    const struct conv_slice *sl = arg;
-    sl->fn(sl->job, sl->lo, sl->hi);
+    const struct conv_part *pt = arg;
+    for (int i = 0; i < pt->n_tasks; i++) {
+        const struct conv_task *k = &pt->tasks[i];
+        k->fn(&k->job, k->n * pt->t / CONV_THREADS, k->n * (pt->t + 1) / CONV_THREADS);
+    }
     return NULL;
 }
 
-/* fn over [0, n) in CONV_THREADS equal slices when work (elements touched) is large. The slices
- * are the same whether or not their threads start, so a failed start only costs speed. */
-static void conv_parallel(conv_slice_fn fn, const struct conv_job *job, int64_t n, int64_t work)
+/* Runs the tasks, split into CONV_THREADS equal slices each when work (elements touched) is
+ * large: one thread hand-off for the whole section. The slices are the same whether or not
+ * their threads start, so a failed start only costs speed. */
+static void conv_run(const struct conv_task *tasks, int n_tasks, int64_t work)
 {
-    if (work < conv_par_min || n < CONV_THREADS) {
-        fn(job, 0, n);
+    if (work < conv_par_min) {
+        for (int i = 0; i < n_tasks; i++)
+            tasks[i].fn(&tasks[i].job, 0, tasks[i].n);
         return;
     }
-    struct conv_slice sl[CONV_THREADS];
+    struct conv_part pt[CONV_THREADS];
     pthread_t th[CONV_THREADS];
     int started[CONV_THREADS] = {0};
     for (int t = 0; t < CONV_THREADS; t++)
-        sl[t] = (struct conv_slice){fn, job, n * t / CONV_THREADS, n * (t + 1) / CONV_THREADS};
+        pt[t] = (struct conv_part){tasks, n_tasks, t};
     for (int t = 1; t < CONV_THREADS; t++)
-        started[t] = pthread_create(&th[t], NULL, conv_slice_run, &sl[t]) == 0;
-    conv_slice_run(&sl[0]);
+        started[t] = pthread_create(&th[t], NULL, conv_part_run, &pt[t]) == 0;
+    conv_part_run(&pt[0]);
     for (int t = 1; t < CONV_THREADS; t++) {
         if (started[t])
             pthread_join(th[t], NULL);
         else
-            conv_slice_run(&sl[t]);
+            conv_part_run(&pt[t]);
     }
+}
+
+static void conv_parallel(conv_slice_fn fn, const struct conv_job *job, int64_t n, int64_t work)
+{
+    const struct conv_task task = {fn, *job, n};
+    conv_run(&task, 1, work);
 }
 
 struct conv_shape {
@@ -279,13 +297,6 @@ static void scatter_bias_planes(const struct conv_job *job, int64_t lo, int64_t 
     }
 }
 
-/* dst (O, nb*S) <- src (nb, O, S) */
-static void conv_gather(float *dst, const float *src, int64_t nb, int64_t o, int64_t sp)
-{
-    const struct conv_job job = {.dst = dst, .src = src, .nb = nb, .o = o, .sp = sp};
-    conv_parallel(gather_planes, &job, nb * o, nb * o * sp);
-}
-
 /* dst (nb, O, S) += src (O, nb*S) */
 static void conv_scatter_add(float *dst, const float *src, int64_t nb, int64_t o, int64_t sp)
 {
@@ -345,17 +356,36 @@ static void conv_backward(struct invar_graph *g, struct invar_node *node)
     }
     for (int64_t n0 = 0; n0 < s->n; n0 += m) {
         const int64_t nb = s->n - n0 < m ? s->n - n0 : m, p = nb * ohw;
-        if (need_dyc)
-            conv_gather(dyc, dy + n0 * img_out, nb, s->o, ohw);
+        /* the chunk's memory-bound preparation, as one parallel section */
+        struct conv_task prep[3];
+        int n_prep = 0;
+        int64_t work = 0;
+        if (need_dyc) {
+            prep[n_prep++] = (struct conv_task){
+                gather_planes,
+                {.dst = dyc, .src = dy + n0 * img_out, .nb = nb, .o = s->o, .sp = ohw},
+                nb * s->o};
+            work += nb * img_out;
+        }
+        if (need_dw && !ctx->col) {
+            prep[n_prep++] = (struct conv_task){
+                im2col_rows, {.dst = col, .src = x->data + n0 * img_in, .q = q, .nb = nb}, s->k};
+            work += s->k * p;
+        }
+        if (need_dx && s->dx_gemm) {
+            prep[n_prep++] =
+                (struct conv_task){im2col_rows,
+                                   {.dst = dcol, .src = dy + n0 * img_out, .q = &s->bwd, .nb = nb},
+                                   s->kt};
+            work += s->kt * nb * hw;
+        }
+        conv_run(prep, n_prep, work);
         if (need_dw) {
             const float *colc = ctx->col ? ctx->col + s->k * n0 * ohw : col;
-            if (!ctx->col)
-                conv_im2col(col, x->data + n0 * img_in, nb, q);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s->o, (int)s->k, (int)p, 1.0f,
                         dyc, (int)p, colc, (int)p, 1.0f, w->grad, (int)s->k);
         }
         if (need_dx && s->dx_gemm) {
-            conv_im2col(dcol, dy + n0 * img_out, nb, &s->bwd);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)q->c, (int)(nb * hw),
                         (int)s->kt, 1.0f, wt, (int)s->kt, dcol, (int)(nb * hw), 0.0f, dxc,
                         (int)(nb * hw));
