@@ -81,7 +81,10 @@ static int invar_wait(pid_t pid)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static int invar(const char *const *args) { return invar_wait(invar_start(args)); }
+static int invar(const char *const *args)
+{
+    return invar_wait(invar_start(args));
+}
 
 #define INVAR(...) invar((const char *const[]){__VA_ARGS__, NULL})
 
@@ -100,14 +103,16 @@ static void setup(void)
     snprintf(db_path, sizeof db_path, "%s/results.db", tmp);
 }
 
-static void teardown(void) { nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+static void teardown(void)
+{
+    nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /* Every message is one line starting "invar: ". */
 static void assert_one_line_message(void)
 {
     cr_assert(strncmp(err_text, "invar: ", 7) == 0, "stderr: %s", err_text);
-    cr_assert_eq(strchr(err_text, '\n'), err_text + strlen(err_text) - 1, "stderr: %s",
-                 err_text);
+    cr_assert_eq(strchr(err_text, '\n'), err_text + strlen(err_text) - 1, "stderr: %s", err_text);
 }
 
 static const char *param(const struct invar_store_param_list *l, const char *key)
@@ -173,9 +178,9 @@ Test(cli, plugins_lists_the_build_trees_plugins)
 {
     cr_assert_eq(INVAR("plugins"), 0, "%s", err_text);
     cr_assert(strncmp(out_text, "kind", 4) == 0);
-    static const char *const want[][2] = {
-        {"dataset", "idx"}, {"augment", "hflip"}, {"encoder", "mlp"},
-        {"encoder", "convnet"}, {"objective", "moco"}, {"objective", "instdisc"}};
+    static const char *const want[][2] = {{"dataset", "idx"},    {"augment", "hflip"},
+                                          {"encoder", "mlp"},    {"encoder", "convnet"},
+                                          {"objective", "moco"}, {"objective", "instdisc"}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         char row[128];
         snprintf(row, sizeof row, "\n%-10s %-16s 1.0.0", want[i][0], want[i][1]);
@@ -185,13 +190,50 @@ Test(cli, plugins_lists_the_build_trees_plugins)
     }
 }
 
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    cr_assert(in && out, "%s -> %s", from, to);
+    char buf[1 << 14];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        cr_assert_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+}
+
+Test(cli, plugins_warns_about_refusals_and_marks_shadowed_plugins)
+{
+    /* --plugin-path comes first: its hflip shadows the build tree's, and a file that is no
+     * shared object is refused with a warning naming it while everything else still loads. */
+    char dir[400], path[500], from[1024];
+    snprintf(dir, sizeof dir, "%s/mine", tmp);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/hflip.so", dir);
+    snprintf(from, sizeof from, "%s/plugins/augment/hflip.so", getenv("INVAR_BUILD_ROOT"));
+    copy_file(from, path);
+    snprintf(path, sizeof path, "%s/broken.so", dir);
+    FILE *f = fopen(path, "w");
+    fputs("not an ELF file\n", f);
+    fclose(f);
+    cr_assert_eq(INVAR("--plugin-path", dir, "plugins"), 0, "%s", err_text);
+    char want[2048];
+    cr_assert(strncmp(err_text, "invar: warning: ", 16) == 0, "%s", err_text);
+    cr_assert_not_null(strstr(err_text, path), "%s", err_text);
+    cr_assert_eq(strchr(err_text, '\n'), err_text + strlen(err_text) - 1, "%s", err_text);
+    snprintf(want, sizeof want, "hflip            1.0.0     %s/hflip.so\n", dir);
+    cr_assert_not_null(strstr(out_text, want), "%s", out_text);
+    snprintf(want, sizeof want, "%s (shadowed by %s/hflip.so)\n", from, dir);
+    cr_assert_not_null(strstr(out_text, want), "%s", out_text);
+    cr_assert_not_null(strstr(out_text, "objective  moco"), "%s", out_text);
+}
+
 Test(cli, describe_prints_every_parameter)
 {
     cr_assert_eq(INVAR("plugins", "describe", "moco"), 0, "%s", err_text);
     cr_assert_not_null(strstr(out_text, "objective moco 1.0.0"), "%s", out_text);
-    static const char *const rows[][3] = {{"queue", "int", "4096"},
-                                          {"momentum", "float", "0.999"},
-                                          {"temperature", "float", "0.07"}};
+    static const char *const rows[][3] = {
+        {"queue", "int", "4096"}, {"momentum", "float", "0.999"}, {"temperature", "float", "0.07"}};
     for (size_t i = 0; i < 3; i++) {
         char key[64];
         snprintf(key, sizeof key, "\n%s ", rows[i][0]);
@@ -219,6 +261,7 @@ Test(cli, bad_experiment_names_file_line_column)
     snprintf(want, sizeof want, "invar: %s:3:20: train.batch_sise: unknown key", bad);
     cr_assert(strncmp(err_text, want, strlen(want)) == 0, "%s", err_text);
     cr_assert_not_null(strstr(err_text, "did you mean `batch_size`?"), "%s", err_text);
+    cr_assert_neq(access(db_path, F_OK), 0, "a bad experiment created %s", db_path);
     /* A bad override names the command line instead. */
     cr_assert_eq(INVAR("run", fixture("tiny.yaml"), "train.epochs=zero"), 1);
     assert_one_line_message();
@@ -246,8 +289,8 @@ static void check_npy(const char *path, const char *descr, const char *shape, si
     char head[512] = {0};
     cr_assert_eq(fread(head, 1, hlen, f), hlen);
     char want[256];
-    snprintf(want, sizeof want, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
-             descr, shape);
+    snprintf(want, sizeof want, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr,
+             shape);
     cr_assert(strncmp(head, want, strlen(want)) == 0, "%s", head);
     cr_assert_eq(head[hlen - 1], '\n');
     fseek(f, 0, SEEK_END);
@@ -257,8 +300,7 @@ static void check_npy(const char *path, const char *descr, const char *shape, si
 
 Test(cli, tiny_run_logs_params_and_metrics_then_eval_and_embed_reuse_it, .timeout = 300)
 {
-    cr_assert_eq(INVAR("run", fixture("tiny.yaml"), "objective.momentum=0.9"), 0, "%s",
-                 err_text);
+    cr_assert_eq(INVAR("run", fixture("tiny.yaml"), "objective.momentum=0.9"), 0, "%s", err_text);
     int64_t id = run_id_from_stdout();
     cr_assert_not_null(strstr(err_text, "finished: knn top-1"), "%s", err_text);
 
@@ -382,6 +424,57 @@ Test(cli, sigterm_marks_the_run_killed_and_keeps_its_metrics, .timeout = 300)
     invar_store_metric_list_deinit(&ms);
     invar_store_run_deinit(&run);
     invar_store_close(db);
+}
+
+Test(cli, resume_continues_a_killed_run_to_the_end, .timeout = 300)
+{
+    pid_t pid = invar_start((const char *const[]){"run", fixture("tiny.yaml"), "train.epochs=30",
+                                                  "data.limit=1024", "train.checkpoint_every=1",
+                                                  "eval.linear.epochs=0", NULL});
+    struct invar_error err = {{0}};
+    int64_t id = 0;
+    size_t logged = 0;
+    for (int tries = 0; tries < 3000 && logged < 2; tries++) {
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+        struct invar_store *db;
+        if (invar_store_open(&db, db_path, &err) != INVAR_OK)
+            continue;
+        struct invar_store_metric_list ms = {0};
+        if (invar_store_latest_run(db, &id, &err) == INVAR_OK &&
+            invar_store_read_metrics(db, id, "loss", &ms, &err) == INVAR_OK)
+            logged = ms.count;
+        invar_store_metric_list_deinit(&ms);
+        invar_store_close(db);
+    }
+    kill(pid, SIGINT);
+    cr_assert_eq(invar_wait(pid), 128 + SIGINT, "%s", err_text);
+
+    char ref[32];
+    snprintf(ref, sizeof ref, "%lld", (long long)id);
+    cr_assert_eq(INVAR("run", "--resume", ref), 0, "%s", err_text);
+    cr_assert_eq(run_id_from_stdout(), id);
+    struct invar_store *db;
+    cr_assert_eq(invar_store_open(&db, db_path, &err), INVAR_OK, "%s", err.msg);
+    struct invar_store_run run = {0};
+    cr_assert_eq(invar_store_get_run(db, id, &run, &err), INVAR_OK);
+    cr_assert_eq(run.status, INVAR_RUN_FINISHED, "%s", run.error ? run.error : "");
+    cr_assert_eq(run.signal, 0);
+    /* One loss per epoch, each epoch exactly once: the resumed part starts where the last
+     * checkpoint left off, and the interrupted epoch was never logged. */
+    struct invar_store_metric_list ms = {0};
+    cr_assert_eq(invar_store_read_metrics(db, id, "loss", &ms, &err), INVAR_OK);
+    cr_assert_eq(ms.count, 30u);
+    for (size_t i = 0; i < ms.count; i++)
+        cr_assert_eq(ms.items[i].epoch, (int64_t)i);
+    invar_store_metric_list_deinit(&ms);
+    cr_assert_eq(invar_store_read_metrics(db, id, "knn_top1", &ms, &err), INVAR_OK);
+    cr_assert_eq(ms.count, 1u);
+    invar_store_metric_list_deinit(&ms);
+    invar_store_run_deinit(&run);
+    invar_store_close(db);
+    /* A finished run cannot be resumed. */
+    cr_assert_eq(INVAR("run", "--resume", ref), 1);
+    cr_assert_not_null(strstr(err_text, "not killed or failed"), "%s", err_text);
 }
 
 /* ---- preview and new ---------------------------------------------------------------------- */

@@ -26,8 +26,8 @@ static enum invar_status load_online(struct invar_encoder *e, const char *path,
     if (st != INVAR_OK)
         return st;
     struct invar_params *p = invar_encoder_params(e);
-    st = ckpt_get(&r, "online.weights", invar_params_data(p),
-                  invar_params_numel(p) * sizeof(float));
+    st =
+        ckpt_get(&r, "online.weights", invar_params_data(p), invar_params_numel(p) * sizeof(float));
     if (st == INVAR_OK)
         st = ckpt_get(&r, "online.buffers", invar_params_buffers(p),
                       invar_params_buffer_numel(p) * sizeof(float));

@@ -39,9 +39,9 @@ static const char experiment[] =
     "train: {epochs: 15, batch_size: 256, threads: 2}\n"
     "eval: {knn: {k: 200, t: 0.07}, linear: {epochs: 10}}\n";
 
-static const char *const named[] = {"idx", "resized_crop", "hflip", "rotate", "color_jitter",
-                                    "gaussian_blur", "erase", "gaussian_noise", "convnet",
-                                    "moco"};
+static const char *const named[] = {"idx",          "resized_crop",  "hflip", "rotate",
+                                    "color_jitter", "gaussian_blur", "erase", "gaussian_noise",
+                                    "convnet",      "moco"};
 #define N_NAMED (sizeof named / sizeof named[0])
 
 static double now_ms(void)

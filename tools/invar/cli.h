@@ -42,8 +42,8 @@ int cli_wants_help(int argc, char **argv);
 /* Prints "usage: ..." for a command to stdout. */
 void cli_print_usage(const struct cli_command *c);
 /* Dispatches argv[0] through table; prints a suggestion for an unknown name. */
-int cli_dispatch(const struct cli_command *table, const char *group,
-                 const struct cli_globals *g, int argc, char **argv);
+int cli_dispatch(const struct cli_command *table, const char *group, const struct cli_globals *g,
+                 int argc, char **argv);
 /* The name in table nearest to name, or NULL when none is close. */
 const char *cli_suggest(const struct cli_command *table, const char *name);
 
@@ -53,8 +53,8 @@ struct invar_registry *cli_registry_open(const struct cli_globals *g, int warn);
 /* Opens the results database; NULL (after printing) on failure. */
 struct invar_store *cli_store_open(const struct cli_globals *g);
 /* "<dir of db>/checkpoints/<uuid>.ckpt", or under dir when it is not NULL. */
-int cli_checkpoint_path(const struct cli_globals *g, const char *dir, const char *uuid,
-                        char *out, size_t n);
+int cli_checkpoint_path(const struct cli_globals *g, const char *dir, const char *uuid, char *out,
+                        size_t n);
 
 /* ---- the experiment, independent of config.h (see experiment.c) ------------------------ */
 

@@ -144,11 +144,19 @@ static int npy_write(const char *path, const char *descr, int64_t rows, int64_t 
         cli_error("%s: %s", path, strerror(errno));
         return 1;
     }
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),
+    unsigned char pre[10] = {0x93,
+                             'N',
+                             'U',
+                             'M',
+                             'P',
+                             'Y',
+                             1,
+                             0,
+                             (unsigned char)(hlen & 0xff),
                              (unsigned char)(hlen >> 8)};
     size_t count = (size_t)(rows * (cols > 0 ? cols : 1));
-    int ok = fwrite(pre, 1, sizeof pre, f) == sizeof pre &&
-             fwrite(dict, 1, (size_t)n, f) == (size_t)n;
+    int ok =
+        fwrite(pre, 1, sizeof pre, f) == sizeof pre && fwrite(dict, 1, (size_t)n, f) == (size_t)n;
     for (size_t i = 0; ok && i < pad; i++)
         ok = fputc(' ', f) != EOF;
     ok = ok && fputc('\n', f) != EOF && fwrite(data, elem, count, f) == count;

@@ -12,8 +12,7 @@ int cli_job_init(struct cli_job *j, const struct cli_experiment *x)
 {
     memset(j, 0, sizeof *j);
     if (x->n_views < 1 || x->n_views > INVAR_MAX_VIEWS) {
-        cli_error("%s: %d views; the trainer takes 1 to %d", x->name, x->n_views,
-                  INVAR_MAX_VIEWS);
+        cli_error("%s: %d views; the trainer takes 1 to %d", x->name, x->n_views, INVAR_MAX_VIEWS);
         return 1;
     }
     for (int v = 0; v < x->n_views; v++) {
@@ -43,9 +42,12 @@ int cli_job_init(struct cli_job *j, const struct cli_experiment *x)
     job->batch_size = x->batch_size;
     job->threads = (int)x->threads;
     job->checkpoint_every = x->checkpoint_every;
-    job->eval = (struct invar_eval_config){
-        .knn_k = x->knn_k, .knn_t = x->knn_t, .knn_every = x->knn_every,
-        .linear_epochs = x->linear_epochs, .linear_lr = x->linear_lr,
-        .linear_batch = x->linear_batch, .linear_wd = x->linear_wd};
+    job->eval = (struct invar_eval_config){.knn_k = x->knn_k,
+                                           .knn_t = x->knn_t,
+                                           .knn_every = x->knn_every,
+                                           .linear_epochs = x->linear_epochs,
+                                           .linear_lr = x->linear_lr,
+                                           .linear_batch = x->linear_batch,
+                                           .linear_wd = x->linear_wd};
     return 0;
 }

@@ -115,8 +115,8 @@ const char *cli_suggest(const struct cli_command *table, const char *name)
     return best;
 }
 
-int cli_dispatch(const struct cli_command *table, const char *group,
-                 const struct cli_globals *g, int argc, char **argv)
+int cli_dispatch(const struct cli_command *table, const char *group, const struct cli_globals *g,
+                 int argc, char **argv)
 {
     for (const struct cli_command *c = table; c->name; c++)
         if (!strcmp(c->name, argv[0])) {
@@ -128,8 +128,7 @@ int cli_dispatch(const struct cli_command *table, const char *group,
         }
     const char *near = cli_suggest(table, argv[0]);
     if (near)
-        cli_error("unknown %s `%s`, did you mean `%s`? (see `invar --help`)", group, argv[0],
-                  near);
+        cli_error("unknown %s `%s`, did you mean `%s`? (see `invar --help`)", group, argv[0], near);
     else
         cli_error("unknown %s `%s` (see `invar --help`)", group, argv[0]);
     return 2;
@@ -165,8 +164,8 @@ struct invar_store *cli_store_open(const struct cli_globals *g)
     return db;
 }
 
-int cli_checkpoint_path(const struct cli_globals *g, const char *dir, const char *uuid,
-                        char *out, size_t n)
+int cli_checkpoint_path(const struct cli_globals *g, const char *dir, const char *uuid, char *out,
+                        size_t n)
 {
     char dirbuf[4096 + 16];
     if (!dir) {
@@ -174,8 +173,7 @@ int cli_checkpoint_path(const struct cli_globals *g, const char *dir, const char
         char copy[4096], real[PATH_MAX];
         snprintf(copy, sizeof copy, "%s", g->db);
         const char *parent = dirname(copy);
-        snprintf(dirbuf, sizeof dirbuf, "%s/checkpoints",
-                 realpath(parent, real) ? real : parent);
+        snprintf(dirbuf, sizeof dirbuf, "%s/checkpoints", realpath(parent, real) ? real : parent);
         dir = dirbuf;
     }
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
@@ -208,7 +206,7 @@ static int take_globals(struct cli_globals *g, int *argc, char **argv)
     int out = 0;
     for (int i = 0; i < *argc; i++) {
         const char *a = argv[i];
-        const char **slot = !strcmp(a, "--db") ? &g->db
+        const char **slot = !strcmp(a, "--db")            ? &g->db
                             : !strcmp(a, "--plugin-path") ? &g->plugin_path
                                                           : NULL;
         if (slot) {
@@ -235,8 +233,7 @@ int main(int argc, char **argv)
     static char cmdline[8192];
     size_t len = 0;
     for (int i = 0; i < argc && len + 1 < sizeof cmdline; i++)
-        len += (size_t)snprintf(cmdline + len, sizeof cmdline - len, "%s%s", i ? " " : "",
-                                argv[i]);
+        len += (size_t)snprintf(cmdline + len, sizeof cmdline - len, "%s%s", i ? " " : "", argv[i]);
     struct cli_globals g = {.db = getenv("INVAR_DB"), .argv0 = argv[0], .command_line = cmdline};
     if (!g.db || !*g.db)
         g.db = "results.db";

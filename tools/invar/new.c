@@ -44,7 +44,8 @@ static const char augment_src[] =
     "    .apply = @NAME@_apply,\n"
     "};\n"
     "\n"
-    "INVAR_PLUGIN_DEFINE(invar_augment, \"@NAME@\", \"0.1.0\", \"colour: random brightness shift\",\n"
+    "INVAR_PLUGIN_DEFINE(invar_augment, \"@NAME@\", \"0.1.0\", \"colour: random brightness "
+    "shift\",\n"
     "                    struct @NAME@_config, @NAME@_params, @NAME@_ops)\n";
 
 static const char dataset_src[] =
@@ -96,7 +97,8 @@ static const char dataset_src[] =
     "}\n"
     "\n"
     "/* Safe from several threads: reads only the handle and the RNG keyed by the index. */\n"
-    "static enum invar_status @NAME@_read(void *handle, int64_t index, float *out, int32_t *label,\n"
+    "static enum invar_status @NAME@_read(void *handle, int64_t index, float *out, int32_t "
+    "*label,\n"
     "                                     struct invar_error *err)\n"
     "{\n"
     "    (void)err;\n"
@@ -178,7 +180,8 @@ static const char encoder_src[] =
     "    .destroy = @NAME@_destroy,\n"
     "};\n"
     "\n"
-    "INVAR_PLUGIN_DEFINE(invar_encoder, \"@NAME@\", \"0.1.0\", \"one linear layer on flat inputs\",\n"
+    "INVAR_PLUGIN_DEFINE(invar_encoder, \"@NAME@\", \"0.1.0\", \"one linear layer on flat "
+    "inputs\",\n"
     "                    struct @NAME@_config, @NAME@_params, @NAME@_ops)\n";
 
 static const char objective_src[] =
@@ -248,7 +251,8 @@ static const char objective_src[] =
     "    .destroy = @NAME@_destroy,\n"
     "};\n"
     "\n"
-    "INVAR_PLUGIN_DEFINE(invar_objective, \"@NAME@\", \"0.1.0\", \"cosine alignment of two views\",\n"
+    "INVAR_PLUGIN_DEFINE(invar_objective, \"@NAME@\", \"0.1.0\", \"cosine alignment of two "
+    "views\",\n"
     "                    struct @NAME@_config, @NAME@_params, @NAME@_ops)\n";
 
 /* ---- test_NAME.c per kind: each checks its body on numbers worked out by hand -------------- */
@@ -270,7 +274,8 @@ static const char test_head[] =
     "    struct invar_error err = {{0}};\n"
     "    cr_assert_eq(desc()->abi_version, INVAR_ABI_VERSION);\n"
     "    cr_assert_str_eq(desc()->name, \"@NAME@\");\n"
-    "    cr_assert_eq(invar_param_check_table(desc()->params, desc()->config_size, &err), INVAR_OK,\n"
+    "    cr_assert_eq(invar_param_check_table(desc()->params, desc()->config_size, &err), "
+    "INVAR_OK,\n"
     "                 \"%s\", err.msg);\n"
     "}\n"
     "\n";

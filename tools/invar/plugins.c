@@ -35,8 +35,8 @@ static int plugins_list(const struct cli_globals *g, int argc, char **argv)
         }
     for (size_t i = 0; i < invar_registry_shadowed_count(reg); i++) {
         const struct invar_registry_shadowed *s = invar_registry_shadowed_at(reg, i);
-        printf("%-10s %-16s %-9s %s (shadowed by %s)\n", invar_plugin_kind_name(s->kind),
-               s->name, s->version, s->path, s->by_path);
+        printf("%-10s %-16s %-9s %s (shadowed by %s)\n", invar_plugin_kind_name(s->kind), s->name,
+               s->version, s->path, s->by_path);
     }
     invar_registry_destroy(reg);
     return 0;

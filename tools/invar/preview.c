@@ -12,8 +12,8 @@ int cmd_preview(const struct cli_globals *g, int argc, char **argv)
     size_t n_over = 0;
     for (int i = 0; i < argc; i++) {
         const char **opt = !strcmp(argv[i], "--out") || !strcmp(argv[i], "-o") ? &out
-                           : !strcmp(argv[i], "-n")                             ? &count
-                                                                                : NULL;
+                           : !strcmp(argv[i], "-n")                            ? &count
+                                                                               : NULL;
         if (opt && i + 1 < argc)
             *opt = argv[++i];
         else if (argv[i][0] != '-' && strchr(argv[i], '=') && n_over < CLI_MAX_ARGS)

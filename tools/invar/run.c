@@ -14,8 +14,16 @@
 static volatile sig_atomic_t stop_flag;
 static volatile sig_atomic_t stop_signal;
 
+/* The first signal stops training at the next step and the run is recorded as killed; a
+ * second one (evaluation can take minutes) ends the process at once, and the store marks the
+ * row killed the next time it is opened. */
 static void on_signal(int sig)
 {
+    if (stop_flag) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
     stop_signal = sig;
     stop_flag = 1;
 }
@@ -25,7 +33,7 @@ struct run_ctx {
     int64_t run_id;
     int metric_failed;
     int tty, color;
-    int64_t last_epoch_printed;
+    double last_draw_s;
 };
 
 static void on_metric(void *user, const char *key, int64_t step, int64_t epoch, double value)
@@ -67,6 +75,10 @@ static void on_progress(void *user, const struct invar_progress *p)
                     (long long)p->steps, p->loss, p->img_per_s, eta);
         return;
     }
+    /* Ten redraws a second are plenty; the last step of an epoch always draws. */
+    if (p->step != p->steps && p->elapsed_s - r->last_draw_s < 0.1)
+        return;
+    r->last_draw_s = p->elapsed_s;
     enum { WIDTH = 24 };
     char bar[WIDTH + 1];
     int fill = p->steps > 0 ? (int)(WIDTH * p->step / p->steps) : 0;
@@ -101,8 +113,8 @@ static int log_params(struct invar_store *db, int64_t run_id, const struct cli_e
      * the same rows, and the features row says what was classified. */
     ps[n++] = (struct invar_store_param){"eval.knn.k", k};
     ps[n++] = (struct invar_store_param){"eval.knn.t", t};
-    ps[n++] = (struct invar_store_param){
-        "eval.features", "online encoder output, un-augmented normalised images"};
+    ps[n++] = (struct invar_store_param){"eval.features",
+                                         "online encoder output, un-augmented normalised images"};
     ps[n++] = (struct invar_store_param){"eval.split", "train (memory) -> test"};
     /* What `invar report` groups this sweep's runs by (set by `invar sweep`). */
     if (sweep_axes)
@@ -183,6 +195,8 @@ static int open_run(const struct cli_globals *g, const struct run_args *a,
     struct invar_store_run row = {0};
     int rc = 1;
     if (a->resume) {
+        if (!(r->db = cli_store_open(g)))
+            goto done;
         if (invar_store_find_run(r->db, a->resume, &r->run_id, &err) != INVAR_OK ||
             invar_store_get_run(r->db, r->run_id, &row, &err) != INVAR_OK) {
             cli_error("%s", err.msg);
@@ -208,11 +222,16 @@ static int open_run(const struct cli_globals *g, const struct run_args *a,
         rc = 0;
         goto done;
     }
-    if (cli_experiment_load(x, a->exp, NULL, a->overrides, a->n_overrides, reg))
+    /* A bad experiment leaves no trace: the database is opened only once it has parsed. */
+    if (cli_experiment_load(x, a->exp, NULL, a->overrides, a->n_overrides, reg) ||
+        !(r->db = cli_store_open(g)))
         goto done;
-    struct invar_store_new_run nr = {.experiment = x->name, .sweep = a->sweep,
-                                     .config = x->canonical, .config_hash = x->hash,
-                                     .seed = x->seed, .command = g->command_line};
+    struct invar_store_new_run nr = {.experiment = x->name,
+                                     .sweep = a->sweep,
+                                     .config = x->canonical,
+                                     .config_hash = x->hash,
+                                     .seed = x->seed,
+                                     .command = g->command_line};
     if (invar_store_create_run(r->db, &nr, &r->run_id, &err) != INVAR_OK ||
         invar_store_get_run(r->db, r->run_id, &row, &err) != INVAR_OK) {
         cli_error("%s", err.msg);
@@ -229,8 +248,7 @@ static int open_run(const struct cli_globals *g, const struct run_args *a,
     rc = 0;
     goto done;
 fail_row:
-    invar_store_finish_run(r->db, r->run_id, INVAR_RUN_FAILED, 0, "could not set up the run",
-                           &err);
+    invar_store_finish_run(r->db, r->run_id, INVAR_RUN_FAILED, 0, "could not set up the run", &err);
 done:
     invar_store_run_deinit(&row);
     return rc;
@@ -252,9 +270,6 @@ int cmd_run(const struct cli_globals *g, int argc, char **argv)
     static struct cli_job j;
     char ckpt[4096];
     int resume = 0, rc = 1;
-    r.db = cli_store_open(g);
-    if (!r.db)
-        goto out;
     if (open_run(g, &a, reg, &r, &x, ckpt, sizeof ckpt, &resume))
         goto out;
     struct invar_error err = {{0}};
@@ -274,14 +289,14 @@ int cmd_run(const struct cli_globals *g, int argc, char **argv)
     enum invar_status st = invar_train(&j.job, &res, &err);
     if (r.tty)
         fprintf(stderr, "\r\033[K");
-    enum invar_run_status end = st == INVAR_OK               ? INVAR_RUN_FINISHED
+    enum invar_run_status end = st == INVAR_OK                ? INVAR_RUN_FINISHED
                                 : st == INVAR_ERR_DIVERGED    ? INVAR_RUN_DIVERGED
                                 : st == INVAR_ERR_INTERRUPTED ? INVAR_RUN_KILLED
                                                               : INVAR_RUN_FAILED;
     int sig = end == INVAR_RUN_KILLED ? (int)stop_signal : 0;
     struct invar_error ferr = {{0}};
-    if (invar_store_finish_run(r.db, r.run_id, end, sig, st == INVAR_OK ? NULL : err.msg,
-                               &ferr) != INVAR_OK)
+    if (invar_store_finish_run(r.db, r.run_id, end, sig, st == INVAR_OK ? NULL : err.msg, &ferr) !=
+        INVAR_OK)
         cli_error("%s", ferr.msg);
     printf("%lld\n", (long long)r.run_id);
     fflush(stdout);

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "core.h"
+#include "data.h" /* struct invar_plugin_use, struct invar_view */
 #include "optim.h"
 #include "plugin.h"
 #include "registry.h"
@@ -45,25 +46,12 @@ extern "C" {
 #define INVAR_CONFIG_MAX_NODES 100000
 #define INVAR_CONFIG_MAX_DEPTH 64
 #define INVAR_CONFIG_MAX_BYTES (16u << 20)
-#define INVAR_CONFIG_MAX_VIEWS 16
-
-/* One plugin as used by the experiment: its descriptor and its filled config struct. */
-struct invar_plugin_use {
-    const struct invar_plugin *plugin;
-    const void *config; /* plugin->config_size bytes, owned by the experiment */
-    double p;           /* augments: probability of applying it; 1 for other kinds */
-};
+#define INVAR_CONFIG_MAX_VIEWS INVAR_MAX_VIEWS
 
 struct invar_data_section {
     struct invar_plugin_use use;
     int64_t limit; /* first N samples; 0 = all */
     int normalize; /* standardise inputs by the training set's mean and std */
-};
-
-/* The augmentations applied to one view, in order. */
-struct invar_view {
-    const struct invar_plugin_use *augs;
-    size_t n_augs;
 };
 
 enum invar_optim_name { INVAR_OPTIM_NAME_SGD, INVAR_OPTIM_NAME_LARS, INVAR_OPTIM_NAME_ADAMW };
