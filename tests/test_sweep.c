@@ -491,11 +491,13 @@ static void add_run(struct invar_store *db, const struct fake_run *f)
                  INVAR_OK, "%s", err.msg);
     char seed[32];
     snprintf(seed, sizeof seed, "%lld", (long long)f->seed);
+    /* The m = 0 run poses as another plugin, for grouping by the whole section. */
     struct invar_store_param ps[] = {{"objective.momentum", f->momentum},
+                                     {"objective.plugin", strcmp(f->momentum, "0") ? "moco" : "x"},
                                      {"objective.queue", "4096"},
                                      {"seed", seed},
                                      {"sweep.axes", "objective.momentum"}};
-    cr_assert_eq(invar_store_log_params(db, id, ps, 4, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(invar_store_log_params(db, id, ps, 5, &err), INVAR_OK, "%s", err.msg);
     /* A loss curve falling to the final loss, one value per epoch. */
     for (int e = 0; e < 3 && !isnan(f->loss); e++)
         cr_assert_eq(invar_store_log_metric(db, id, "loss", e, e, f->loss + 2 - e, &err),
@@ -560,11 +562,19 @@ Test(sweep, report_groups_by_the_swept_key_with_mean_std_and_n)
     cr_assert_eq(line_at(out_text, 2, l, sizeof l)[0], '*', "%s", out_text);
     cr_assert_eq(INVAR("report", "--sweep", "abl", "--metric", "loss"), 0, "%s", err_text);
     cr_assert_eq(line_at(out_text, 3, l, sizeof l)[0], '*', "%s", out_text);
-    /* --by seed pools nothing away: seed is never a grouping key, so one group remains. */
+    /* A key that is the same in every run makes one group. */
     cr_assert_eq(INVAR("report", "--sweep", "abl", "--by", "objective.queue"), 0, "%s",
                  err_text);
     cr_assert(strstr(out_text, "7 runs in 1 groups"), "%s", out_text);
     cr_assert(strstr(out_text, "* 4096"), "%s", out_text);
+    /* A section as the key: shown by its plugin, or by its settings where plugins repeat. */
+    cr_assert_eq(INVAR("report", "--sweep", "abl", "--by", "objective"), 0, "%s", err_text);
+    cr_assert(strstr(line_at(out_text, 2, l, sizeof l),
+                     "  momentum=0.9 plugin=moco queue=4096   82.00 ± 2.00 (3)"),
+              "%s", out_text);
+    cr_assert(strstr(line_at(out_text, 3, l, sizeof l), "* momentum=0.99 plugin=moco queue=4096"),
+              "%s", out_text);
+    cr_assert(!strncmp(line_at(out_text, 4, l, sizeof l), "  x   ", 6), "%s", out_text);
     cr_assert_eq(INVAR("report", "--sweep", "nope"), 1);
     cr_assert_str_eq(err_text, "invar: report: no runs in sweep `nope`\n");
 }

@@ -44,6 +44,7 @@ struct group {
     size_t n_runs, n_finished;
     size_t by_status[INVAR_RUN_STATUS_COUNT];
     struct stat_cell cell[MAX_METRICS];
+    int relabel; /* scratch: its label is shared by a group with other settings */
 };
 
 struct report {
@@ -244,6 +245,29 @@ static int build_groups(struct report *r)
         }
         gr->runs[gr->n_runs++] = i;
         gr->by_status[r->runs[i].run->status]++;
+    }
+    /* A section shown by its plugin: groups with the same plugin but other settings show
+     * the settings instead, so that no two rows read alike. */
+    for (size_t k = 0; k < r->n_keys; k++) {
+        for (size_t g = 0; g < r->n_groups; g++) {
+            const struct rrun *a = &r->runs[r->groups[g].first];
+            r->groups[g].relabel = 0;
+            for (size_t h = 0; h < r->n_groups; h++) {
+                const struct rrun *b = &r->runs[r->groups[h].first];
+                r->groups[g].relabel |= !strcmp(a->label[k], b->label[k]) &&
+                                        strcmp(a->ident[k], b->ident[k]);
+            }
+        }
+        for (size_t g = 0; g < r->n_groups; g++) {
+            struct rrun *a = &r->runs[r->groups[g].first];
+            char *id = r->groups[g].relabel ? strdup(a->ident[k]) : NULL;
+            if (r->groups[g].relabel && !id)
+                return 1;
+            if (id) {
+                free((char *)a->label[k]);
+                a->label[k] = id;
+            }
+        }
     }
     r->best = (size_t)-1;
     for (size_t g = 0; g < r->n_groups; g++) {

@@ -1,4 +1,5 @@
 /* invar run EXP.yaml [KEY=VALUE...] [--resume RUN] [--checkpoint-dir DIR] [--sweep NAME]
+ *     [--sweep-axes K1,K2]   (set by `invar sweep`: logged as the param sweep.axes)
  *
  * One run's lifecycle: parse -> resolve plugins -> job -> run row (config, hash, seed,
  * command) -> params (flattened config + evaluation protocol) -> train (metrics into the
