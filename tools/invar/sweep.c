@@ -46,6 +46,7 @@ struct trial {
     int64_t seed;
     enum trial_state state;
     int64_t run_id; /* the earlier finished run, or this sweep's */
+    enum invar_run_status end; /* how this sweep's run ended */
     pid_t pid;
     double started;
 };
@@ -294,8 +295,10 @@ static int start_trial(const struct launcher *l, struct trial *tr, size_t i)
     }
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
+        if (devnull > 0) {
             dup2(devnull, 0);
+            close(devnull);
+        }
         dup2(fd, 1);
         dup2(fd, 2);
         execv(l->self, (char *const *)argv);
@@ -368,6 +371,7 @@ static void settle(struct invar_store *db, const char *sweep, struct trial *tr, 
         row.status = INVAR_RUN_FAILED; /* exit 0 without finishing: not a result */
     }
     tr->run_id = id;
+    tr->end = row.status;
     tr->state = row.status == INVAR_RUN_FINISHED   ? TRIAL_FINISHED
                 : row.status == INVAR_RUN_DIVERGED ? TRIAL_DIVERGED
                                                    : TRIAL_FAILED;
@@ -431,7 +435,7 @@ static int run_trials(struct invar_store *db, const struct launcher *l, struct t
                 active--;
                 settle(db, l->name, &tr[i], status);
                 fprintf(stderr, "trial %zu: run %lld %s in %.0f s\n", i + 1,
-                        (long long)tr[i].run_id, state_name(tr[i].state),
+                        (long long)tr[i].run_id, invar_run_status_str(tr[i].end),
                         now_s() - tr[i].started);
                 break;
             }
