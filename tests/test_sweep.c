@@ -50,8 +50,7 @@ Test(sweep, plan_crosses_grid_with_zip_and_seeds)
 {
     struct invar_sweep_plan *p;
     struct invar_error err = {{0}};
-    cr_assert_eq(invar_sweep_plan_create(&p, &file_sweep, NULL, 0, &err), INVAR_OK, "%s",
-                 err.msg);
+    cr_assert_eq(invar_sweep_plan_create(&p, &file_sweep, NULL, 0, &err), INVAR_OK, "%s", err.msg);
     /* 3 × 2 grid, the zip advancing as one axis of 2, 2 seeds. */
     cr_assert_eq(invar_sweep_plan_count(p), 24u);
     TRIAL(p, 0, "a=1", "b=x", "c=p", "d=10", "seed=7");
@@ -87,8 +86,7 @@ Test(sweep, plan_takes_command_line_axes_and_fixed_values)
     const char *args[] = {"b=z", "e=0.1,0.2", "f=[1, 2],[3,4]", "g={x: 1, y: 2}", "a=5, 6"};
     struct invar_sweep_plan *p;
     struct invar_error err = {{0}};
-    cr_assert_eq(invar_sweep_plan_create(&p, &file_sweep, args, 5, &err), INVAR_OK, "%s",
-                 err.msg);
+    cr_assert_eq(invar_sweep_plan_create(&p, &file_sweep, args, 5, &err), INVAR_OK, "%s", err.msg);
     /* b fixed (its axis gone), a replaced by 2 values, e and f added: 2 × 2 × 2 × zip 2 ×
      * seeds 2. Brackets and braces keep their commas. */
     cr_assert_eq(invar_sweep_plan_count(p), 32u);
@@ -201,7 +199,10 @@ static int invar_wait(pid_t pid)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static int invar(const char *const *args) { return invar_wait(invar_start(args)); }
+static int invar(const char *const *args)
+{
+    return invar_wait(invar_start(args));
+}
 
 #define INVAR(...) invar((const char *const[]){__VA_ARGS__, NULL})
 
@@ -221,7 +222,10 @@ static void setup(void)
     snprintf(db_path, sizeof db_path, "%s/results.db", tmp);
 }
 
-static void teardown(void) { nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+static void teardown(void)
+{
+    nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 TestSuite(sweep, .init = setup, .fini = teardown);
 
@@ -268,11 +272,14 @@ Test(sweep, dry_run_lists_every_trial_with_command_line_axes)
     cr_assert_eq(count_lines(out_text), 9u, "%s", out_text);
     char l[512];
     cr_assert(strstr(line_at(out_text, 0, l, sizeof l),
-                     "objective.momentum=0.9 optim.lr=0.01 train.batch_size=32 seed=1"), "%s", l);
+                     "objective.momentum=0.9 optim.lr=0.01 train.batch_size=32 seed=1"),
+              "%s", l);
     cr_assert(strstr(line_at(out_text, 3, l, sizeof l),
-                     "objective.momentum=0.9 optim.lr=0.05 train.batch_size=64 seed=2"), "%s", l);
+                     "objective.momentum=0.9 optim.lr=0.05 train.batch_size=64 seed=2"),
+              "%s", l);
     cr_assert(strstr(line_at(out_text, 7, l, sizeof l),
-                     "objective.momentum=0.99 optim.lr=0.05 train.batch_size=64 seed=2"), "%s", l);
+                     "objective.momentum=0.99 optim.lr=0.05 train.batch_size=64 seed=2"),
+              "%s", l);
     cr_assert(strstr(line_at(out_text, 0, l, sizeof l), "to run"), "%s", l);
     cr_assert_str_eq(line_at(out_text, 8, l, sizeof l),
                      "sweep grid: 8 trials, 0 finished, 0 running, 8 to run");
@@ -327,8 +334,8 @@ Test(sweep, a_second_run_starts_nothing, .timeout = 300)
     invar_store_close(db);
 
     cr_assert_eq(INVAR("sweep", data("tiny.yaml"), "--dry-run"), 0, "%s", err_text);
-    cr_assert(strstr(out_text, "sweep tiny-sweep: 2 trials, 2 finished, 0 running, 0 to run"),
-              "%s", out_text);
+    cr_assert(strstr(out_text, "sweep tiny-sweep: 2 trials, 2 finished, 0 running, 0 to run"), "%s",
+              out_text);
     cr_assert_eq(INVAR("sweep", data("tiny.yaml"), "-j", "2"), 0, "%s", err_text);
     cr_assert(strstr(err_text, "0 finished now, 2 finished before"), "%s", err_text);
     db = open_db();
@@ -340,8 +347,8 @@ Test(sweep, a_second_run_starts_nothing, .timeout = 300)
 
 Test(sweep, a_crashing_trial_is_recorded_and_the_sweep_goes_on, .timeout = 300)
 {
-    const char *const args[] = {"--plugin-path", crash_plugin_dir(), "sweep", data("crash.yaml"),
-                                "-j", "2", NULL};
+    const char *const args[] = {
+        "--plugin-path", crash_plugin_dir(), "sweep", data("crash.yaml"), "-j", "2", NULL};
     cr_assert_eq(invar(args), 1, "%s", err_text);
     cr_assert(strstr(err_text, "died of signal 11"), "%s", err_text);
     struct invar_store *db = open_db();
@@ -410,8 +417,8 @@ static void integrity_ok(void)
 Test(sweep, a_sweep_killed_with_sigkill_completes_only_the_missing_trials, .timeout = 300)
 {
     /* Four trials, one at a time; kill the parent once the first has finished. */
-    const char *const args[] = {"sweep", data("tiny.yaml"), "-j", "1", "objective.queue=64,128",
-                                NULL};
+    const char *const args[] = {"sweep", data("tiny.yaml"),        "-j",
+                                "1",     "objective.queue=64,128", NULL};
     pid_t pid = invar_start(args);
     /* The parent announces the second trial after forking it: then kill the parent, and wait
      * for the orphaned trial, whose pid the line gives. */
@@ -483,10 +490,11 @@ static void add_run(struct invar_store *db, const struct fake_run *f)
     invar_sha256_hex(config, strlen(config), hash);
     int64_t id;
     cr_assert_eq(invar_store_create_run(db,
-                                        &(struct invar_store_new_run){
-                                            .experiment = "abl", .sweep = f->sweep,
-                                            .config = config, .config_hash = hash,
-                                            .seed = f->seed},
+                                        &(struct invar_store_new_run){.experiment = "abl",
+                                                                      .sweep = f->sweep,
+                                                                      .config = config,
+                                                                      .config_hash = hash,
+                                                                      .seed = f->seed},
                                         &id, &err),
                  INVAR_OK, "%s", err.msg);
     char seed[32];
@@ -500,15 +508,13 @@ static void add_run(struct invar_store *db, const struct fake_run *f)
     cr_assert_eq(invar_store_log_params(db, id, ps, 5, &err), INVAR_OK, "%s", err.msg);
     /* A loss curve falling to the final loss, one value per epoch. */
     for (int e = 0; e < 3 && !isnan(f->loss); e++)
-        cr_assert_eq(invar_store_log_metric(db, id, "loss", e, e, f->loss + 2 - e, &err),
-                     INVAR_OK);
+        cr_assert_eq(invar_store_log_metric(db, id, "loss", e, e, f->loss + 2 - e, &err), INVAR_OK);
     if (!isnan(f->knn))
         cr_assert_eq(invar_store_log_metric(db, id, "knn_top1", 3, 2, f->knn, &err), INVAR_OK);
     if (!isnan(f->linear))
         cr_assert_eq(invar_store_log_metric(db, id, "linear_top1", 3, 2, f->linear, &err),
                      INVAR_OK);
-    cr_assert_eq(invar_store_finish_run(db, id, f->status, 0, NULL, &err), INVAR_OK, "%s",
-                 err.msg);
+    cr_assert_eq(invar_store_finish_run(db, id, f->status, 0, NULL, &err), INVAR_OK, "%s", err.msg);
 }
 
 /* momentum 0.9: knn {80, 82, 84} -> 82 ± 2, linear {70, 71, 72} -> 71 ± 1, final loss
@@ -557,14 +563,12 @@ Test(sweep, report_groups_by_the_swept_key_with_mean_std_and_n)
     cr_assert_eq(count_lines(out_text), 5u, "%s", out_text);
 
     /* --metric picks the best row: the highest linear_top1, the lowest loss. */
-    cr_assert_eq(INVAR("report", "--sweep", "abl", "--metric", "linear_top1"), 0, "%s",
-                 err_text);
+    cr_assert_eq(INVAR("report", "--sweep", "abl", "--metric", "linear_top1"), 0, "%s", err_text);
     cr_assert_eq(line_at(out_text, 2, l, sizeof l)[0], '*', "%s", out_text);
     cr_assert_eq(INVAR("report", "--sweep", "abl", "--metric", "loss"), 0, "%s", err_text);
     cr_assert_eq(line_at(out_text, 3, l, sizeof l)[0], '*', "%s", out_text);
     /* A key that is the same in every run makes one group. */
-    cr_assert_eq(INVAR("report", "--sweep", "abl", "--by", "objective.queue"), 0, "%s",
-                 err_text);
+    cr_assert_eq(INVAR("report", "--sweep", "abl", "--by", "objective.queue"), 0, "%s", err_text);
     cr_assert(strstr(out_text, "7 runs in 1 groups"), "%s", out_text);
     cr_assert(strstr(out_text, "* 4096"), "%s", out_text);
     /* A section as the key: shown by its plugin, or by its settings where plugins repeat. */

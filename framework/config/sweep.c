@@ -21,7 +21,7 @@ struct invar_sweep_plan {
     size_t n_fixed;
     int64_t *seeds; /* (n_seeds) */
     size_t n_seeds;
-    const char **axis_keys; /* (n_grid + n_zip) */
+    const char **axis_keys;           /* (n_grid + n_zip) */
     struct invar_sweep_trial *trials; /* (n_trials) */
     char ***trial_strs;               /* (n_trials) arrays the trials' overrides point into */
     size_t n_trials;
@@ -264,7 +264,7 @@ static enum invar_status expand(struct invar_sweep_plan *p, struct invar_error *
                                p->n_grid);
     size_t count = 1;
     for (size_t a = 0; a < p->n_grid + 2; a++) {
-        size_t m = a < p->n_grid ? p->grid[a].n
+        size_t m = a < p->n_grid    ? p->grid[a].n
                    : a == p->n_grid ? (p->n_zip ? p->zip_n : 1)
                                     : (p->n_seeds ? p->n_seeds : 1);
         if (m && count > INVAR_SWEEP_MAX_TRIALS / m)
@@ -291,9 +291,8 @@ static enum invar_status expand(struct invar_sweep_plan *p, struct invar_error *
 }
 
 enum invar_status invar_sweep_plan_create(struct invar_sweep_plan **out,
-                                          const struct invar_sweep *sweep,
-                                          const char *const *args, size_t n_args,
-                                          struct invar_error *err)
+                                          const struct invar_sweep *sweep, const char *const *args,
+                                          size_t n_args, struct invar_error *err)
 {
     *out = NULL;
     struct invar_sweep_plan *p = calloc(1, sizeof *p);
@@ -372,7 +371,10 @@ void invar_sweep_plan_destroy(struct invar_sweep_plan *p)
     free(p);
 }
 
-size_t invar_sweep_plan_count(const struct invar_sweep_plan *p) { return p->n_trials; }
+size_t invar_sweep_plan_count(const struct invar_sweep_plan *p)
+{
+    return p->n_trials;
+}
 
 const struct invar_sweep_trial *invar_sweep_plan_trial(const struct invar_sweep_plan *p, size_t i)
 {
@@ -380,7 +382,10 @@ const struct invar_sweep_trial *invar_sweep_plan_trial(const struct invar_sweep_
     return &p->trials[i];
 }
 
-size_t invar_sweep_plan_n_axes(const struct invar_sweep_plan *p) { return p->n_grid + p->n_zip; }
+size_t invar_sweep_plan_n_axes(const struct invar_sweep_plan *p)
+{
+    return p->n_grid + p->n_zip;
+}
 
 const char *invar_sweep_plan_axis(const struct invar_sweep_plan *p, size_t i)
 {

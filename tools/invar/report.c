@@ -155,8 +155,7 @@ static int default_keys(struct report *r)
         const struct invar_store_param_list *pi = &r->runs[i].params;
         for (size_t k = 0; k < pi->count; k++) {
             const char *key = pi->items[k].key, *v0 = param_of(p0, key);
-            if (strcmp(key, "seed") && (!v0 || strcmp(v0, pi->items[k].value)) &&
-                add_key(r, key))
+            if (strcmp(key, "seed") && (!v0 || strcmp(v0, pi->items[k].value)) && add_key(r, key))
                 return 1;
         }
         for (size_t k = 0; k < p0->count; k++)
@@ -233,8 +232,7 @@ static int build_groups(struct report *r)
         return 1;
     for (size_t i = 0; i < r->list.count; i++) {
         size_t g = 0;
-        while (g < r->n_groups && !same_group(&r->runs[r->groups[g].first], &r->runs[i],
-                                              r->n_keys))
+        while (g < r->n_groups && !same_group(&r->runs[r->groups[g].first], &r->runs[i], r->n_keys))
             g++;
         struct group *gr = &r->groups[g];
         if (g == r->n_groups) {
@@ -254,8 +252,8 @@ static int build_groups(struct report *r)
             r->groups[g].relabel = 0;
             for (size_t h = 0; h < r->n_groups; h++) {
                 const struct rrun *b = &r->runs[r->groups[h].first];
-                r->groups[g].relabel |= !strcmp(a->label[k], b->label[k]) &&
-                                        strcmp(a->ident[k], b->ident[k]);
+                r->groups[g].relabel |=
+                    !strcmp(a->label[k], b->label[k]) && strcmp(a->ident[k], b->ident[k]);
             }
         }
         for (size_t g = 0; g < r->n_groups; g++) {
@@ -289,8 +287,10 @@ static int build_groups(struct report *r)
             }
             gr->cell[m] = (struct stat_cell){mean, n > 1 ? sqrt(sq / (double)(n - 1)) : NAN, n};
         }
-        const struct stat_cell *c = &gr->cell[r->best_metric], *b =
-            r->best == (size_t)-1 ? NULL : &r->groups[r->best].cell[r->best_metric];
+        const struct stat_cell *c = &gr->cell[r->best_metric],
+                               *b = r->best == (size_t)-1
+                                        ? NULL
+                                        : &r->groups[r->best].cell[r->best_metric];
         int low = lower_is_better(r->metrics[r->best_metric]);
         if (c->n && (!b || (low ? c->mean < b->mean : c->mean > b->mean)))
             r->best = g;
@@ -300,7 +300,10 @@ static int build_groups(struct report *r)
 
 /* ---- text and CSV ------------------------------------------------------------------------- */
 
-static const char *fmt_of(const char *metric) { return strstr(metric, "top") ? "%.2f" : "%.4f"; }
+static const char *fmt_of(const char *metric)
+{
+    return strstr(metric, "top") ? "%.2f" : "%.4f";
+}
 
 static void format_cell(const struct report *r, const struct stat_cell *c, size_t m, char *buf,
                         size_t n)
@@ -456,12 +459,23 @@ static void html_text(FILE *f, const char *s)
 {
     for (; *s; s++)
         switch (*s) {
-        case '&': fputs("&amp;", f); break;
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '"': fputs("&quot;", f); break;
-        case '\'': fputs("&#39;", f); break;
-        default: fputc(*s, f);
+        case '&':
+            fputs("&amp;", f);
+            break;
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        case '"':
+            fputs("&quot;", f);
+            break;
+        case '\'':
+            fputs("&#39;", f);
+            break;
+        default:
+            fputc(*s, f);
         }
 }
 
@@ -472,12 +486,23 @@ static void gp_string(FILE *f, const char *s)
     fputc('\'', f);
     for (; *s; s++)
         switch (*s) {
-        case '\'': fputs("''", f); break;
-        case '<': fputs("(", f); break;
-        case '>': fputs(")", f); break;
-        case '&': fputs("+", f); break;
-        case '\n': fputc(' ', f); break;
-        default: fputc(*s, f);
+        case '\'':
+            fputs("''", f);
+            break;
+        case '<':
+            fputs("(", f);
+            break;
+        case '>':
+            fputs(")", f);
+            break;
+        case '&':
+            fputs("+", f);
+            break;
+        case '\n':
+            fputc(' ', f);
+            break;
+        default:
+            fputc(*s, f);
         }
     fputc('\'', f);
 }
@@ -640,8 +665,8 @@ static void script_metric(FILE *gp, const struct report *r, size_t arg)
         const struct rrun *a = &r->runs[r->groups[head[s]].first];
         for (size_t k = 0; k < r->n_keys && len < sizeof title; k++)
             if (k != key)
-                len += (size_t)snprintf(title + len, sizeof title - len, "%s%s=%s",
-                                        len ? " " : "", r->keys[k], a->label[k]);
+                len += (size_t)snprintf(title + len, sizeof title - len, "%s%s=%s", len ? " " : "",
+                                        r->keys[k], a->label[k]);
         fprintf(gp, "%s$d%zu using 1:2:3 with yerrorlines lw 2 pt 7 title ", s ? ", " : "", s);
         gp_string(gp, n_series > 1 ? title : r->metrics[m]);
     }
@@ -683,8 +708,8 @@ static void script_curves(FILE *gp, const struct report *r, size_t arg)
         const struct group *gr = &r->groups[g];
         for (size_t j = 0; j < gr->n_runs; j++) {
             struct invar_store_metric_list ml = {0};
-            if (invar_store_read_metrics(curves_ctx.db, r->runs[gr->runs[j]].run->id, "loss",
-                                         &ml, &err) != INVAR_OK)
+            if (invar_store_read_metrics(curves_ctx.db, r->runs[gr->runs[j]].run->id, "loss", &ml,
+                                         &err) != INVAR_OK)
                 continue;
             /* The last value of each epoch is that epoch's mean loss. */
             for (size_t k = 0; k < ml.count; k++) {
@@ -776,8 +801,9 @@ static int write_html(const struct report *r, struct invar_store *db, const char
     size_t total = 0;
     for (size_t g = 0; g < r->n_groups; g++)
         total += r->groups[g].n_runs;
-    fprintf(f, "</h1>\n<p>%zu runs in %zu groups. Cells: mean &plusmn; sample std (n) of the "
-               "final value over each group's finished runs. &#9733; marks the best ",
+    fprintf(f,
+            "</h1>\n<p>%zu runs in %zu groups. Cells: mean &plusmn; sample std (n) of the "
+            "final value over each group's finished runs. &#9733; marks the best ",
             total, r->n_groups);
     html_text(f, r->metrics[r->best_metric]);
     fprintf(f, ".</p>\n");

@@ -45,7 +45,7 @@ struct trial {
     char *experiment, *canonical, *hash;
     int64_t seed;
     enum trial_state state;
-    int64_t run_id; /* the earlier finished run, or this sweep's */
+    int64_t run_id;            /* the earlier finished run, or this sweep's */
     enum invar_run_status end; /* how this sweep's run ended */
     pid_t pid;
     double started;
@@ -60,7 +60,10 @@ struct sweep_args {
 
 static volatile sig_atomic_t stop_signal;
 
-static void on_signal(int sig) { stop_signal = sig; }
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
 
 static double now_s(void)
 {
@@ -202,7 +205,7 @@ static int check_done(struct invar_store *db, const char *sweep, struct trial *t
 
 static const char *state_name(enum trial_state s)
 {
-    static const char *const names[] = {"to run",  "finished", "running", "running",
+    static const char *const names[] = {"to run",   "finished", "running", "running",
                                         "finished", "diverged", "failed"};
     return names[s];
 }
@@ -215,8 +218,7 @@ static void dry_run(const struct trial *tr, size_t n, const char *name)
         describe(tr[i].t, d, sizeof d);
         if (tr[i].run_id)
             snprintf(run, sizeof run, "run %lld", (long long)tr[i].run_id);
-        printf("%4zu  %-8s  %.12s  %-9s %s\n", i + 1, state_name(tr[i].state), tr[i].hash, run,
-               d);
+        printf("%4zu  %-8s  %.12s  %-9s %s\n", i + 1, state_name(tr[i].state), tr[i].hash, run, d);
         done += tr[i].state == TRIAL_DONE_BEFORE;
         elsewhere += tr[i].state == TRIAL_ELSEWHERE;
     }
@@ -355,9 +357,12 @@ static void settle(struct invar_store *db, const char *sweep, struct trial *tr, 
     enum invar_run_status end = sig ? INVAR_RUN_KILLED : INVAR_RUN_FAILED;
     if (!id) {
         /* Died before its row existed: record the trial so the sweep's table shows it. */
-        struct invar_store_new_run nr = {.experiment = tr->experiment, .sweep = sweep,
-                                         .config = tr->canonical, .config_hash = tr->hash,
-                                         .seed = tr->seed, .command = "invar sweep"};
+        struct invar_store_new_run nr = {.experiment = tr->experiment,
+                                         .sweep = sweep,
+                                         .config = tr->canonical,
+                                         .config_hash = tr->hash,
+                                         .seed = tr->seed,
+                                         .command = "invar sweep"};
         if (invar_store_create_run(db, &nr, &id, &err) != INVAR_OK ||
             invar_store_finish_run(db, id, end, sig, why, &err) != INVAR_OK)
             cli_warn("%s", err.msg);
@@ -366,8 +371,7 @@ static void settle(struct invar_store *db, const char *sweep, struct trial *tr, 
         if (invar_store_finish_run(db, id, end, sig, why, &err) != INVAR_OK)
             cli_warn("%s", err.msg);
         row.status = end;
-    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-               row.status != INVAR_RUN_FINISHED) {
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && row.status != INVAR_RUN_FINISHED) {
         row.status = INVAR_RUN_FAILED; /* exit 0 without finishing: not a result */
     }
     tr->run_id = id;
@@ -385,8 +389,7 @@ static void settle(struct invar_store *db, const char *sweep, struct trial *tr, 
     invar_store_run_deinit(&row);
 }
 
-static int run_trials(struct invar_store *db, const struct launcher *l, struct trial *tr,
-                      size_t n)
+static int run_trials(struct invar_store *db, const struct launcher *l, struct trial *tr, size_t n)
 {
     struct sigaction sa = {0}, old_int, old_term;
     sa.sa_handler = on_signal; /* no SA_RESTART: waitpid returns to look at the flag */
