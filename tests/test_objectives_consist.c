@@ -88,12 +88,18 @@ static void fx_setup(const char *name, const char *const *kv)
     for (; kv && kv[0]; kv += 2)
         ph_set(&fx.obj, kv[0], kv[1]);
     fx.ops = fx.obj.desc->ops.objective;
-    fx.ctx = (struct invar_objective_ctx){
-        .dataset_size = 64, .batch_size = B, .n_views = 2, .feature_dim = D,
-        .steps_per_epoch = 5, .epochs = 2, .seed = 3, .online = fx.online,
-        .params = invar_params_create(), .encoder_clone = fx_clone, .framework = &fx};
-    cr_assert_eq(fx.ops->create(fx.obj.config, &fx.ctx, &fx.self, &err), INVAR_OK, "%s",
-                 err.msg);
+    fx.ctx = (struct invar_objective_ctx){.dataset_size = 64,
+                                          .batch_size = B,
+                                          .n_views = 2,
+                                          .feature_dim = D,
+                                          .steps_per_epoch = 5,
+                                          .epochs = 2,
+                                          .seed = 3,
+                                          .online = fx.online,
+                                          .params = invar_params_create(),
+                                          .encoder_clone = fx_clone,
+                                          .framework = &fx};
+    cr_assert_eq(fx.ops->create(fx.obj.config, &fx.ctx, &fx.self, &err), INVAR_OK, "%s", err.msg);
     cr_assert_eq(invar_params_finalize(fx.ctx.params, 11, &err), INVAR_OK, "%s", err.msg);
     fill_params(fx.ctx.params, 2.0, 0);
     if (fx.ops->init_state)
@@ -114,10 +120,10 @@ static void fx_teardown(void)
 }
 
 static const char *const simclr_kv[] = {"hidden", "4", "dim", "3", NULL};
-static const char *const byol_kv[] = {"proj_hidden", "4", "proj_dim", "3", "pred_hidden", "4",
-                                      NULL};
-static const char *const simsiam_kv[] = {"proj_hidden", "4", "proj_dim", "3", "pred_hidden",
-                                         "4", NULL};
+static const char *const byol_kv[] = {"proj_hidden", "4", "proj_dim", "3",
+                                      "pred_hidden", "4", NULL};
+static const char *const simsiam_kv[] = {"proj_hidden", "4", "proj_dim", "3",
+                                         "pred_hidden", "4", NULL};
 
 /* Two (B, 1, 1, IN) views with values in [-1, 1). */
 static void make_views(struct invar_tensor *v[2], int requires_grad)
@@ -128,8 +134,8 @@ static void make_views(struct invar_tensor *v[2], int requires_grad)
 
 static struct invar_step_info step_info(int64_t k, int64_t total)
 {
-    return (struct invar_step_info){.epoch = 0, .step = k, .global_step = k,
-                                    .total_steps = total, .lr = 0.1};
+    return (struct invar_step_info){
+        .epoch = 0, .step = k, .global_step = k, .total_steps = total, .lr = 0.1};
 }
 
 /* The objective's loss as a gradcheck function of the two views. */
@@ -231,8 +237,8 @@ static void ref_bn(double *x, int n, int c, const float *gamma, const float *bet
 
 /* z (B, out) = linear -> BN -> ReLU -> linear [-> BN] of x (B, in); the head is read from p by
  * its tensor names. */
-static void ref_head(double *z, struct invar_params *p, const char *prefix, const double *x,
-                     int in, int out)
+static void ref_head(double *z, struct invar_params *p, const char *prefix, const double *x, int in,
+                     int out)
 {
     double h[B * HID];
     ref_linear(h, x, param(p, prefix, "fc1.w"), NULL, B, in, HID);
@@ -294,8 +300,7 @@ static double ref_collapse_std(const double *z, int n, int d)
 /* Central differences in double of f over every element of both views. */
 typedef double (*ref_fn)(const double x[2][B * IN], const void *ctx);
 
-static void ref_grad(ref_fn f, const void *ctx, const double x[2][B * IN],
-                     double grad[2][B * IN])
+static void ref_grad(ref_fn f, const void *ctx, const double x[2][B * IN], double grad[2][B * IN])
 {
     const double eps = 1e-6;
     double xp[2][B * IN];
@@ -304,9 +309,9 @@ static void ref_grad(ref_fn f, const void *ctx, const double x[2][B * IN],
         for (int i = 0; i < B * IN; i++) {
             double saved = xp[k][i];
             xp[k][i] = saved + eps;
-            double lp = f((const double(*)[B * IN])xp, ctx);
+            double lp = f((const double(*)[B * IN]) xp, ctx);
             xp[k][i] = saved - eps;
-            double lm = f((const double(*)[B * IN])xp, ctx);
+            double lm = f((const double(*)[B * IN]) xp, ctx);
             xp[k][i] = saved;
             grad[k][i] = (lp - lm) / (2 * eps);
         }
@@ -364,8 +369,7 @@ Test(simclr, loss_is_masked_nt_xent_at_default_temperature, .fini = fx_teardown)
     views_to_double(x, v);
     double want = ref_simclr(x, 0.5, 1, z);
     double got = framework_loss(v);
-    cr_assert(fabs(got - want) <= 1e-5 * fmax(1, fabs(want)), "loss %.8f, formula %.8f", got,
-              want);
+    cr_assert(fabs(got - want) <= 1e-5 * fmax(1, fabs(want)), "loss %.8f, formula %.8f", got, want);
     /* at these values the self-similarity term would change the loss visibly */
     double unmasked = ref_simclr(x, 0.5, 0, NULL);
     cr_assert(fabs(unmasked - want) > 1e-2, "masked %.6f vs unmasked %.6f", want, unmasked);
@@ -385,8 +389,7 @@ Test(simclr, loss_follows_the_temperature, .fini = fx_teardown)
     double x[2][B * IN];
     views_to_double(x, v);
     double want = ref_simclr(x, 0.2, 1, NULL), got = framework_loss(v);
-    cr_assert(fabs(got - want) <= 1e-5 * fmax(1, fabs(want)), "loss %.8f, formula %.8f", got,
-              want);
+    cr_assert(fabs(got - want) <= 1e-5 * fmax(1, fabs(want)), "loss %.8f, formula %.8f", got, want);
     gc_free(v[0]);
     gc_free(v[1]);
 }
@@ -408,9 +411,9 @@ Test(simclr, gradient_wrt_views, .fini = fx_teardown)
         for (int i = 0; i < B * IN; i++) {
             double saved = xp[k][i];
             xp[k][i] = saved + 1e-6;
-            double lp = ref_simclr((const double(*)[B * IN])xp, 0.2, 1, NULL);
+            double lp = ref_simclr((const double(*)[B * IN]) xp, 0.2, 1, NULL);
             xp[k][i] = saved - 1e-6;
-            double lm = ref_simclr((const double(*)[B * IN])xp, 0.2, 1, NULL);
+            double lm = ref_simclr((const double(*)[B * IN]) xp, 0.2, 1, NULL);
             xp[k][i] = saved;
             ref[k][i] = (lp - lm) / 2e-6;
         }
@@ -423,8 +426,7 @@ Test(simclr, gradient_wrt_views, .fini = fx_teardown)
 /* ---- BYOL -------------------------------------------------------------------------------- */
 
 /* p: online predictions, zt: target projections, each (2, B * P) */
-static void ref_byol_branches(const double x[2][B * IN], double p[2][B * P],
-                              double zt[2][B * P])
+static void ref_byol_branches(const double x[2][B * IN], double p[2][B * P], double zt[2][B * P])
 {
     for (int v = 0; v < 2; v++) {
         double y[B * D], z[B * P], yt[B * D];
@@ -451,7 +453,7 @@ static double ref_byol_fixed_target(const double x[2][B * IN], const void *ctx)
 {
     double p[2][B * P], zt[2][B * P];
     ref_byol_branches(x, p, zt);
-    return ref_byol_value(p, (const double(*)[B * P])ctx);
+    return ref_byol_value(p, (const double(*)[B * P]) ctx);
 }
 
 /* Gives the target network values of its own, so that a loss built on the online network in
@@ -467,8 +469,9 @@ static void byol_detach_target(void)
         if (strncmp(name, "byol.target_proj.", 17) != 0 || strstr(name, "running_"))
             continue;
         for (int64_t j = 0; j < t->numel; j++)
-            t->data[j] = (float)(strstr(name, "gamma") ? 1.0 - 0.2 * cos(0.5 * (double)j + 0.1 * (double)i)
-                                                      : 0.8 * cos(0.9 * (double)j + (double)i));
+            t->data[j] =
+                (float)(strstr(name, "gamma") ? 1.0 - 0.2 * cos(0.5 * (double)j + 0.1 * (double)i)
+                                              : 0.8 * cos(0.9 * (double)j + (double)i));
     }
 }
 
@@ -482,7 +485,7 @@ Test(byol, loss_is_symmetric_two_minus_two_cos_against_the_target, .fini = fx_te
     double x[2][B * IN], p[2][B * P], zt[2][B * P];
     views_to_double(x, v);
     ref_byol_branches(x, p, zt);
-    double want = ref_byol_value((const double(*)[B * P])p, (const double(*)[B * P])zt);
+    double want = ref_byol_value((const double(*)[B * P]) p, (const double(*)[B * P]) zt);
     double got = framework_loss(v);
     cr_assert(fabs(got - want) <= 1e-5 * fmax(1, fabs(want)), "loss %.8f, want %.8f", got, want);
     gc_free(v[0]);
@@ -499,8 +502,8 @@ Test(byol, gradient_flows_through_the_online_branch_only, .fini = fx_teardown)
     views_to_double(x, v);
     ref_byol_branches(x, p, zt);
     framework_grad(v, fw);
-    ref_grad(ref_byol_fixed_target, zt, (const double(*)[B * IN])x, ref);
-    double e = max_scaled_diff((const double(*)[B * IN])fw, (const double(*)[B * IN])ref);
+    ref_grad(ref_byol_fixed_target, zt, (const double(*)[B * IN]) x, ref);
+    double e = max_scaled_diff((const double(*)[B * IN]) fw, (const double(*)[B * IN]) ref);
     cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
     /* A target that ignores its input (zero weights: every row is the bias) leaves the loss an
      * ordinary function of the views, so the generic finite-difference check applies too. */
@@ -590,8 +593,8 @@ Test(byol, tau_follows_the_cosine_schedule_and_the_target_is_its_ema, .fini = fx
 
 Test(byol, tau_base_is_configurable, .fini = fx_teardown)
 {
-    const char *const kv[] = {"proj_hidden", "4", "proj_dim", "3", "pred_hidden", "4",
-                              "tau_base", "0.9", NULL};
+    const char *const kv[] = {"proj_hidden", "4",        "proj_dim", "3", "pred_hidden",
+                              "4",           "tau_base", "0.9",      NULL};
     fx_setup("byol", kv);
     byol_check_schedule(0.9, (const double[3]){0.9, 0.95, 1.0});
 }
@@ -609,8 +612,7 @@ Test(byol, init_state_copies_the_projector_into_the_target, .fini = fx_teardown)
 
 /* ---- SimSiam ----------------------------------------------------------------------------- */
 
-static void ref_simsiam_branches(const double x[2][B * IN], double z[2][B * P],
-                                 double p[2][B * P])
+static void ref_simsiam_branches(const double x[2][B * IN], double z[2][B * P], double p[2][B * P])
 {
     for (int v = 0; v < 2; v++) {
         double y[B * D];
@@ -635,8 +637,8 @@ static double ref_simsiam(const double x[2][B * IN], const void *ctx)
 {
     double z[2][B * P], p[2][B * P];
     ref_simsiam_branches(x, z, p);
-    return ref_simsiam_value((const double(*)[B * P])p,
-                             ctx ? (const double(*)[B * P])ctx : (const double(*)[B * P])z);
+    return ref_simsiam_value((const double(*)[B * P]) p,
+                             ctx ? (const double(*)[B * P]) ctx : (const double(*)[B * P]) z);
 }
 
 Test(simsiam, loss_is_symmetric_negative_cosine, .fini = fx_teardown)
@@ -671,12 +673,12 @@ Test(simsiam, stop_gradient_on_the_target_branch, .fini = fx_teardown)
     views_to_double(x, v);
     ref_simsiam_branches(x, z, p);
     framework_grad(v, fw);
-    ref_grad(ref_simsiam, z, (const double(*)[B * IN])x, fixed);
-    ref_grad(ref_simsiam, NULL, (const double(*)[B * IN])x, full);
-    double e = max_scaled_diff((const double(*)[B * IN])fw, (const double(*)[B * IN])fixed);
+    ref_grad(ref_simsiam, z, (const double(*)[B * IN]) x, fixed);
+    ref_grad(ref_simsiam, NULL, (const double(*)[B * IN]) x, full);
+    double e = max_scaled_diff((const double(*)[B * IN]) fw, (const double(*)[B * IN]) fixed);
     cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
     /* the check can tell: letting gradient through the targets changes it clearly */
-    double d = max_scaled_diff((const double(*)[B * IN])full, (const double(*)[B * IN])fixed);
+    double d = max_scaled_diff((const double(*)[B * IN]) full, (const double(*)[B * IN]) fixed);
     cr_assert(d > 1e-2, "the stop-gradient makes no difference here (%.3g)", d);
     gc_free(v[0]);
     gc_free(v[1]);
@@ -684,8 +686,8 @@ Test(simsiam, stop_gradient_on_the_target_branch, .fini = fx_teardown)
 
 Test(simsiam, projector_output_bn_can_be_left_out, .fini = fx_teardown)
 {
-    const char *const kv[] = {"proj_hidden", "4", "proj_dim", "3", "pred_hidden", "4",
-                              "proj_out_bn", "false", NULL};
+    const char *const kv[] = {"proj_hidden", "4",           "proj_dim", "3", "pred_hidden",
+                              "4",           "proj_out_bn", "false",    NULL};
     fx_setup("simsiam", kv);
     cr_assert_null(invar_params_find(fx.ctx.params, "simsiam.proj.bn2.gamma"));
     cr_assert_not_null(invar_params_find(fx.ctx.params, "simsiam.proj.fc2.b"));
@@ -707,8 +709,8 @@ Test(objectives_consist, each_refuses_a_single_view)
     for (int i = 0; i < 3; i++) {
         struct ph_plugin obj;
         ph_open(&obj, "objectives", names[i]);
-        struct invar_objective_ctx ctx = {.batch_size = 8, .n_views = 1, .feature_dim = D,
-                                          .params = invar_params_create()};
+        struct invar_objective_ctx ctx = {
+            .batch_size = 8, .n_views = 1, .feature_dim = D, .params = invar_params_create()};
         void *self = NULL;
         struct invar_error err = {0};
         enum invar_status st = obj.desc->ops.objective->create(obj.config, &ctx, &self, &err);

@@ -64,7 +64,8 @@ static enum invar_status byol_create(const void *config, struct invar_objective_
                                      void **self, struct invar_error *err)
 {
     if (ctx->n_views < 2)
-        return invar_error_set(err, INVAR_ERR_CONFIG, "byol: needs 2 views, the experiment has %lld",
+        return invar_error_set(err, INVAR_ERR_CONFIG,
+                               "byol: needs 2 views, the experiment has %lld",
                                (long long)ctx->n_views);
     struct byol *m = calloc(1, sizeof *m);
     if (!m)
@@ -80,8 +81,8 @@ static enum invar_status byol_create(const void *config, struct invar_objective_
     const struct byol_config *c = &m->cfg;
     mlp_head_declare(&m->proj, ctx->params, "byol.proj", ctx->feature_dim, c->proj_hidden,
                      c->proj_dim, 0, 0);
-    mlp_head_declare(&m->pred, ctx->params, "byol.pred", c->proj_dim, c->pred_hidden,
-                     c->proj_dim, 0, 0);
+    mlp_head_declare(&m->pred, ctx->params, "byol.pred", c->proj_dim, c->pred_hidden, c->proj_dim,
+                     0, 0);
     mlp_head_declare(&m->target_proj, ctx->params, "byol.target_proj", ctx->feature_dim,
                      c->proj_hidden, c->proj_dim, 0, INVAR_P_BUFFER);
     *self = m;
@@ -118,8 +119,7 @@ static struct invar_tensor *byol_loss(void *self, struct invar_graph *g,
     }
     int was = invar_graph_set_grad(g, 0);
     for (int v = 0; v < 2; v++) /* (B, P), no gradient */
-        zt[v] = mlp_head_forward(&m->target_proj, g,
-                                 invar_encoder_forward(m->target, g, views[v]));
+        zt[v] = mlp_head_forward(&m->target_proj, g, invar_encoder_forward(m->target, g, views[v]));
     invar_graph_set_grad(g, was);
     struct invar_tensor *loss =
         invar_add(g, byol_regress(g, p[0], zt[1]), byol_regress(g, p[1], zt[0]));
@@ -151,7 +151,10 @@ static void byol_metrics(void *self, invar_metric_fn emit, void *user)
     m->n_steps = 0;
 }
 
-static void byol_destroy(void *self) { free(self); }
+static void byol_destroy(void *self)
+{
+    free(self);
+}
 
 static const struct invar_objective_ops byol_ops = {
     .create = byol_create,

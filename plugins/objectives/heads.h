@@ -26,11 +26,11 @@
  * follows it; the second has one unless the output BN (SimSiam's projector) follows. */
 struct mlp_head {
     int out_bn;
-    struct invar_tensor *w1;                    /* (H, I) */
-    struct invar_tensor *g1, *b1, *rm1, *rv1;   /* (H) BN affine and running statistics */
-    struct invar_tensor *w2;                    /* (O, H) */
-    struct invar_tensor *bias2;                 /* (O), NULL with out_bn */
-    struct invar_tensor *g2, *b2, *rm2, *rv2;   /* (O) output BN, NULL without out_bn */
+    struct invar_tensor *w1;                  /* (H, I) */
+    struct invar_tensor *g1, *b1, *rm1, *rv1; /* (H) BN affine and running statistics */
+    struct invar_tensor *w2;                  /* (O, H) */
+    struct invar_tensor *bias2;               /* (O), NULL with out_bn */
+    struct invar_tensor *g2, *b2, *rm2, *rv2; /* (O) output BN, NULL without out_bn */
 };
 
 static inline struct invar_tensor *head_add(struct invar_params *p, const char *prefix,
@@ -46,9 +46,9 @@ static inline struct invar_tensor *head_add(struct invar_params *p, const char *
 
 /* Declares the head's tensors as "prefix.fc1.w", "prefix.bn1.gamma", ... extra_flags is
  * INVAR_P_BUFFER for a target copy that is never optimized (its values are copied in later). */
-static inline void mlp_head_declare(struct mlp_head *h, struct invar_params *p,
-                                    const char *prefix, int64_t in, int64_t hidden, int64_t out,
-                                    int out_bn, unsigned extra_flags)
+static inline void mlp_head_declare(struct mlp_head *h, struct invar_params *p, const char *prefix,
+                                    int64_t in, int64_t hidden, int64_t out, int out_bn,
+                                    unsigned extra_flags)
 {
     unsigned nd = INVAR_P_NO_DECAY | extra_flags, buf = INVAR_P_BUFFER;
     memset(h, 0, sizeof *h);
@@ -62,8 +62,8 @@ static inline void mlp_head_declare(struct mlp_head *h, struct invar_params *p,
     h->w2 = head_add(p, prefix, "fc2.w", out, hidden, invar_init_kaiming_uniform((double)hidden),
                      extra_flags);
     if (!out_bn) {
-        h->bias2 = head_add(p, prefix, "fc2.b", out, 0,
-                            invar_init_kaiming_uniform((double)hidden), nd);
+        h->bias2 =
+            head_add(p, prefix, "fc2.b", out, 0, invar_init_kaiming_uniform((double)hidden), nd);
         return;
     }
     h->g2 = head_add(p, prefix, "bn2.gamma", out, 0, invar_init_const(1), nd);
@@ -73,12 +73,12 @@ static inline void mlp_head_declare(struct mlp_head *h, struct invar_params *p,
 }
 
 /* (N, O) = head(x (N, I)); BN follows the graph's training mode. */
-static inline struct invar_tensor *mlp_head_forward(const struct mlp_head *h,
-                                                    struct invar_graph *g, struct invar_tensor *x)
+static inline struct invar_tensor *mlp_head_forward(const struct mlp_head *h, struct invar_graph *g,
+                                                    struct invar_tensor *x)
 {
     x = invar_linear(g, x, h->w1, NULL); /* (N, H) */
-    x = invar_relu(g, invar_batchnorm(g, x, h->g1, h->b1, h->rm1, h->rv1, HEAD_BN_MOMENTUM,
-                                      HEAD_BN_EPS));
+    x = invar_relu(
+        g, invar_batchnorm(g, x, h->g1, h->b1, h->rm1, h->rv1, HEAD_BN_MOMENTUM, HEAD_BN_EPS));
     x = invar_linear(g, x, h->w2, h->bias2); /* (N, O) */
     if (h->out_bn)
         x = invar_batchnorm(g, x, h->g2, h->b2, h->rm2, h->rv2, HEAD_BN_MOMENTUM, HEAD_BN_EPS);
@@ -87,10 +87,9 @@ static inline struct invar_tensor *mlp_head_forward(const struct mlp_head *h,
 
 /* The head's weights (what an EMA averages), then, with stats set, its running statistics.
  * Writes at most HEAD_MAX_TENSORS pointers; returns how many. */
-static inline int mlp_head_tensors(const struct mlp_head *h, int stats,
-                                   struct invar_tensor **out)
+static inline int mlp_head_tensors(const struct mlp_head *h, int stats, struct invar_tensor **out)
 {
-    struct invar_tensor *all[HEAD_MAX_TENSORS] = {h->w1, h->g1, h->b1, h->w2, h->bias2, h->g2,
+    struct invar_tensor *all[HEAD_MAX_TENSORS] = {h->w1, h->g1,  h->b1,  h->w2,  h->bias2, h->g2,
                                                   h->b2, h->rm1, h->rv1, h->rm2, h->rv2};
     int n_weights = 7, n = 0;
     for (int i = 0; i < (stats ? HEAD_MAX_TENSORS : n_weights); i++)

@@ -103,7 +103,7 @@ static struct invar_tensor *simclr_loss(void *self, struct invar_graph *g,
     for (int v = 0; v < 2; v++) /* (B, P) each; BN statistics per view, as for the encoder */
         z[v] = mlp_head_forward(&m->proj, g, invar_encoder_forward(m->ctx->online, g, views[v]));
     struct invar_tensor *zn = invar_l2_normalize(g, invar_concat(g, z, 2, 0), 1e-12f); /* (2B, P) */
-    struct invar_tensor *sim = invar_matmul(g, zn, zn, 0, 1);                        /* (2B, 2B) */
+    struct invar_tensor *sim = invar_matmul(g, zn, zn, 0, 1); /* (2B, 2B) */
 
     struct invar_tensor *mask = invar_graph_zeros(g, 2, (int64_t[]){n, n}); /* (2B, 2B) */
     for (int64_t i = 0; i < n; i++)
@@ -134,7 +134,10 @@ static void simclr_metrics(void *self, invar_metric_fn emit, void *user)
     m->n_steps = 0;
 }
 
-static void simclr_destroy(void *self) { free(self); }
+static void simclr_destroy(void *self)
+{
+    free(self);
+}
 
 static const struct invar_objective_ops simclr_ops = {
     .create = simclr_create,

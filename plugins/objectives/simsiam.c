@@ -75,8 +75,7 @@ static struct invar_tensor *simsiam_half(struct invar_graph *g, struct invar_ten
 
 static struct invar_tensor *simsiam_loss(void *self, struct invar_graph *g,
                                          struct invar_tensor **views, int64_t n_views,
-                                         const int64_t *indices,
-                                         const struct invar_step_info *info)
+                                         const int64_t *indices, const struct invar_step_info *info)
 {
     (void)n_views, (void)indices, (void)info;
     struct simsiam *m = self;
@@ -100,7 +99,10 @@ static void simsiam_metrics(void *self, invar_metric_fn emit, void *user)
     m->n_steps = 0;
 }
 
-static void simsiam_destroy(void *self) { free(self); }
+static void simsiam_destroy(void *self)
+{
+    free(self);
+}
 
 static const struct invar_objective_ops simsiam_ops = {
     .create = simsiam_create,
