@@ -298,9 +298,9 @@ static double ref_collapse_std(const double *z, int n, int d)
 }
 
 /* Central differences in double of f over every element of both views. */
-typedef double (*ref_fn)(const double x[2][B * IN], const void *ctx);
+typedef double (*ref_fn)(double x[2][B * IN], void *ctx);
 
-static void ref_grad(ref_fn f, const void *ctx, const double x[2][B * IN], double grad[2][B * IN])
+static void ref_grad(ref_fn f, void *ctx, double x[2][B * IN], double grad[2][B * IN])
 {
     const double eps = 1e-6;
     double xp[2][B * IN];
@@ -309,15 +309,15 @@ static void ref_grad(ref_fn f, const void *ctx, const double x[2][B * IN], doubl
         for (int i = 0; i < B * IN; i++) {
             double saved = xp[k][i];
             xp[k][i] = saved + eps;
-            double lp = f((const double(*)[B * IN]) xp, ctx);
+            double lp = f(xp, ctx);
             xp[k][i] = saved - eps;
-            double lm = f((const double(*)[B * IN]) xp, ctx);
+            double lm = f(xp, ctx);
             xp[k][i] = saved;
             grad[k][i] = (lp - lm) / (2 * eps);
         }
 }
 
-static double max_scaled_diff(const double a[2][B * IN], const double b[2][B * IN])
+static double max_scaled_diff(double a[2][B * IN], double b[2][B * IN])
 {
     double worst = 0;
     for (int k = 0; k < 2; k++)
@@ -338,7 +338,7 @@ static void views_to_double(double x[2][B * IN], struct invar_tensor *v[2])
 
 /* NT-Xent written out: loss_i = -s_i,pos + log sum_{j != i} exp(s_ij), s = cos / t, averaged
  * over the 2B rows. With mask = 0 the j = i term stays in the sum (what the mask removes). */
-static double ref_simclr(const double x[2][B * IN], double t, int mask, double *z_out)
+static double ref_simclr(double x[2][B * IN], double t, int mask, double *z_out)
 {
     double z[2 * B * P];
     for (int v = 0; v < 2; v++) {
@@ -411,9 +411,9 @@ Test(simclr, gradient_wrt_views, .fini = fx_teardown)
         for (int i = 0; i < B * IN; i++) {
             double saved = xp[k][i];
             xp[k][i] = saved + 1e-6;
-            double lp = ref_simclr((const double(*)[B * IN]) xp, 0.2, 1, NULL);
+            double lp = ref_simclr(xp, 0.2, 1, NULL);
             xp[k][i] = saved - 1e-6;
-            double lm = ref_simclr((const double(*)[B * IN]) xp, 0.2, 1, NULL);
+            double lm = ref_simclr(xp, 0.2, 1, NULL);
             xp[k][i] = saved;
             ref[k][i] = (lp - lm) / 2e-6;
         }
@@ -426,7 +426,7 @@ Test(simclr, gradient_wrt_views, .fini = fx_teardown)
 /* ---- BYOL -------------------------------------------------------------------------------- */
 
 /* p: online predictions, zt: target projections, each (2, B * P) */
-static void ref_byol_branches(const double x[2][B * IN], double p[2][B * P], double zt[2][B * P])
+static void ref_byol_branches(double x[2][B * IN], double p[2][B * P], double zt[2][B * P])
 {
     for (int v = 0; v < 2; v++) {
         double y[B * D], z[B * P], yt[B * D];
@@ -439,7 +439,7 @@ static void ref_byol_branches(const double x[2][B * IN], double p[2][B * P], dou
 }
 
 /* sum over both directions of mean_i [2 - 2 cos(p_v,i, zt_(1-v),i)] */
-static double ref_byol_value(const double p[2][B * P], const double zt[2][B * P])
+static double ref_byol_value(double p[2][B * P], double zt[2][B * P])
 {
     double loss = 0;
     for (int v = 0; v < 2; v++)
@@ -449,11 +449,11 @@ static double ref_byol_value(const double p[2][B * P], const double zt[2][B * P]
 }
 
 /* the loss with the target projections fixed at ctx (a stop-gradient, written out) */
-static double ref_byol_fixed_target(const double x[2][B * IN], const void *ctx)
+static double ref_byol_fixed_target(double x[2][B * IN], void *ctx)
 {
     double p[2][B * P], zt[2][B * P];
     ref_byol_branches(x, p, zt);
-    return ref_byol_value(p, (const double(*)[B * P]) ctx);
+    return ref_byol_value(p, ctx);
 }
 
 /* Gives the target network values of its own, so that a loss built on the online network in
@@ -485,7 +485,7 @@ Test(byol, loss_is_symmetric_two_minus_two_cos_against_the_target, .fini = fx_te
     double x[2][B * IN], p[2][B * P], zt[2][B * P];
     views_to_double(x, v);
     ref_byol_branches(x, p, zt);
-    double want = ref_byol_value((const double(*)[B * P]) p, (const double(*)[B * P]) zt);
+    double want = ref_byol_value(p, zt);
     double got = framework_loss(v);
     cr_assert(fabs(got - want) <= 1e-5 * fmax(1, fabs(want)), "loss %.8f, want %.8f", got, want);
     gc_free(v[0]);
@@ -502,8 +502,8 @@ Test(byol, gradient_flows_through_the_online_branch_only, .fini = fx_teardown)
     views_to_double(x, v);
     ref_byol_branches(x, p, zt);
     framework_grad(v, fw);
-    ref_grad(ref_byol_fixed_target, zt, (const double(*)[B * IN]) x, ref);
-    double e = max_scaled_diff((const double(*)[B * IN]) fw, (const double(*)[B * IN]) ref);
+    ref_grad(ref_byol_fixed_target, zt, x, ref);
+    double e = max_scaled_diff(fw, ref);
     cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
     /* A target that ignores its input (zero weights: every row is the bias) leaves the loss an
      * ordinary function of the views, so the generic finite-difference check applies too. */
@@ -612,7 +612,7 @@ Test(byol, init_state_copies_the_projector_into_the_target, .fini = fx_teardown)
 
 /* ---- SimSiam ----------------------------------------------------------------------------- */
 
-static void ref_simsiam_branches(const double x[2][B * IN], double z[2][B * P], double p[2][B * P])
+static void ref_simsiam_branches(double x[2][B * IN], double z[2][B * P], double p[2][B * P])
 {
     for (int v = 0; v < 2; v++) {
         double y[B * D];
@@ -623,7 +623,7 @@ static void ref_simsiam_branches(const double x[2][B * IN], double z[2][B * P], 
 }
 
 /* -1/2 mean cos(p1, z2) - 1/2 mean cos(p2, z1) */
-static double ref_simsiam_value(const double p[2][B * P], const double z[2][B * P])
+static double ref_simsiam_value(double p[2][B * P], double z[2][B * P])
 {
     double loss = 0;
     for (int v = 0; v < 2; v++)
@@ -633,12 +633,11 @@ static double ref_simsiam_value(const double p[2][B * P], const double z[2][B * 
 }
 
 /* ctx: the targets z held fixed (a stop-gradient), or NULL for the plain function */
-static double ref_simsiam(const double x[2][B * IN], const void *ctx)
+static double ref_simsiam(double x[2][B * IN], void *ctx)
 {
     double z[2][B * P], p[2][B * P];
     ref_simsiam_branches(x, z, p);
-    return ref_simsiam_value((const double(*)[B * P]) p,
-                             ctx ? (const double(*)[B * P]) ctx : (const double(*)[B * P]) z);
+    return ref_simsiam_value(p, ctx ? ctx : z);
 }
 
 Test(simsiam, loss_is_symmetric_negative_cosine, .fini = fx_teardown)
@@ -673,12 +672,12 @@ Test(simsiam, stop_gradient_on_the_target_branch, .fini = fx_teardown)
     views_to_double(x, v);
     ref_simsiam_branches(x, z, p);
     framework_grad(v, fw);
-    ref_grad(ref_simsiam, z, (const double(*)[B * IN]) x, fixed);
-    ref_grad(ref_simsiam, NULL, (const double(*)[B * IN]) x, full);
-    double e = max_scaled_diff((const double(*)[B * IN]) fw, (const double(*)[B * IN]) fixed);
+    ref_grad(ref_simsiam, z, x, fixed);
+    ref_grad(ref_simsiam, NULL, x, full);
+    double e = max_scaled_diff(fw, fixed);
     cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
     /* the check can tell: letting gradient through the targets changes it clearly */
-    double d = max_scaled_diff((const double(*)[B * IN]) full, (const double(*)[B * IN]) fixed);
+    double d = max_scaled_diff(full, fixed);
     cr_assert(d > 1e-2, "the stop-gradient makes no difference here (%.3g)", d);
     gc_free(v[0]);
     gc_free(v[1]);
