@@ -618,7 +618,10 @@ static void ref_simsiam_branches(double x[2][B * IN], double z[2][B * P], double
         double y[B * D];
         ref_encoder(y, fx.online, x[v]);
         ref_head(z[v], fx.ctx.params, "simsiam.proj", y, D, P);
-        ref_head(p[v], fx.ctx.params, "simsiam.pred", z[v], P, P);
+        if (invar_params_find(fx.ctx.params, "simsiam.pred.fc1.w"))
+            ref_head(p[v], fx.ctx.params, "simsiam.pred", z[v], P, P);
+        else /* no predictor: p = z */
+            memcpy(p[v], z[v], sizeof p[v]);
     }
 }
 
@@ -696,6 +699,44 @@ Test(simsiam, projector_output_bn_can_be_left_out, .fini = fx_teardown)
     views_to_double(x, v);
     double want = ref_simsiam(x, NULL), got = framework_loss(v);
     cr_assert(fabs(got - want) <= 1e-5, "loss %.8f, want %.8f", got, want);
+    gc_free(v[0]);
+    gc_free(v[1]);
+}
+
+Test(simsiam, ablation_without_stop_gradient_is_the_plain_function, .fini = fx_teardown)
+{
+    const char *const kv[] = {"proj_hidden",   "4",     "proj_dim", "3", "pred_hidden", "4",
+                              "stop_gradient", "false", NULL};
+    fx_setup("simsiam", kv);
+    struct invar_tensor *v[2];
+    make_views(v, 1);
+    double x[2][B * IN], fw[2][B * IN], full[2][B * IN];
+    views_to_double(x, v);
+    framework_grad(v, fw);
+    ref_grad(ref_simsiam, NULL, x, full);
+    double e = max_scaled_diff(fw, full);
+    cr_assert(e < 1e-3, "gradient differs from the full derivative by %.3g", e);
+    gc_check(loss_fn, v, 2, NULL, 1e-3, 2e-2);
+    gc_free(v[0]);
+    gc_free(v[1]);
+}
+
+Test(simsiam, ablation_without_predictor_compares_the_projections, .fini = fx_teardown)
+{
+    const char *const kv[] = {"proj_hidden", "4",         "proj_dim", "3", "pred_hidden",
+                              "4",           "predictor", "false",    NULL};
+    fx_setup("simsiam", kv);
+    cr_assert_null(invar_params_find(fx.ctx.params, "simsiam.pred.fc1.w"));
+    struct invar_tensor *v[2];
+    make_views(v, 0);
+    double x[2][B * IN], z[2][B * P], p[2][B * P];
+    views_to_double(x, v);
+    ref_simsiam_branches(x, z, p);
+    double want = 0;
+    for (int i = 0; i < B; i++)
+        want -= ref_cos(z[0] + i * P, z[1] + i * P, P) / B;
+    double got = framework_loss(v);
+    cr_assert(fabs(got - want) <= 1e-5, "loss %.8f, -mean cos(z1, z2) %.8f", got, want);
     gc_free(v[0]);
     gc_free(v[1]);
 }

@@ -8,7 +8,8 @@
  * sg() is a stop-gradient: each z receives gradient only through its own prediction, never as
  * a target. Both branches share f and g; there is no EMA. The loss is -1 at its minimum; a
  * collapse shows as projector outputs whose normalised std over the batch falls to 0
- * (simsiam/proj_std, healthy near 1/sqrt(P)).
+ * (simsiam/proj_std, healthy near 1/sqrt(P)). `predictor: false` and `stop_gradient: false`
+ * are the paper's two ablations, both of which collapse: for showing what collapse looks like.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@ struct simsiam_config {
     int64_t proj_dim;
     int64_t pred_hidden;
     int proj_out_bn;
+    int predictor;
+    int stop_gradient;
 };
 
 static const struct invar_param_spec simsiam_params[] = {
@@ -33,6 +36,10 @@ static const struct invar_param_spec simsiam_params[] = {
                     "hidden width of the predictor (the paper's bottleneck: proj_dim / 4)"),
     INVAR_PARAM_BOOL(struct simsiam_config, proj_out_bn, "true",
                      "batch-norm on the projector's output, as in the paper"),
+    INVAR_PARAM_BOOL(struct simsiam_config, predictor, "true",
+                     "false: p = z (the paper's ablation; collapses)"),
+    INVAR_PARAM_BOOL(struct simsiam_config, stop_gradient, "true",
+                     "false: gradient also flows through the targets (ablation; collapses)"),
     INVAR_PARAM_END,
 };
 
@@ -59,17 +66,20 @@ static enum invar_status simsiam_create(const void *config, struct invar_objecti
     const struct simsiam_config *c = &m->cfg;
     mlp_head_declare(&m->proj, ctx->params, "simsiam.proj", ctx->feature_dim, c->proj_hidden,
                      c->proj_dim, c->proj_out_bn, 0);
-    mlp_head_declare(&m->pred, ctx->params, "simsiam.pred", c->proj_dim, c->pred_hidden,
-                     c->proj_dim, 0, 0);
+    if (c->predictor)
+        mlp_head_declare(&m->pred, ctx->params, "simsiam.pred", c->proj_dim, c->pred_hidden,
+                         c->proj_dim, 0, 0);
     *self = m;
     return INVAR_OK;
 }
 
 /* (1) = -1/2 mean_i cos(p_i, sg(z_i)) */
-static struct invar_tensor *simsiam_half(struct invar_graph *g, struct invar_tensor *p,
-                                         struct invar_tensor *z)
+static struct invar_tensor *simsiam_half(const struct simsiam *m, struct invar_graph *g,
+                                         struct invar_tensor *p, struct invar_tensor *z)
 {
-    struct invar_tensor *c = invar_cosine_similarity(g, p, invar_stop_gradient(g, z), 1e-12f);
+    if (m->cfg.stop_gradient)
+        z = invar_stop_gradient(g, z);
+    struct invar_tensor *c = invar_cosine_similarity(g, p, z, 1e-12f);
     return invar_scale(g, invar_mean(g, c), -0.5f, 0);
 }
 
@@ -82,11 +92,11 @@ static struct invar_tensor *simsiam_loss(void *self, struct invar_graph *g,
     struct invar_tensor *z[2], *p[2];
     for (int v = 0; v < 2; v++) {
         z[v] = mlp_head_forward(&m->proj, g, invar_encoder_forward(m->ctx->online, g, views[v]));
-        p[v] = mlp_head_forward(&m->pred, g, z[v]); /* (B, P) */
+        p[v] = m->cfg.predictor ? mlp_head_forward(&m->pred, g, z[v]) : z[v]; /* (B, P) */
         m->proj_std += 0.5 * head_collapse_std(g, z[v]);
     }
     m->n_steps++;
-    return invar_add(g, simsiam_half(g, p[0], z[1]), simsiam_half(g, p[1], z[0]));
+    return invar_add(g, simsiam_half(m, g, p[0], z[1]), simsiam_half(m, g, p[1], z[0]));
 }
 
 static void simsiam_metrics(void *self, invar_metric_fn emit, void *user)
