@@ -370,17 +370,19 @@ done:
 /* ---- Sinkhorn–Knopp ---------------------------------------------------------------------- */
 
 enum invar_status invar_sinkhorn(const float *scores, int64_t b, int64_t k, double eps,
-                                 int iters, float *codes, struct invar_error *err)
+                                 int iters, float *codes, double *work, struct invar_error *err)
 {
     if (b < 1 || k < 1 || !(eps > 0) || iters < 0)
         return invar_error_set(err, INVAR_ERR_INVALID,
                                "sinkhorn: need b, k >= 1, eps > 0, iters >= 0");
-    double *q = malloc((size_t)(b * k) * sizeof *q);   /* (B, K) */
-    double *colsum = malloc((size_t)k * sizeof *colsum); /* (K) */
-    if (!q || !colsum) {
-        free(q), free(colsum);
-        return invar_error_set(err, INVAR_ERR_NOMEM, "sinkhorn: out of memory");
+    double *own = NULL;
+    if (!work) {
+        own = work = malloc((size_t)(b * k + k) * sizeof *work);
+        if (!own)
+            return invar_error_set(err, INVAR_ERR_NOMEM, "sinkhorn: out of memory");
     }
+    double *q = work;                /* (B, K) */
+    double *colsum = work + b * k;   /* (K) */
     double top = -INFINITY;
     for (int64_t i = 0; i < b * k; i++)
         top = scores[i] > top ? scores[i] : top;
@@ -411,7 +413,7 @@ enum invar_status invar_sinkhorn(const float *scores, int64_t b, int64_t k, doub
     }
     for (int64_t i = 0; i < b * k; i++)
         codes[i] = (float)(q[i] * (double)b);
-    free(q), free(colsum);
+    free(own);
     return INVAR_OK;
 }
 

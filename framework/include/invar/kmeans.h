@@ -21,7 +21,7 @@
  * Iterations stop when no assignment changes or after `iters` centroid updates.
  *
  * Every function allocates its own scratch with malloc (they run between training steps, not in
- * them) and returns INVAR_ERR_NOMEM when that fails; sizes out of their domain are
+ * them; invar_sinkhorn, which runs inside steps, can take the caller's scratch instead) and returns INVAR_ERR_NOMEM when that fails; sizes out of their domain are
  * INVAR_ERR_INVALID. Nothing here keeps state between calls, so all of it is thread-safe.
  */
 #ifndef INVAR_KMEANS_H
@@ -74,9 +74,12 @@ INVAR_API enum invar_status invar_pca_whiten(const float *x, int64_t n, int64_t 
  * sum 1, then `iters` rounds of making every column (prototype) sum to 1/K and then every row
  * (sample) sum to 1/B. codes (B, K) out = B Q, so each row is a distribution over prototypes
  * and prototypes are used equally (exactly so only in the limit of many iterations). Computed in
- * double, with the largest score subtracted first so that exp never overflows. */
+ * double, with the largest score subtracted first so that exp never overflows. work is scratch
+ * of b * k + k doubles (a training step passes memory from its graph arena), or NULL to let the
+ * function allocate its own. */
 INVAR_API enum invar_status invar_sinkhorn(const float *scores, int64_t b, int64_t k, double eps,
-                                           int iters, float *codes, struct invar_error *err);
+                                           int iters, float *codes, double *work,
+                                           struct invar_error *err);
 
 /* Normalised mutual information of two labelings (N), labels in [0, 2^20):
  *     NMI = I(A; B) / ((H(A) + H(B)) / 2)          (arithmetic-mean normalisation, natural logs)
