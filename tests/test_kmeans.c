@@ -154,8 +154,8 @@ Test(kmeans, nmi_identical_independent_and_by_hand)
     static int32_t a[N], b[N], c[N];
     for (int i = 0; i < N; i++) {
         a[i] = i % 4;
-        b[i] = (i / 4) % 4;   /* every (a, b) pair equally often: independent */
-        c[i] = 3 - a[i];      /* a renamed */
+        b[i] = (i / 4) % 4; /* every (a, b) pair equally often: independent */
+        c[i] = 3 - a[i];    /* a renamed */
     }
     double v;
     struct invar_error err = {0};
@@ -211,8 +211,7 @@ static void brute_force(const double *cost, int n, int *perm, int depth, int use
     for (int j = 0; j < n; j++)
         if (!(used & (1 << j))) {
             perm[depth] = j;
-            brute_force(cost, n, perm, depth + 1, used | (1 << j), sum + cost[depth * n + j],
-                        best);
+            brute_force(cost, n, perm, depth + 1, used | (1 << j), sum + cost[depth * n + j], best);
         }
 }
 

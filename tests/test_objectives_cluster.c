@@ -32,8 +32,7 @@ static enum invar_status fx_clone(struct invar_objective_ctx *ctx, struct invar_
 {
     struct fixture *f = ctx->framework;
     cr_assert(f->n_clones < MAX_CLONES);
-    enum invar_status st =
-        invar_encoder_create(out, &f->enc_use, (int64_t[]){1, 1, f->in}, 1, err);
+    enum invar_status st = invar_encoder_create(out, &f->enc_use, (int64_t[]){1, 1, f->in}, 1, err);
     if (st != INVAR_OK)
         return st;
     invar_params_copy(invar_encoder_params(*out), invar_encoder_params(f->online));
@@ -81,11 +80,18 @@ static void fx_create(struct fixture *f, const float *data, int64_t n, int64_t b
 {
     f->data = data;
     f->n = n;
-    f->ctx = (struct invar_objective_ctx){
-        .dataset_size = n, .batch_size = batch, .n_views = n_views,
-        .feature_dim = invar_encoder_dim(f->online), .steps_per_epoch = n / batch, .epochs = 3,
-        .seed = 5, .online = f->online, .params = invar_params_create(),
-        .encoder_clone = fx_clone, .embed_train = fx_embed, .framework = f};
+    f->ctx = (struct invar_objective_ctx){.dataset_size = n,
+                                          .batch_size = batch,
+                                          .n_views = n_views,
+                                          .feature_dim = invar_encoder_dim(f->online),
+                                          .steps_per_epoch = n / batch,
+                                          .epochs = 3,
+                                          .seed = 5,
+                                          .online = f->online,
+                                          .params = invar_params_create(),
+                                          .encoder_clone = fx_clone,
+                                          .embed_train = fx_embed,
+                                          .framework = f};
     struct invar_error err = {0};
     cr_assert_eq(f->ops->create(f->obj_plugin.config, &f->ctx, &f->obj, &err), INVAR_OK, "%s",
                  err.msg);
@@ -110,7 +116,8 @@ static void fx_close(struct fixture *f)
 static void fx_features(struct fixture *f, const float *x, double *out)
 {
     struct invar_params *p = invar_encoder_params(f->online);
-    const struct invar_tensor *w = invar_params_find(p, "out.w"), *b = invar_params_find(p, "out.b");
+    const struct invar_tensor *w = invar_params_find(p, "out.w"),
+                              *b = invar_params_find(p, "out.b");
     int64_t dim = w->shape[0];
     for (int64_t o = 0; o < dim; o++) {
         double s = b->data[o];
@@ -151,16 +158,14 @@ Test(objectives_cluster, sinkhorn_marginals)
                 }
                 cr_assert_float_eq(rs, 1.0 / B, 1e-6, "iters %d row %d", iters[t], i);
             }
-            cr_assert(col_err < prev_col_err, "iters %d: prototype marginals got worse",
-                      iters[t]);
+            cr_assert(col_err < prev_col_err, "iters %d: prototype marginals got worse", iters[t]);
         }
         /* With eps = 0.05 random cosines are sharp (exp(40) apart): 3 iterations, the paper's
          * setting, leave the prototype marginals a few percent off on this input, and the
          * iteration converges to them; the samples' marginals are exact after any iteration
          * because it ends with them. */
         if (iters[t] == 100)
-            cr_assert(col_err < 1e-3, "iters %d: prototype marginal off by %g", iters[t],
-                      col_err);
+            cr_assert(col_err < 1e-3, "iters %d: prototype marginal off by %g", iters[t], col_err);
         prev_col_err = col_err;
     }
     /* smooth scores (|s| <= 0.02, so exp(s / eps) within a factor 2.3): 3 iterations give the
@@ -185,13 +190,13 @@ Test(objectives_cluster, sinkhorn_marginals)
 
 /* The SwAV loss computed independently, in the paper's orientation: Q = exp(S^T / eps)
  * (K, B), normalised, then rows (prototypes) to 1/K and columns (samples) to 1/B. */
-static double swav_reference(struct fixture *f, const float *const *views, int n_views,
-                             int64_t b, double t, double eps, int iters)
+static double swav_reference(struct fixture *f, const float *const *views, int n_views, int64_t b,
+                             double t, double eps, int iters)
 {
     const struct invar_tensor *c = invar_params_find(f->ctx.params, "swav.prototypes");
     int64_t k = c->shape[0], d = c->shape[1];
     double *s = calloc((size_t)(n_views * b * k), sizeof *s); /* (V, B, K) */
-    double *q = calloc((size_t)(2 * k * b), sizeof *q);         /* (2, K, B) */
+    double *q = calloc((size_t)(2 * k * b), sizeof *q);       /* (2, K, B) */
     double z[16];
     for (int v = 0; v < n_views; v++)
         for (int64_t i = 0; i < b; i++) {
@@ -396,8 +401,8 @@ Test(objectives_cluster, swav_queue_fills_and_joins_sinkhorn)
     struct invar_graph *g = invar_graph_create(1 << 20);
     struct invar_step_info info = {0, 0, 0, 100, 0.1};
     float first = f.ops->loss(f.obj, g, v, 2, idx, &info)->data[0];
-    const struct invar_tensor *z0 = invar_l2_normalize(
-        g, invar_encoder_forward(f.online, g, v[0]), 1e-12f); /* what the queue should get */
+    const struct invar_tensor *z0 = invar_l2_normalize(g, invar_encoder_forward(f.online, g, v[0]),
+                                                       1e-12f); /* what the queue should get */
     f.ops->after_step(f.obj, g, &info);
     const struct invar_tensor *q = invar_params_find(f.ctx.params, "swav.queue");
     for (int i = 0; i < B * DIM; i++)

@@ -39,8 +39,8 @@ static double sqdist(const float *a, const float *b, int64_t d)
 
 /* ---- k-means++ ------------------------------------------------------------------------- */
 
-enum invar_status invar_kmeans_init(const float *x, int64_t n, int64_t d, int64_t k,
-                                    uint64_t seed, float *centroids, struct invar_error *err)
+enum invar_status invar_kmeans_init(const float *x, int64_t n, int64_t d, int64_t k, uint64_t seed,
+                                    float *centroids, struct invar_error *err)
 {
     enum invar_status st = check_sizes("kmeans", n, d, k, err);
     if (st != INVAR_OK)
@@ -86,10 +86,10 @@ enum invar_status invar_kmeans_init(const float *x, int64_t n, int64_t d, int64_
 struct lloyd {
     const float *x; /* (N, D) */
     int64_t n, d, k;
-    float *c;       /* (k, D) centroids */
-    int32_t *assign;/* (N) */
-    float *cn;      /* (k) ||c||^2 */
-    float *block;   /* (rows, k) */
+    float *c;        /* (k, D) centroids */
+    int32_t *assign; /* (N) */
+    float *cn;       /* (k) ||c||^2 */
+    float *block;    /* (rows, k) */
     int64_t rows;
     double *dist;   /* (N) exact squared distance to the assigned centroid */
     double *sums;   /* (k, D) */
@@ -174,10 +174,9 @@ static int64_t lloyd_update(struct lloyd *L)
     return reseeded;
 }
 
-enum invar_status invar_kmeans_lloyd(const float *x, int64_t n, int64_t d, int64_t k,
-                                     int64_t iters, float *centroids, int32_t *assign,
-                                     double *inertia, struct invar_kmeans_stats *stats,
-                                     struct invar_error *err)
+enum invar_status invar_kmeans_lloyd(const float *x, int64_t n, int64_t d, int64_t k, int64_t iters,
+                                     float *centroids, int32_t *assign, double *inertia,
+                                     struct invar_kmeans_stats *stats, struct invar_error *err)
 {
     enum invar_status st = check_sizes("kmeans", n, d, k, err);
     if (st != INVAR_OK)
@@ -323,8 +322,8 @@ enum invar_status invar_pca_whiten(const float *x, int64_t n, int64_t d, int64_t
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < d; j++)
                 chunk[i * d + j] = x[(s + i) * d + j] - mean[j];
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)m, 1.0, chunk, (int)d,
-                    1.0, cov, (int)d);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)m, 1.0, chunk, (int)d, 1.0,
+                    cov, (int)d);
     }
     for (int64_t p = 0; p < d; p++)
         for (int64_t q = p; q < d; q++) {
@@ -345,9 +344,9 @@ enum invar_status invar_pca_whiten(const float *x, int64_t n, int64_t d, int64_t
         double lambda = eig[o].value > 0 ? eig[o].value : 0;
         double scale = sign / sqrt(lambda + eps);
         if (!isfinite(scale)) {
-            st = invar_error_set(err, INVAR_ERR_INVALID,
-                                 "pca: component %lld has zero variance; use eps > 0",
-                                 (long long)o);
+            st =
+                invar_error_set(err, INVAR_ERR_INVALID,
+                                "pca: component %lld has zero variance; use eps > 0", (long long)o);
             goto done;
         }
         for (int64_t r = 0; r < d; r++)
@@ -358,9 +357,8 @@ enum invar_status invar_pca_whiten(const float *x, int64_t n, int64_t d, int64_t
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < d; j++)
                 fchunk[i * d + j] = (float)(x[(s + i) * d + j] - mean[j]);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)out_dim, (int)d,
-                    1.0f, fchunk, (int)d, w, (int)out_dim, 0.0f, out + s * out_dim,
-                    (int)out_dim);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)out_dim, (int)d, 1.0f,
+                    fchunk, (int)d, w, (int)out_dim, 0.0f, out + s * out_dim, (int)out_dim);
     }
 done:
     free(mean), free(cov), free(vec), free(chunk), free(fchunk), free(w), free(eig);
@@ -369,8 +367,8 @@ done:
 
 /* ---- Sinkhorn–Knopp ---------------------------------------------------------------------- */
 
-enum invar_status invar_sinkhorn(const float *scores, int64_t b, int64_t k, double eps,
-                                 int iters, float *codes, double *work, struct invar_error *err)
+enum invar_status invar_sinkhorn(const float *scores, int64_t b, int64_t k, double eps, int iters,
+                                 float *codes, double *work, struct invar_error *err)
 {
     if (b < 1 || k < 1 || !(eps > 0) || iters < 0)
         return invar_error_set(err, INVAR_ERR_INVALID,
@@ -381,8 +379,8 @@ enum invar_status invar_sinkhorn(const float *scores, int64_t b, int64_t k, doub
         if (!own)
             return invar_error_set(err, INVAR_ERR_NOMEM, "sinkhorn: out of memory");
     }
-    double *q = work;                /* (B, K) */
-    double *colsum = work + b * k;   /* (K) */
+    double *q = work;              /* (B, K) */
+    double *colsum = work + b * k; /* (K) */
     double top = -INFINITY;
     for (int64_t i = 0; i < b * k; i++)
         top = scores[i] > top ? scores[i] : top;
@@ -482,8 +480,8 @@ enum invar_status invar_nmi(const int32_t *a, const int32_t *b, int64_t n, doubl
 
 /* ---- Hungarian matching --------------------------------------------------------------------- */
 
-enum invar_status invar_hungarian(const double *cost, int64_t n, int64_t *row_to_col,
-                                  double *total, struct invar_error *err)
+enum invar_status invar_hungarian(const double *cost, int64_t n, int64_t *row_to_col, double *total,
+                                  struct invar_error *err)
 {
     if (n < 1)
         return invar_error_set(err, INVAR_ERR_INVALID, "hungarian: n must be >= 1");

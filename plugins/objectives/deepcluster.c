@@ -108,8 +108,7 @@ static enum invar_status deepcluster_create(const void *config, struct invar_obj
     m->centroids = malloc((size_t)(k * dim) * sizeof *m->centroids);
     m->assign = malloc((size_t)n * sizeof *m->assign);
     m->prev = malloc((size_t)n * sizeof *m->prev);
-    if (!m->feats || (m->cfg.pca_dim > 0 && !m->white) || !m->centroids || !m->assign ||
-        !m->prev) {
+    if (!m->feats || (m->cfg.pca_dim > 0 && !m->white) || !m->centroids || !m->assign || !m->prev) {
         deepcluster_destroy(m);
         return invar_error_set(err, INVAR_ERR_NOMEM, "deepcluster: out of memory");
     }
@@ -139,8 +138,7 @@ static void l2_normalize_rows(float *x, int64_t n, int64_t d)
     }
 }
 
-static enum invar_status deepcluster_epoch_begin(void *self, int64_t epoch,
-                                                 struct invar_error *err)
+static enum invar_status deepcluster_epoch_begin(void *self, int64_t epoch, struct invar_error *err)
 {
     struct deepcluster *m = self;
     struct invar_objective_ctx *ctx = m->ctx;
@@ -159,8 +157,8 @@ static enum invar_status deepcluster_epoch_begin(void *self, int64_t epoch,
     }
     l2_normalize_rows(x, n, dim);
     uint64_t seed = invar_rng_stream(ctx->seed, (uint64_t)epoch, 0xdc, 0);
-    st = invar_kmeans(x, n, dim, k, m->cfg.kmeans_iters, seed, m->centroids, m->assign,
-                      &m->inertia, err);
+    st = invar_kmeans(x, n, dim, k, m->cfg.kmeans_iters, seed, m->centroids, m->assign, &m->inertia,
+                      err);
     if (st != INVAR_OK)
         return st;
 
@@ -220,7 +218,7 @@ static struct invar_tensor *deepcluster_loss(void *self, struct invar_graph *g,
     struct invar_tensor *loss = NULL;
     for (int64_t v = 0; v < n_views; v++) {
         struct invar_tensor *f = invar_encoder_forward(m->ctx->online, g, views[v]); /* (B, D) */
-        struct invar_tensor *logits = invar_linear(g, f, m->head_w, m->head_b);     /* (B, k) */
+        struct invar_tensor *logits = invar_linear(g, f, m->head_w, m->head_b);      /* (B, k) */
         struct invar_tensor *l = invar_sum(g, invar_mul(g, invar_log_softmax(g, logits), mask));
         loss = loss ? invar_add(g, loss, l) : l;
     }

@@ -59,11 +59,11 @@ static const struct invar_param_spec swav_params[] = {
 struct swav {
     struct swav_config cfg;
     struct invar_objective_ctx *ctx;
-    struct invar_tensor *protos;       /* (K, D) */
-    struct invar_tensor *queue;        /* (2, L, D) buffer, when queue > 0 */
-    int64_t fill, ptr;                 /* valid queue rows (per view), next row to write */
-    const struct invar_tensor *z[2];   /* this step's z_0, z_1 (B, D), in the graph arena */
-    double used;                       /* fraction of prototypes that are some row's argmax */
+    struct invar_tensor *protos;     /* (K, D) */
+    struct invar_tensor *queue;      /* (2, L, D) buffer, when queue > 0 */
+    int64_t fill, ptr;               /* valid queue rows (per view), next row to write */
+    const struct invar_tensor *z[2]; /* this step's z_0, z_1 (B, D), in the graph arena */
+    double used;                     /* fraction of prototypes that are some row's argmax */
 };
 
 static void normalize_rows(float *x, int64_t n, int64_t d)
@@ -98,9 +98,8 @@ static enum invar_status swav_create(const void *config, struct invar_objective_
     m->protos = invar_params_add(ctx->params, "swav.prototypes", 2,
                                  (int64_t[]){m->cfg.prototypes, d}, invar_init_normal(0, 1), 0);
     if (m->cfg.queue > 0)
-        m->queue = invar_params_add(ctx->params, "swav.queue", 3,
-                                    (int64_t[]){2, m->cfg.queue, d}, invar_init_zeros(),
-                                    INVAR_P_BUFFER);
+        m->queue = invar_params_add(ctx->params, "swav.queue", 3, (int64_t[]){2, m->cfg.queue, d},
+                                    invar_init_zeros(), INVAR_P_BUFFER);
     *self = m;
     return INVAR_OK;
 }
@@ -115,8 +114,8 @@ static enum invar_status swav_init_state(void *self, struct invar_error *err)
 }
 
 /* Codes (B, K) of assignment view a from its scores s (B, K), with the queue when in use. */
-static float *swav_codes(struct swav *m, struct invar_graph *g, int a,
-                         const struct invar_tensor *s, int use_queue)
+static float *swav_codes(struct swav *m, struct invar_graph *g, int a, const struct invar_tensor *s,
+                         int use_queue)
 {
     struct invar_arena *arena = invar_graph_arena(g);
     int64_t b = s->shape[0], k = s->shape[1], l = use_queue ? m->cfg.queue : 0;
@@ -134,8 +133,8 @@ static float *swav_codes(struct swav *m, struct invar_graph *g, int a,
     }
     memcpy(all + l * k, s->data, (size_t)(b * k) * sizeof *all);
     /* Arguments are valid by construction (b, k >= 1, eps > 0 by the parameter table). */
-    enum invar_status st = invar_sinkhorn(all, l + b, k, m->cfg.epsilon,
-                                          (int)m->cfg.sinkhorn_iters, codes, work, NULL);
+    enum invar_status st = invar_sinkhorn(all, l + b, k, m->cfg.epsilon, (int)m->cfg.sinkhorn_iters,
+                                          codes, work, NULL);
     INVAR_ASSERT(st == INVAR_OK);
     return codes + l * k; /* the batch's rows come last */
 }
@@ -238,7 +237,10 @@ static enum invar_status swav_load(void *self, struct invar_state_io *io)
     return st;
 }
 
-static void swav_destroy(void *self) { free(self); }
+static void swav_destroy(void *self)
+{
+    free(self);
+}
 
 static const struct invar_objective_ops swav_ops = {
     .create = swav_create,

@@ -21,8 +21,9 @@
  * Iterations stop when no assignment changes or after `iters` centroid updates.
  *
  * Every function allocates its own scratch with malloc (they run between training steps, not in
- * them; invar_sinkhorn, which runs inside steps, can take the caller's scratch instead) and returns INVAR_ERR_NOMEM when that fails; sizes out of their domain are
- * INVAR_ERR_INVALID. Nothing here keeps state between calls, so all of it is thread-safe.
+ * them; invar_sinkhorn, which runs inside steps, can take the caller's scratch instead) and returns
+ * INVAR_ERR_NOMEM when that fails; sizes out of their domain are INVAR_ERR_INVALID. Nothing here
+ * keeps state between calls, so all of it is thread-safe.
  */
 #ifndef INVAR_KMEANS_H
 #define INVAR_KMEANS_H
@@ -58,17 +59,15 @@ INVAR_API enum invar_status invar_kmeans_lloyd(const float *x, int64_t n, int64_
 /* invar_kmeans_init then invar_kmeans_lloyd. */
 INVAR_API enum invar_status invar_kmeans(const float *x, int64_t n, int64_t d, int64_t k,
                                          int64_t iters, uint64_t seed, float *centroids,
-                                         int32_t *assign, double *inertia,
-                                         struct invar_error *err);
+                                         int32_t *assign, double *inertia, struct invar_error *err);
 
 /* PCA-whitening: out (N, out_dim) = (x - mean) V diag(1 / sqrt(lambda + eps)), where lambda
  * and V are the out_dim largest eigenvalues and their eigenvectors of the (biased, 1/N)
  * covariance of x (N, D). The eigen-decomposition is a cyclic Jacobi solver in double (D is a
  * feature size, at most a few hundred). Each eigenvector's sign is fixed so that its largest
  * component is positive, making the output deterministic. 1 <= out_dim <= d <= 4096, n >= 2. */
-INVAR_API enum invar_status invar_pca_whiten(const float *x, int64_t n, int64_t d,
-                                             int64_t out_dim, double eps, float *out,
-                                             struct invar_error *err);
+INVAR_API enum invar_status invar_pca_whiten(const float *x, int64_t n, int64_t d, int64_t out_dim,
+                                             double eps, float *out, struct invar_error *err);
 
 /* Sinkhorn–Knopp on scores (B, K) (SwAV's code computation): Q = exp(scores / eps) scaled to
  * sum 1, then `iters` rounds of making every column (prototype) sum to 1/K and then every row
