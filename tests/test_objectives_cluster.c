@@ -188,55 +188,69 @@ Test(objectives_cluster, sinkhorn_marginals)
 
 /* ---- swav -------------------------------------------------------------------------------- */
 
-/* The SwAV loss computed independently, in the paper's orientation: Q = exp(S^T / eps)
- * (K, B), normalised, then rows (prototypes) to 1/K and columns (samples) to 1/B. */
-static double swav_reference(struct fixture *f, const float *const *views, int n_views, int64_t b,
-                             double t, double eps, int iters)
+/* Scores (K) of one raw sample: normalize(W x + b) . prototype_p. */
+static void ref_scores(struct fixture *f, const float *x, double *out)
 {
     const struct invar_tensor *c = invar_params_find(f->ctx.params, "swav.prototypes");
     int64_t k = c->shape[0], d = c->shape[1];
+    double z[16], nz = 0;
+    fx_features(f, x, z);
+    for (int64_t j = 0; j < d; j++)
+        nz += z[j] * z[j];
+    nz = sqrt(nz);
+    for (int64_t p = 0; p < k; p++) {
+        double dot = 0;
+        for (int64_t j = 0; j < d; j++)
+            dot += z[j] / nz * c->data[p * d + j];
+        out[p] = dot;
+    }
+}
+
+/* The SwAV loss computed independently, in the paper's orientation: Q = exp(S^T / eps)
+ * (K, B + L) over the batch and the l queued samples queue[a] (raw inputs whose features the
+ * queue holds), normalised, then rows (prototypes) to 1/K and columns (samples) to 1/(B + L),
+ * times B + L; the batch's columns are the codes. */
+static double swav_reference(struct fixture *f, const float *const *views, int n_views, int64_t b,
+                             double t, double eps, int iters, const float *const *queue, int64_t l)
+{
+    const struct invar_tensor *c = invar_params_find(f->ctx.params, "swav.prototypes");
+    int64_t k = c->shape[0], n = b + l;
     double *s = calloc((size_t)(n_views * b * k), sizeof *s); /* (V, B, K) */
-    double *q = calloc((size_t)(2 * k * b), sizeof *q);       /* (2, K, B) */
-    double z[16];
+    double *q = calloc((size_t)(2 * k * n), sizeof *q);       /* (2, K, B + L) */
+    double *row = calloc((size_t)k, sizeof *row);
     for (int v = 0; v < n_views; v++)
-        for (int64_t i = 0; i < b; i++) {
-            fx_features(f, views[v] + i * f->in, z);
-            double nz = 0;
-            for (int64_t j = 0; j < d; j++)
-                nz += z[j] * z[j];
-            nz = sqrt(nz);
-            for (int64_t p = 0; p < k; p++) {
-                double dot = 0;
-                for (int64_t j = 0; j < d; j++)
-                    dot += z[j] / nz * c->data[p * d + j];
-                s[(v * b + i) * k + p] = dot;
-            }
-        }
+        for (int64_t i = 0; i < b; i++)
+            ref_scores(f, views[v] + i * f->in, s + (v * b + i) * k);
     for (int a = 0; a < 2; a++) {
-        double *Q = q + a * k * b, tot = 0;
-        for (int64_t p = 0; p < k; p++)
-            for (int64_t i = 0; i < b; i++)
-                tot += Q[p * b + i] = exp(s[(a * b + i) * k + p] / eps);
-        for (int64_t x = 0; x < k * b; x++)
+        double *Q = q + a * k * n, tot = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (i < b)
+                memcpy(row, s + (a * b + i) * k, (size_t)k * sizeof *row);
+            else
+                ref_scores(f, queue[a] + (i - b) * f->in, row);
+            for (int64_t p = 0; p < k; p++)
+                tot += Q[p * n + i] = exp(row[p] / eps);
+        }
+        for (int64_t x = 0; x < k * n; x++)
             Q[x] /= tot;
         for (int it = 0; it < iters; it++) {
             for (int64_t p = 0; p < k; p++) {
                 double rs = 0;
-                for (int64_t i = 0; i < b; i++)
-                    rs += Q[p * b + i];
-                for (int64_t i = 0; i < b; i++)
-                    Q[p * b + i] /= rs * (double)k;
+                for (int64_t i = 0; i < n; i++)
+                    rs += Q[p * n + i];
+                for (int64_t i = 0; i < n; i++)
+                    Q[p * n + i] /= rs * (double)k;
             }
-            for (int64_t i = 0; i < b; i++) {
+            for (int64_t i = 0; i < n; i++) {
                 double cs = 0;
                 for (int64_t p = 0; p < k; p++)
-                    cs += Q[p * b + i];
+                    cs += Q[p * n + i];
                 for (int64_t p = 0; p < k; p++)
-                    Q[p * b + i] /= cs * (double)b;
+                    Q[p * n + i] /= cs * (double)n;
             }
         }
-        for (int64_t x = 0; x < k * b; x++)
-            Q[x] *= (double)b;
+        for (int64_t x = 0; x < k * n; x++)
+            Q[x] *= (double)n;
     }
     double loss = 0;
     for (int a = 0; a < 2; a++) {
@@ -252,12 +266,12 @@ static double swav_reference(struct fixture *f, const float *const *views, int n
                     lse += exp(s[(v * b + i) * k + p] / t - m);
                 lse = m + log(lse);
                 for (int64_t p = 0; p < k; p++)
-                    sub -= q[(a * k + p) * b + i] * (s[(v * b + i) * k + p] / t - lse);
+                    sub -= q[(a * k + p) * n + i] * (s[(v * b + i) * k + p] / t - lse);
             }
         }
         loss += sub / (double)b / (double)(n_views - 1);
     }
-    free(s), free(q);
+    free(s), free(q), free(row);
     return loss / 2;
 }
 
@@ -290,7 +304,7 @@ Test(objectives_cluster, swav_loss_matches_independent_computation)
         struct invar_step_info info = {0, 0, 0, 10, 0.1};
         struct invar_tensor *loss = f.ops->loss(f.obj, g, views, n_views, idx, &info);
         const float *vp[3] = {data[0], data[1], data[2]};
-        double want = swav_reference(&f, vp, n_views, B, 0.1, 0.05, 3);
+        double want = swav_reference(&f, vp, n_views, B, 0.1, 0.05, 3, NULL, 0);
         cr_assert_float_eq(loss->data[0], want, 1e-5 * fmax(1, fabs(want)),
                            "%d views: loss %.7g, reference %.7g", n_views, loss->data[0], want);
         /* the prototypes are unit vectors after init_state */
@@ -418,9 +432,19 @@ Test(objectives_cluster, swav_queue_fills_and_joins_sinkhorn)
     invar_graph_reset(g);
     f.ops->loss(f.obj, g, w, 2, idx, &info);
     f.ops->after_step(f.obj, g, &info);
-    gc_free(w[0]), gc_free(w[1]);
     invar_graph_reset(g);
     float third = f.ops->loss(f.obj, g, v, 2, idx, &info)->data[0];
+    /* the queue of view a holds view a's features of both batches */
+    float qin[2][2 * B * IN];
+    for (int a = 0; a < 2; a++) {
+        memcpy(qin[a], v[a]->data, B * IN * sizeof(float));
+        memcpy(qin[a] + B * IN, w[a]->data, B * IN * sizeof(float));
+    }
+    const float *vp[2] = {v[0]->data, v[1]->data}, *qp[2] = {qin[0], qin[1]};
+    double want = swav_reference(&f, vp, 2, B, 0.1, 0.05, 3, qp, 2 * B);
+    cr_assert_float_eq(third, want, 1e-5 * fmax(1, fabs(want)), "with queue: %.7g, reference %.7g",
+                       third, want);
+    gc_free(w[0]), gc_free(w[1]);
     cr_assert(fabsf(third - first) > 1e-6f, "full queue did not change the codes");
     invar_graph_destroy(g);
     gc_free(v[0]), gc_free(v[1]);
