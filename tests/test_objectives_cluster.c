@@ -622,3 +622,37 @@ Test(objectives_cluster, deepcluster_gradient_wrt_views)
     gc_free(v[0]), gc_free(v[1]);
     fx_close(&f);
 }
+
+Test(objectives_cluster, configuration_errors_name_the_problem)
+{
+    struct fixture f;
+    struct invar_error err = {0};
+    void *obj = NULL;
+
+    fx_open(&f, "deepcluster", DC_IN, 3);
+    ph_set(&f.obj_plugin, "k", "30");
+    f.ctx = (struct invar_objective_ctx){.dataset_size = 24,
+                                         .batch_size = 4,
+                                         .n_views = 1,
+                                         .feature_dim = 3,
+                                         .online = f.online,
+                                         .params = invar_params_create()};
+    cr_assert_eq(f.ops->create(f.obj_plugin.config, &f.ctx, &obj, &err), INVAR_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "k (30) is larger than the dataset (24)"), "%s", err.msg);
+    ph_set(&f.obj_plugin, "k", "3");
+    ph_set(&f.obj_plugin, "pca_dim", "4");
+    cr_assert_eq(f.ops->create(f.obj_plugin.config, &f.ctx, &obj, &err), INVAR_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "pca_dim (4) exceeds the feature size (3)"), "%s", err.msg);
+    fx_close(&f);
+
+    fx_open(&f, "swav", DC_IN, 3);
+    f.ctx = (struct invar_objective_ctx){.dataset_size = 24,
+                                         .batch_size = 4,
+                                         .n_views = 1,
+                                         .feature_dim = 3,
+                                         .online = f.online,
+                                         .params = invar_params_create()};
+    cr_assert_eq(f.ops->create(f.obj_plugin.config, &f.ctx, &obj, &err), INVAR_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "needs at least 2 views"), "%s", err.msg);
+    fx_close(&f);
+}
