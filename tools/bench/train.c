@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <invar/graph.h>
 #include <invar/optim.h>
@@ -262,6 +263,16 @@ static void reference_path(char *buf, size_t n)
         snprintf(buf, n, "%s/%.*s%storch_reference.py", root, dir, file, dir ? "/" : "");
 }
 
+/* $INVAR_PYTHON, else the system interpreter (Debian's python3-torch is installed for it, and
+ * a `python3` earlier in PATH, from pyenv or a venv, may not see it), else python3. */
+static const char *python(void)
+{
+    const char *env = getenv("INVAR_PYTHON");
+    if (env && *env)
+        return env;
+    return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+}
+
 /* Runs the reference and reads its `TORCH key=value ...` line into the four rates. 0 when
  * torch is not installed (the script says so) or the run failed. */
 static int run_reference(double rates[4])
@@ -272,8 +283,8 @@ static int run_reference(double rates[4])
              "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=%d "
              "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:"
              "glibc.malloc.trim_threshold=4294967296 "
-             "python3 '%s' --threads %d --batch %d --warmup %d --repeats %d",
-             THREADS, script, THREADS, BATCH, WARMUP, REPEATS);
+             "'%s' '%s' --threads %d --batch %d --warmup %d --repeats %d",
+             THREADS, python(), script, THREADS, BATCH, WARMUP, REPEATS);
     FILE *p = popen(cmd, "r");
     if (!p) {
         fprintf(stderr, "bench_train: cannot run %s\n", script);
