@@ -190,15 +190,22 @@ Test(train, moco_end_to_end_metrics)
     setup_job(&s, &rec, plugin_use("moco", 1, (const char *[]){"queue", "64", "momentum", "0.99",
                                                                 "temperature", "0.2", NULL}),
               2);
+    s.job.eval.linear_epochs = 5;
+    s.job.eval.linear_lr = 1e-2;
+    s.job.eval.linear_batch = 64;
     struct invar_result res;
     struct invar_error err = {0};
     enum invar_status st = invar_train(&s.job, &res, &err);
     cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
     cr_expect_eq(res.epochs_done, 2);
+    /* ten classes: chance is 10 %; even these features carry the class well above it */
+    cr_expect(res.linear_top1 > 25 && res.linear_top1 <= 100, "linear probe %.1f %%",
+              res.linear_top1);
+    cr_expect(res.knn_top1 > 25, "kNN %.1f %%", res.knn_top1);
+    cr_expect_eq(count_metric(&rec, "linear_top1"), 1);
     cr_expect(isfinite(res.final_loss) && res.final_loss > 0);
     cr_expect(res.knn_top1 >= 0 && res.knn_top1 <= 100);
     cr_expect(res.knn_top5 >= res.knn_top1 && res.knn_top5 <= 100);
-    cr_expect_eq(res.linear_top1, -1, "no linear probe was asked for");
     /* per epoch: loss, lr, img_per_s; kNN after epoch 1 (monitor) and at the end */
     cr_expect_eq(count_metric(&rec, "loss"), 2);
     cr_expect_eq(count_metric(&rec, "lr"), 2);
@@ -213,6 +220,9 @@ Test(train, moco_end_to_end_metrics)
         if (strcmp(rec.m[i].key, "img_per_s") == 0 ||
             (strcmp(rec.m[i].key, "lr") == 0 && rec.m[i].epoch == 0))
             cr_expect_gt(rec.m[i].value, 0, "%s = %g", rec.m[i].key, rec.m[i].value);
+        if (strcmp(rec.m[i].key, "collapse_std") == 0) /* healthy: about 1/sqrt(16) */
+            cr_expect(rec.m[i].value > 0.02 && rec.m[i].value < 1, "collapse_std %g",
+                      rec.m[i].value);
         if (strcmp(rec.m[i].key, "loss") == 0)
             cr_expect_eq(rec.m[i].step, 8 * (rec.m[i].epoch + 1), "loss logged at step %lld",
                          (long long)rec.m[i].step);
