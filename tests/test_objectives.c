@@ -136,13 +136,13 @@ static struct invar_tensor *view(struct invar_graph *g, int64_t b, const float *
 }
 
 /* normalize(W x + b) in double */
-static void embed(const float w[D][F], const float b[D], const float *x, double out[D])
+static void embed(const float *w, const float *b, const float *x, double out[D])
 {
     double ss = 0;
     for (int o = 0; o < D; o++) {
         out[o] = b[o];
         for (int i = 0; i < F; i++)
-            out[o] += (double)w[o][i] * x[i];
+            out[o] += (double)w[o * F + i] * x[i];
         ss += out[o] * out[o];
     }
     for (int o = 0; o < D; o++)
@@ -295,8 +295,8 @@ Test(objectives, moco_loss_matches_infonce_and_ema_is_exact)
     double want = 0;
     for (int b = 0; b < 2; b++) {
         double q[D], k[D], logits[4];
-        embed(wq, bq, x0 + b * F, q);
-        embed(wk, bk, x1 + b * F, k);
+        embed(wq[0], bq, x0 + b * F, q);
+        embed(wk[0], bk, x1 + b * F, k);
         logits[0] = 0;
         for (int j = 0; j < D; j++)
             logits[0] += q[j] * k[j];
@@ -377,7 +377,7 @@ Test(objectives, moco_queue_wraps_around_when_k_is_not_a_multiple_of_b)
             bf[o] = (float)(bk[o] = 0.5 * bk[o] + 0.5 * bq[o]);
         }
         for (int b = 0; b < 2; b++)
-            embed(wf, bf, x + b * F, keys[s][b]);
+            embed(wf[0], bf, x + b * F, keys[s][b]);
     }
     /* rows 0,1 <- step 0; rows 2,3 <- step 1; rows 4,0 <- step 2 (wrap-around) */
     static const int src_step[5] = {2, 0, 1, 1, 2}, src_row[5] = {1, 1, 0, 1, 0};
@@ -392,6 +392,63 @@ Test(objectives, moco_queue_wraps_around_when_k_is_not_a_multiple_of_b)
     int64_t ptr;
     memcpy(&ptr, mem_find(&io, "moco.ptr", sizeof ptr), sizeof ptr);
     cr_expect_eq(ptr, 1, "queue pointer %lld after 6 keys in a queue of 5", (long long)ptr);
+    invar_graph_destroy(g);
+    harness_close(&h);
+}
+
+/* symmetric: both directions against the same queue, averaged; 2B = 4 keys enqueued into a
+ * queue of 3, the keys of view 1 (first direction) first, so the last one wraps to row 0. */
+Test(objectives, moco_symmetric_loss_and_enqueue)
+{
+    struct harness h;
+    harness_open(&h, "moco",
+                 (const char *[]){"queue", "3", "momentum", "1", "temperature", "0.5",
+                                  "symmetric", "true", NULL},
+                 10, 2, 2);
+    struct invar_encoder *key = moco_key_encoder(&h);
+    set_linear(h.online, wq, bq);
+    set_linear(key, wk0, bk0); /* momentum 1: the key encoder keeps these */
+    struct invar_tensor *queue = invar_params_find(h.ctx.params, "moco.queue");
+    static const float qv[3][D] = {{0.0f, 0.0f, 1.0f}, {0.8f, -0.6f, 0.0f}, {0.0f, 1.0f, 0.0f}};
+    memcpy(queue->data, qv, sizeof qv);
+    static const float x0[2 * F] = {0.2f, -1.0f, 1.3f, 0.4f};
+    static const float x1[2 * F] = {-0.6f, 0.8f, 0.5f, 1.5f};
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    struct invar_tensor *views[2] = {view(g, 2, x0), view(g, 2, x1)};
+    int64_t idx[2] = {0, 1};
+    struct invar_step_info info = {0};
+    struct invar_tensor *loss = h.ops->loss(h.obj, g, views, 2, idx, &info);
+    double want = 0, keys[2][2][D]; /* [direction][row] */
+    for (int dir = 0; dir < 2; dir++)
+        for (int b = 0; b < 2; b++) {
+            const float *xq = (dir ? x1 : x0) + b * F, *xk = (dir ? x0 : x1) + b * F;
+            double q[D], logits[4];
+            embed(wq[0], bq, xq, q);
+            embed(wk0[0], bk0, xk, keys[dir][b]);
+            logits[0] = 0;
+            for (int j = 0; j < D; j++)
+                logits[0] += q[j] * keys[dir][b][j];
+            for (int r = 0; r < 3; r++)
+                logits[1 + r] = dot(q, qv[r]);
+            for (int r = 0; r < 4; r++)
+                logits[r] /= 0.5;
+            want += nll(logits, 4, 0) / 4;
+        }
+    cr_expect_float_eq(loss->data[0], want, 1e-5, "symmetric loss %.7g, want %.7g",
+                       loss->data[0], want);
+    h.ops->after_step(h.obj, g, &info);
+    /* keys in order: dir0 row0 -> 0 (overwritten), dir0 row1 -> 1, dir1 row0 -> 2, dir1 row1 -> 0 */
+    static const int src_dir[3] = {1, 0, 1}, src_row[3] = {1, 1, 0};
+    for (int r = 0; r < 3; r++)
+        for (int j = 0; j < D; j++)
+            cr_expect_float_eq(queue->data[r * D + j], keys[src_dir[r]][src_row[r]][j], 1e-5,
+                               "queue row %d col %d", r, j);
+    struct mem_io io;
+    mem_io_init(&io);
+    cr_assert_eq(h.ops->save(h.obj, &io.io), INVAR_OK);
+    int64_t ptr;
+    memcpy(&ptr, mem_find(&io, "moco.ptr", sizeof ptr), sizeof ptr);
+    cr_expect_eq(ptr, 1);
     invar_graph_destroy(g);
     harness_close(&h);
 }
@@ -463,7 +520,7 @@ Test(objectives, instdisc_nonparametric_loss_and_bank_update)
     struct invar_tensor *loss = h.ops->loss(h.obj, g, views, 1, idx, &info);
     double want = 0, v[2][D];
     for (int b = 0; b < 2; b++) {
-        embed(wq, bq, xa + b * F, v[b]);
+        embed(wq[0], bq, xa + b * F, v[b]);
         double logits[N];
         for (int j = 0; j < N; j++)
             logits[j] = dot(v[b], bank0[j]) / 0.1;
@@ -515,7 +572,7 @@ Test(objectives, instdisc_parametric_loss)
     double want = 0;
     for (int b = 0; b < 2; b++) {
         double v[D], logits[N];
-        embed(wq, bq, xb + b * F, v);
+        embed(wq[0], bq, xb + b * F, v);
         for (int r = 0; r < N; r++)
             logits[r] = dot(v, wc[r]) / 0.5;
         want += nll(logits, N, (int)idx[b]) / 2;
@@ -557,7 +614,7 @@ Test(objectives, instdisc_nce_normaliser_and_loss)
         nce_noise(&rng, noise, K);
         double v[B][D], spos[B], sneg[B][K];
         for (int b = 0; b < B; b++) {
-            embed(wq, bq, x + b * F, v[b]);
+            embed(wq[0], bq, x + b * F, v[b]);
             spos[b] = dot(v[b], bank0[idx[b]]);
             for (int j = 0; j < K; j++)
                 sneg[b][j] = dot(v[b], bank0[noise[j]]);
