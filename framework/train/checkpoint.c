@@ -185,7 +185,8 @@ enum invar_status ckpt_get(struct ckpt_reader *r, const char *name, void *data, 
                                        "different configuration?)",
                                        r->path, name, (unsigned long long)r->sec[i].bytes,
                                        bytes);
-            memcpy(data, r->sec[i].data, bytes);
+            if (bytes) /* an empty section may come with data == NULL (SGD without momentum) */
+                memcpy(data, r->sec[i].data, bytes);
             return INVAR_OK;
         }
     return invar_error_set(r->err, INVAR_ERR_FORMAT, "%s: no section %s", r->path, name);
