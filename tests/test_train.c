@@ -233,7 +233,7 @@ Test(train, moco_end_to_end_metrics)
 /* 2 epochs in one go (checkpoint a), and the same job stopped in the middle of epoch 2 then
  * resumed from its end-of-epoch-1 checkpoint (checkpoint b): same final checkpoint bytes, same
  * epoch-2 metrics and results, bit for bit. */
-static void resume_exactness(struct invar_plugin_use objective, int n_views)
+static void resume_exactness(struct invar_plugin_use objective, int n_views, double momentum)
 {
     struct setup s;
     struct record a, b;
@@ -241,11 +241,13 @@ static void resume_exactness(struct invar_plugin_use objective, int n_views)
     struct invar_result ra, rb;
 
     setup_job(&s, &a, objective, n_views);
+    s.job.optim.momentum = momentum;
     s.job.checkpoint_path = tmp_path("a.ckpt");
     enum invar_status st = invar_train(&s.job, &ra, &err);
     cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
 
     setup_job(&s, &b, objective, n_views);
+    s.job.optim.momentum = momentum;
     s.job.checkpoint_path = tmp_path("b.ckpt");
     b.stop_epoch = 1;
     b.stop_step = 3;
@@ -255,6 +257,7 @@ static void resume_exactness(struct invar_plugin_use objective, int n_views)
 
     struct record c;
     setup_job(&s, &c, objective, n_views);
+    s.job.optim.momentum = momentum;
     s.job.checkpoint_path = tmp_path("b.ckpt");
     s.job.resume = 1;
     st = invar_train(&s.job, &rb, &err);
@@ -304,16 +307,17 @@ Test(train, resume_is_exact_moco)
     /* K = 40 is not a multiple of the batch: the queue pointer is mid-queue at the checkpoint */
     resume_exactness(plugin_use("moco", 1, (const char *[]){"queue", "40", "momentum", "0.9",
                                                              NULL}),
-                     2);
+                     2, 0.9);
 }
 
 Test(train, resume_is_exact_instdisc_nce)
 {
     if (!have_fmnist())
         cr_skip_test("Fashion-MNIST is not installed in " FMNIST);
+    /* plain SGD: an optimizer without state must resume too */
     resume_exactness(plugin_use("instdisc", 1,
                                 (const char *[]){"softmax", "nce", "nce_k", "32", NULL}),
-                     1);
+                     1, 0);
 }
 
 Test(train, moco_momentum_zero_finishes_or_diverges)
