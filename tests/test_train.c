@@ -357,3 +357,60 @@ Test(train, stop_flag_interrupts)
     cr_expect_eq(rec.progress_calls, 2, "stopped after %d steps, want 2", rec.progress_calls);
     cr_expect(strstr(err.msg, "interrupted") != NULL, "%s", err.msg);
 }
+
+/* A checkpoint that was damaged, or written by a different configuration, is refused with a
+ * status and a message naming the file; an intact one is accepted. */
+Test(train, damaged_or_foreign_checkpoints_are_refused)
+{
+    if (!have_fmnist())
+        cr_skip_test("Fashion-MNIST is not installed in " FMNIST);
+    struct setup s;
+    struct record rec;
+    struct invar_result res;
+    struct invar_error err = {0};
+    const char *path = tmp_path("a.ckpt");
+    setup_job(&s, &rec, plugin_use("moco", 1, (const char *[]){"queue", "40", NULL}), 2);
+    s.job.epochs = 1;
+    s.job.checkpoint_path = path;
+    cr_assert_eq(invar_train(&s.job, &res, &err), INVAR_OK, "%s", err.msg);
+    size_t n;
+    unsigned char *good = read_all(path, &n);
+
+    /* intact: nothing left to train, evaluation only */
+    s.job.resume = 1;
+    enum invar_status st = invar_train(&s.job, &res, &err);
+    cr_expect_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
+
+    /* one flipped byte in the middle of the weights */
+    unsigned char *bad = malloc(n);
+    memcpy(bad, good, n);
+    bad[n / 2] ^= 0x40;
+    FILE *f = fopen(path, "wb");
+    fwrite(bad, 1, n, f);
+    fclose(f);
+    st = invar_train(&s.job, &res, &err);
+    cr_expect_eq(st, INVAR_ERR_FORMAT, "%s: %s", invar_status_str(st), err.msg);
+    cr_expect(strstr(err.msg, path) && strstr(err.msg, "checksum"), "%s", err.msg);
+
+    /* truncated */
+    f = fopen(path, "wb");
+    fwrite(good, 1, n - 5, f);
+    fclose(f);
+    st = invar_train(&s.job, &res, &err);
+    cr_expect_eq(st, INVAR_ERR_FORMAT, "%s: %s", invar_status_str(st), err.msg);
+    cr_expect(strstr(err.msg, path) != NULL, "%s", err.msg);
+
+    /* intact, but for a queue of 40 keys, not 41 */
+    f = fopen(path, "wb");
+    fwrite(good, 1, n, f);
+    fclose(f);
+    setup_job(&s, &rec, plugin_use("moco", 1, (const char *[]){"queue", "41", NULL}), 2);
+    s.job.epochs = 1;
+    s.job.checkpoint_path = path;
+    s.job.resume = 1;
+    st = invar_train(&s.job, &res, &err);
+    cr_expect_eq(st, INVAR_ERR_FORMAT, "%s: %s", invar_status_str(st), err.msg);
+    cr_expect(strstr(err.msg, "objective") != NULL, "%s", err.msg);
+    free(bad);
+    free(good);
+}
