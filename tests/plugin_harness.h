@@ -92,7 +92,9 @@ static inline void ph_open(struct ph_plugin *p, const char *kind_dir, const char
     snprintf(path, sizeof path, "%s/plugins/%s/%s.so", root, kind_dir, name);
     p->so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     cr_assert_not_null(p->so, "dlopen %s: %s", path, dlerror());
-    invar_plugin_entry_fn entry = (invar_plugin_entry_fn)dlsym(p->so, INVAR_PLUGIN_ENTRY_SYMBOL);
+    invar_plugin_entry_fn entry;
+    void *sym = dlsym(p->so, INVAR_PLUGIN_ENTRY_SYMBOL);
+    memcpy(&entry, &sym, sizeof entry); /* POSIX: dlsym's result is callable */
     cr_assert_not_null(entry, "%s has no entry symbol", path);
     const struct invar_plugin *const *table = entry();
     p->desc = NULL;

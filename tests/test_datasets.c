@@ -78,7 +78,8 @@ static void fx_write_gz(const char *rel, const void *data, size_t n)
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+    p[3] = (uint8_t)v;
 }
 
 /* Opens a split of the plugin with its current config. */
@@ -112,7 +113,10 @@ static void expect_open_error(struct ph_plugin *p, const char *split, enum invar
 #define IDX_H 2
 #define IDX_W 3
 
-static uint8_t idx_pixel(int i, int p) { return (uint8_t)(i * 97 + p * 41 + (p == 0 ? 255 : 0)); }
+static uint8_t idx_pixel(int i, int p)
+{
+    return (uint8_t)(i * 97 + p * 41 + (p == 0 ? 255 : 0));
+}
 
 /* An IDX images file of n images (H, W), payload cut to keep bytes. */
 static size_t idx_images(uint8_t *buf, uint32_t magic, int n)
@@ -224,12 +228,23 @@ Test(datasets, idx_truncated_images_plain_and_gzip)
                       "expected 34 bytes, file ends after 29");
     expect_open_error(&p, "test", INVAR_ERR_FORMAT, "t10k-images-idx3-ubyte.gz",
                       "file ends after 10");
+    // A gzip stream itself cut short (no trailer): zlib reports it, we name the file.
+    fx_write_gz("mnist/t10k-images-idx3-ubyte.gz", img, ni);
+    FILE *f = fopen(fx_path("mnist/t10k-images-idx3-ubyte.gz"), "r+b");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long gz_size = ftell(f);
+    cr_assert_eq(ftruncate(fileno(f), gz_size - 6), 0); // inside the CRC/size trailer
+    expect_open_error(&p, "test", INVAR_ERR_FORMAT, "t10k-images-idx3-ubyte.gz", "cut short");
+    cr_assert_eq(ftruncate(fileno(f), gz_size / 2), 0); // inside the compressed data
+    fclose(f);
+    expect_open_error(&p, "test", INVAR_ERR_FORMAT, "t10k-images-idx3-ubyte.gz", "cut short");
     ph_close(&p);
 }
 
 Test(datasets, idx_extra_bytes_and_corrupt_gzip)
 {
-    uint8_t img[4096], lab[64];
+    uint8_t img[4096] = {0}, lab[64];
     size_t ni = idx_images(img, 0x00000803, IDX_N), nl = idx_labels(lab, IDX_N, idx_good_labels);
     fx_write("mnist/train-images-idx3-ubyte", img, ni + 1);
     fx_write("mnist/train-labels-idx1-ubyte", lab, nl);
@@ -332,7 +347,10 @@ Test(datasets, idx_real_fashion_mnist)
 
 /* ---- cifar -------------------------------------------------------------------------------- */
 
-static uint8_t cifar_pixel(int rec, int p) { return (uint8_t)(rec * 31 + p * 7 + p / 1024); }
+static uint8_t cifar_pixel(int rec, int p)
+{
+    return (uint8_t)(rec * 31 + p * 7 + p / 1024);
+}
 
 /* n records starting at global record number first; label bytes from the labels array. */
 static void cifar_batch(const char *rel, int first, int n, int label_bytes, const uint8_t *labels)
@@ -463,7 +481,10 @@ static void fx_png(const char *rel, int w, int h, int c, const uint8_t *hwc)
     cr_assert(png_image_write_to_file(&im, fx_path(rel), 0, hwc, 0, NULL), "%s", im.message);
 }
 
-static uint8_t img_value(int file, int y, int x, int ch) { return (uint8_t)(file * 50 + y * 20 + x * 7 + ch * 90); }
+static uint8_t img_value(int file, int y, int x, int ch)
+{
+    return (uint8_t)(file * 50 + y * 20 + x * 7 + ch * 90);
+}
 
 /* RGB image number `file`, 3 wide and 2 high. */
 static void fx_rgb(const char *rel, int file)
@@ -561,6 +582,23 @@ Test(datasets, images_gray_and_channel_conversion)
     ph_set(&p, "channels", "2");
     expect_open_error(&p, "train", INVAR_ERR_CONFIG, "channels", NULL);
     ph_close(&p);
+
+    // RGBA: an opaque pixel keeps its colour, a transparent one becomes black.
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = 2, im.height = 1, im.format = PNG_FORMAT_RGBA;
+    const uint8_t rgba[8] = {10, 20, 30, 255, 200, 210, 220, 0};
+    cr_assert(png_image_write_to_file(&im, fx_path("alpha/k/a.png"), 0, rgba, 0, NULL));
+    images_plugin(&p, "alpha");
+    ph_set(&p, "split_dirs", "false");
+    cr_assert_eq(ds_open(&p, "train", &h, &info, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(p.desc->ops.dataset->read(h, 0, out, &label, &err), INVAR_OK);
+    const float want[6] = {10 / 255.0f, 0, 20 / 255.0f, 0, 30 / 255.0f, 0}; // (3, 1, 2)
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(out[i], want[i], "value %d: %g", i, out[i]);
+    p.desc->ops.dataset->close(h);
+    ph_close(&p);
 }
 
 Test(datasets, images_wrong_size_bad_png_and_missing)
@@ -596,5 +634,397 @@ Test(datasets, images_wrong_size_bad_png_and_missing)
     fclose(f);
     images_plugin(&p, "cut");
     expect_open_error(&p, "train", INVAR_ERR_FORMAT, "cut/train/a/1.png", NULL);
+    ph_close(&p);
+}
+
+/* ---- sequences ---------------------------------------------------------------------------- */
+
+/* A version-1 .npy file: magic, header dict padded with spaces to a multiple of 64, payload. */
+static void fx_npy(const char *rel, const char *dict, const void *data, size_t n)
+{
+    size_t dl = strlen(dict), total = (10 + dl + 1 + 63) / 64 * 64;
+    uint8_t *buf = malloc(total + n);
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (uint8_t)((total - 10) & 0xff), buf[9] = (uint8_t)((total - 10) >> 8);
+    memcpy(buf + 10, dict, dl);
+    memset(buf + 10 + dl, ' ', total - 10 - dl - 1);
+    buf[total - 1] = '\n';
+    if (n)
+        memcpy(buf + total, data, n);
+    fx_write(rel, buf, total + n);
+    free(buf);
+}
+
+#define SQ_N 5
+#define SQ_C 2
+#define SQ_T 3
+
+static float sq_value(int i, int c, int t)
+{
+    return (float)(i * 100 + c * 10 + t) * 0.5f - 7.25f;
+}
+
+static const int64_t sq_labels[SQ_N] = {2, 0, 1, 2, 0};
+
+/* Samples as float32 or float64 and labels as int64 or int32. */
+static void sq_fixture(const char *xrel, const char *yrel, int f8, int i4)
+{
+    double xd[SQ_N * SQ_C * SQ_T];
+    float xf[SQ_N * SQ_C * SQ_T];
+    for (int i = 0; i < SQ_N; i++)
+        for (int c = 0; c < SQ_C; c++)
+            for (int t = 0; t < SQ_T; t++)
+                xd[(i * SQ_C + c) * SQ_T + t] = xf[(i * SQ_C + c) * SQ_T + t] = sq_value(i, c, t);
+    char dict[128];
+    snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%d, %d, %d), }",
+             f8 ? "<f8" : "<f4", SQ_N, SQ_C, SQ_T);
+    fx_npy(xrel, dict, f8 ? (void *)xd : (void *)xf, f8 ? sizeof xd : sizeof xf);
+    int32_t y4[SQ_N];
+    for (int i = 0; i < SQ_N; i++)
+        y4[i] = (int32_t)sq_labels[i];
+    // Keys in another order and double quotes: still a valid Python dict.
+    snprintf(dict, sizeof dict, "{\"shape\": (%d,), \"fortran_order\": False, \"descr\": \"%s\"}",
+             SQ_N, i4 ? "<i4" : "<i8");
+    fx_npy(yrel, dict, i4 ? (void *)y4 : (void *)sq_labels, i4 ? sizeof y4 : sizeof sq_labels);
+}
+
+static void sq_plugin(struct ph_plugin *p, const char *x, const char *y)
+{
+    ph_open(p, "datasets", "sequences");
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmp, x);
+    ph_set(p, "path", path);
+    snprintf(path, sizeof path, "%s/%s", tmp, y);
+    ph_set(p, "labels", path);
+}
+
+/* Reads every sample of a split and checks it against fixture samples want[0..n). */
+static void sq_expect(struct ph_plugin *p, const char *split, int n, const int *want, int classes)
+{
+    void *h;
+    struct invar_dataset_info info;
+    struct invar_error err;
+    cr_assert_eq(ds_open(p, split, &h, &info, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(info.count, n);
+    cr_assert_eq(info.shape[0], SQ_C);
+    cr_assert_eq(info.shape[1], 1);
+    cr_assert_eq(info.shape[2], SQ_T);
+    cr_assert_eq(info.is_sequence, 1);
+    cr_assert_eq(info.num_classes, classes);
+    for (int k = 0; k < n; k++) {
+        float out[SQ_C * SQ_T];
+        int32_t label;
+        cr_assert_eq(p->desc->ops.dataset->read(h, k, out, &label, &err), INVAR_OK);
+        cr_assert_eq(label, sq_labels[want[k]]);
+        for (int c = 0; c < SQ_C; c++)
+            for (int t = 0; t < SQ_T; t++)
+                cr_assert_eq(out[c * SQ_T + t], sq_value(want[k], c, t));
+    }
+    p->desc->ops.dataset->close(h);
+}
+
+Test(datasets, sequences_fraction_split_f4_i8)
+{
+    sq_fixture("sq/x.npy", "sq/y.npy", 0, 0);
+    struct ph_plugin p;
+    sq_plugin(&p, "sq/x.npy", "sq/y.npy");
+    // f = 0.4 over 5 samples: floor((i+1)*0.4) steps up at i = 2 and i = 4.
+    ph_set(&p, "test_fraction", "0.4");
+    sq_expect(&p, "train", 3, (int[]){0, 1, 3}, 3);
+    sq_expect(&p, "test", 2, (int[]){2, 4}, 3);
+    ph_set(&p, "classes", "7");
+    sq_expect(&p, "test", 2, (int[]){2, 4}, 7);
+    ph_set(&p, "classes", "2"); // sample 0 has label 2
+    expect_open_error(&p, "train", INVAR_ERR_FORMAT, "sq/y.npy",
+                      "label 2 of sample 0 is not below classes (2)");
+    ph_close(&p);
+}
+
+Test(datasets, sequences_separate_files_f8_i4)
+{
+    sq_fixture("sq/x.npy", "sq/y.npy", 1, 1);
+    sq_fixture("sq/tx.npy", "sq/ty.npy", 0, 1);
+    struct ph_plugin p;
+    sq_plugin(&p, "sq/x.npy", "sq/y.npy");
+    char path[512];
+    snprintf(path, sizeof path, "%s/sq/tx.npy", tmp);
+    ph_set(&p, "test_path", path);
+    snprintf(path, sizeof path, "%s/sq/ty.npy", tmp);
+    ph_set(&p, "test_labels", path);
+    const int all[SQ_N] = {0, 1, 2, 3, 4};
+    sq_expect(&p, "train", SQ_N, all, 3);
+    sq_expect(&p, "test", SQ_N, all, 3);
+    // Train's class count covers a class (5) that only the test labels hold, and vice versa.
+    const int64_t y5[SQ_N] = {2, 0, 1, 5, 0}, y1[SQ_N] = {0, 1, 0, 1, 0};
+    fx_npy("sq/ty.npy", "{'descr': '<i8', 'fortran_order': False, 'shape': (5,), }", y5, sizeof y5);
+    void *h;
+    struct invar_dataset_info info;
+    struct invar_error err;
+    cr_assert_eq(ds_open(&p, "train", &h, &info, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(info.num_classes, 6);
+    p.desc->ops.dataset->close(h);
+    fx_npy("sq/ty.npy", "{'descr': '<i8', 'fortran_order': False, 'shape': (5,), }", y1, sizeof y1);
+    cr_assert_eq(ds_open(&p, "test", &h, &info, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(info.num_classes, 3);
+    p.desc->ops.dataset->close(h);
+    ph_set(&p, "test_labels", "");
+    expect_open_error(&p, "train", INVAR_ERR_CONFIG, "test_labels", NULL);
+    ph_close(&p);
+}
+
+Test(datasets, sequences_bad_files)
+{
+    sq_fixture("sq/x.npy", "sq/y.npy", 0, 0);
+    float x[SQ_N * SQ_C * SQ_T] = {0};
+    int64_t y[SQ_N] = {0, 1, 2, 3, -1};
+    struct ph_plugin p;
+    const struct {
+        const char *dict; // NULL: the good fixture
+        size_t bytes;
+        const char *ydict;
+        const char *piece;
+    } cases[] = {
+        {"{'descr': '<f4', 'fortran_order': True, 'shape': (5, 2, 3), }", sizeof x, NULL,
+         "fortran_order is True"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (5, 2, 3), ", sizeof x, NULL,
+         "bad .npy header"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (5, 2, x), }", sizeof x, NULL,
+         "non-integer"},
+        {"{'descr': '<f4', 'fortran_order': False}", sizeof x, NULL, "required"},
+        {"{'descr': '>f4', 'fortran_order': False, 'shape': (5, 2, 3), }", sizeof x, NULL,
+         "dtype '>f4'"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (5, 2, 3), 'x': 1}", sizeof x, NULL,
+         "key 'x'"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (5, 2, 3), }", sizeof x - 4, NULL,
+         "truncated"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (5, 6), }", sizeof x, NULL,
+         "(N, C, T)"},
+        {"{'descr': '<i4', 'fortran_order': False, 'shape': (5, 2, 3), }", sizeof x, NULL,
+         "float array"},
+        {NULL, 0, "{'descr': '<i8', 'fortran_order': False, 'shape': (5,), }", "label -1"},
+        {NULL, 0, "{'descr': '<i8', 'fortran_order': False, 'shape': (4,), }", "trailing bytes"},
+        {NULL, 0, "{'descr': '<f8', 'fortran_order': False, 'shape': (5,), }", "integer array"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const char *xf = cases[k].dict ? "bad/x.npy" : "sq/x.npy";
+        const char *yf = cases[k].ydict ? "bad/y.npy" : "sq/y.npy";
+        if (cases[k].dict)
+            fx_npy(xf, cases[k].dict, x, cases[k].bytes);
+        if (cases[k].ydict)
+            fx_npy(yf, cases[k].ydict, y, sizeof y);
+        sq_plugin(&p, xf, yf);
+        expect_open_error(&p, "train", INVAR_ERR_FORMAT, cases[k].dict ? xf : yf, cases[k].piece);
+        ph_close(&p);
+    }
+    // Not a .npy at all, a NaN sample, and a missing labels file.
+    static const char zip[] = "PK\x03\x04 zip, not npy";
+    fx_write("bad/x.npy", zip, sizeof zip - 1);
+    sq_plugin(&p, "bad/x.npy", "sq/y.npy");
+    expect_open_error(&p, "train", INVAR_ERR_FORMAT, "bad/x.npy", "magic");
+    ph_close(&p);
+    x[7] = NAN; // sample 1, channel 0, step 1
+    fx_npy("bad/x.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (5, 2, 3), }", x,
+           sizeof x);
+    sq_plugin(&p, "bad/x.npy", "sq/y.npy");
+    ph_set(&p, "test_fraction", "0");
+    expect_open_error(&p, "train", INVAR_ERR_FORMAT, "sample 1", "channel 0, step 1");
+    ph_close(&p);
+    sq_plugin(&p, "sq/x.npy", "sq/missing.npy");
+    expect_open_error(&p, "test", INVAR_ERR_NOT_FOUND, "sq/missing.npy", NULL);
+    ph_close(&p);
+}
+
+/* ---- synthetic ---------------------------------------------------------------------------- */
+
+static void syn_open(struct ph_plugin *p, const char *split, void **h,
+                     struct invar_dataset_info *info)
+{
+    struct invar_error err;
+    cr_assert_eq(ds_open(p, split, h, info, &err), INVAR_OK, "%s", err.msg);
+}
+
+/* Orientation in [0, pi) of the intensity's principal axis, from second moments. */
+static double principal_angle(const float *im, int n)
+{
+    double m = 0, mx = 0, my = 0;
+    for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++)
+            m += im[y * n + x], mx += x * im[y * n + x], my += y * im[y * n + x];
+    mx /= m, my /= m;
+    double u20 = 0, u02 = 0, u11 = 0;
+    for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++) {
+            double w = im[y * n + x], dx = x - mx, dy = y - my;
+            u20 += w * dx * dx, u02 += w * dy * dy, u11 += w * dx * dy;
+        }
+    double a = 0.5 * atan2(2 * u11, u20 - u02);
+    return a < 0 ? a + M_PI : a;
+}
+
+Test(datasets, synthetic_images_bars_follow_their_class)
+{
+    struct ph_plugin p;
+    ph_open(&p, "datasets", "synthetic");
+    ph_set(&p, "noise", "0");
+    ph_set(&p, "train_count", "64");
+    void *h;
+    struct invar_dataset_info info;
+    syn_open(&p, "train", &h, &info);
+    cr_assert_eq(info.count, 64);
+    cr_assert_eq(info.shape[0], 1);
+    cr_assert_eq(info.shape[1], 28);
+    cr_assert_eq(info.shape[2], 28);
+    cr_assert_eq(info.num_classes, 4);
+    cr_assert_eq(info.is_sequence, 0);
+    float im[28 * 28];
+    struct invar_error err;
+    for (int i = 0; i < 64; i++) {
+        int32_t label;
+        cr_assert_eq(p.desc->ops.dataset->read(h, i, im, &label, &err), INVAR_OK);
+        cr_assert_eq(label, i % 4);
+        float hi = 0;
+        for (int k = 0; k < 28 * 28; k++) {
+            cr_assert(im[k] >= 0.0f && im[k] <= 1.0f);
+            hi = fmaxf(hi, im[k]);
+        }
+        cr_assert(hi >= 0.6f, "sample %d has no bar (max %g)", i, hi);
+        // Class k is a bar at k * 45 degrees, jittered by at most 11.25 degrees.
+        double want = label * M_PI / 4, got = principal_angle(im, 28);
+        double diff = fabs(got - want);
+        diff = fmin(diff, M_PI - diff);
+        cr_assert(diff < M_PI / 16 + 0.08, "sample %d: angle %.3f, class angle %.3f", i, got, want);
+    }
+    p.desc->ops.dataset->close(h);
+    ph_close(&p);
+}
+
+/* Dominant whole number of cycles in x (T) among 1..kmax, by a direct DFT. */
+static int dominant_cycles(const float *x, int t_len, int kmax)
+{
+    int best = 0;
+    double best_p = -1;
+    for (int k = 1; k <= kmax; k++) {
+        double re = 0, im = 0;
+        for (int t = 0; t < t_len; t++)
+            re += x[t] * cos(2 * M_PI * k * t / t_len), im -= x[t] * sin(2 * M_PI * k * t / t_len);
+        if (re * re + im * im > best_p)
+            best_p = re * re + im * im, best = k;
+    }
+    return best;
+}
+
+Test(datasets, synthetic_sequences_frequency_follows_class)
+{
+    struct ph_plugin p;
+    ph_open(&p, "datasets", "synthetic");
+    ph_set(&p, "kind", "sequences");
+    ph_set(&p, "channels", "3");
+    ph_set(&p, "classes", "5");
+    ph_set(&p, "length", "64");
+    ph_set(&p, "test_count", "40");
+    void *h;
+    struct invar_dataset_info info;
+    syn_open(&p, "test", &h, &info);
+    cr_assert_eq(info.count, 40);
+    cr_assert_eq(info.shape[0], 3);
+    cr_assert_eq(info.shape[1], 1);
+    cr_assert_eq(info.shape[2], 64);
+    cr_assert_eq(info.is_sequence, 1);
+    cr_assert_eq(info.num_classes, 5);
+    float x[3 * 64];
+    struct invar_error err;
+    for (int i = 0; i < 40; i++) {
+        int32_t label;
+        cr_assert_eq(p.desc->ops.dataset->read(h, i, x, &label, &err), INVAR_OK);
+        cr_assert_eq(label, i % 5);
+        for (int ch = 0; ch < 3; ch++)
+            cr_assert_eq(dominant_cycles(x + ch * 64, 64, 10), label + 1, "sample %d channel %d", i,
+                         ch);
+    }
+    p.desc->ops.dataset->close(h);
+    ph_set(&p, "length", "23"); // 5 classes need at least 24 steps
+    expect_open_error(&p, "train", INVAR_ERR_CONFIG, "length 23", NULL);
+    ph_set(&p, "kind", "images");
+    ph_set(&p, "channels", "2");
+    expect_open_error(&p, "train", INVAR_ERR_CONFIG, "channels", NULL);
+    ph_close(&p);
+}
+
+struct syn_job {
+    const struct ph_plugin *p;
+    void *h;
+    int first;
+    float *out; // (64, 3, 16, 16)
+    int ok;
+};
+
+static void *syn_worker(void *arg)
+{
+    struct syn_job *j = arg;
+    struct invar_error err;
+    j->ok = 1;
+    // Each worker reads every sample, starting at a different one, so reads overlap.
+    for (int k = 0; k < 64; k++) {
+        int i = (j->first + k) % 64;
+        int32_t label;
+        if (j->p->desc->ops.dataset->read(j->h, i, j->out + i * 768, &label, &err) != INVAR_OK ||
+            label != i % 4)
+            j->ok = 0;
+    }
+    return NULL;
+}
+
+Test(datasets, synthetic_deterministic_and_thread_safe)
+{
+    struct ph_plugin p;
+    ph_open(&p, "datasets", "synthetic");
+    ph_set(&p, "channels", "3");
+    ph_set(&p, "size", "16");
+    ph_set(&p, "train_count", "64");
+    ph_set(&p, "test_count", "64");
+    ph_set(&p, "seed", "7");
+    void *h, *h2, *ht;
+    struct invar_dataset_info info;
+    syn_open(&p, "train", &h, &info);
+    syn_open(&p, "train", &h2, &info);
+    syn_open(&p, "test", &ht, &info);
+    static float serial[64 * 768], other[64 * 768], test[768];
+    struct invar_error err;
+    int32_t label;
+    for (int i = 0; i < 64; i++) {
+        cr_assert_eq(p.desc->ops.dataset->read(h, i, serial + i * 768, &label, &err), INVAR_OK);
+        cr_assert_eq(p.desc->ops.dataset->read(h2, i, other + i * 768, &label, &err), INVAR_OK);
+    }
+    cr_assert_eq(memcmp(serial, other, sizeof serial), 0, "two handles disagree");
+    cr_assert_neq(memcmp(serial, serial + 4 * 768, 768 * sizeof(float)), 0,
+                  "samples 0 and 4 (same class) are identical");
+    cr_assert_eq(p.desc->ops.dataset->read(ht, 0, test, &label, &err), INVAR_OK);
+    cr_assert_neq(memcmp(serial, test, sizeof test), 0, "train and test share sample 0");
+    // RGB: a tinted bar, so the three planes differ.
+    cr_assert_neq(memcmp(serial, serial + 256, 256 * sizeof(float)), 0);
+
+    static float par[4][64 * 768];
+    pthread_t th[4];
+    struct syn_job jobs[4];
+    for (int t = 0; t < 4; t++) {
+        jobs[t] = (struct syn_job){&p, h, t * 16, par[t], 0};
+        cr_assert_eq(pthread_create(&th[t], NULL, syn_worker, &jobs[t]), 0);
+    }
+    for (int t = 0; t < 4; t++) {
+        pthread_join(th[t], NULL);
+        cr_assert(jobs[t].ok);
+        cr_assert_eq(memcmp(par[t], serial, sizeof serial), 0, "thread %d differs", t);
+    }
+    // Another seed, other samples.
+    ph_set(&p, "seed", "8");
+    void *h8;
+    syn_open(&p, "train", &h8, &info);
+    cr_assert_eq(p.desc->ops.dataset->read(h8, 0, other, &label, &err), INVAR_OK);
+    cr_assert_neq(memcmp(serial, other, 768 * sizeof(float)), 0);
+    cr_assert_eq(p.desc->ops.dataset->read(h8, 64, other, &label, &err), INVAR_ERR_INVALID);
+    p.desc->ops.dataset->close(h8);
+    p.desc->ops.dataset->close(h);
+    p.desc->ops.dataset->close(h2);
+    p.desc->ops.dataset->close(ht);
     ph_close(&p);
 }

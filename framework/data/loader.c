@@ -18,8 +18,8 @@ static void chain_shapes(const struct invar_view *v, const int64_t in[3], int64_
 {
     int64_t cur[3] = {in[0], in[1], in[2]};
     int64_t most = cur[0] * cur[1] * cur[2];
-    for (int i = 0; i < v->n_augments; i++) {
-        const struct invar_plugin_use *a = &v->augments[i];
+    for (size_t i = 0; i < v->n_augs; i++) {
+        const struct invar_plugin_use *a = &v->augs[i];
         if (a->plugin->ops.augment->out_shape) {
             int64_t next[3];
             a->plugin->ops.augment->out_shape(a->config, cur, next);
@@ -56,8 +56,8 @@ void invar_view_apply(const struct invar_view *v, uint64_t seed, int64_t epoch, 
     int64_t half = invar_view_scratch_numel(v, in_shape) / 2;
     struct invar_image cur = {(float *)in, in_shape[0], in_shape[1], in_shape[2]};
     int which = 0;
-    for (int i = 0; i < v->n_augments; i++) {
-        const struct invar_plugin_use *a = &v->augments[i];
+    for (size_t i = 0; i < v->n_augs; i++) {
+        const struct invar_plugin_use *a = &v->augs[i];
         /* The draw is taken even when p is 1, so a chain's randomness does not shift when one
          * probability changes. */
         float u = invar_rng_uniform(&rng);

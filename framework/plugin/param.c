@@ -16,17 +16,19 @@
 
 struct type_info {
     const char *name;
-    size_t size;   /* bytes of the field in the config struct */
+    size_t size; /* bytes of the field in the config struct */
     size_t align;
+    const char *expected; /* "expected ..." in messages */
 };
 
 static const struct type_info type_infos[] = {
-    [INVAR_TYPE_BOOL] = {"bool", sizeof(int), alignof(int)},
-    [INVAR_TYPE_INT] = {"int", sizeof(int64_t), alignof(int64_t)},
-    [INVAR_TYPE_FLOAT] = {"float", sizeof(double), alignof(double)},
-    [INVAR_TYPE_STRING] = {"string", INVAR_STR_MAX, 1},
-    [INVAR_TYPE_ENUM] = {"enum", sizeof(int), alignof(int)},
-    [INVAR_TYPE_RANGE] = {"range", 2 * sizeof(double), alignof(double)},
+    [INVAR_TYPE_BOOL] = {"bool", sizeof(int), alignof(int), "true or false"},
+    [INVAR_TYPE_INT] = {"int", sizeof(int64_t), alignof(int64_t), "an integer"},
+    [INVAR_TYPE_FLOAT] = {"float", sizeof(double), alignof(double), "a number"},
+    [INVAR_TYPE_STRING] = {"string", INVAR_STR_MAX, 1, "a string"},
+    [INVAR_TYPE_ENUM] = {"enum", sizeof(int), alignof(int), "one word"},
+    [INVAR_TYPE_RANGE] = {"range", 2 * sizeof(double), alignof(double),
+                          "a list of two numbers [lo, hi]"},
 };
 #define TYPE_COUNT (sizeof type_infos / sizeof type_infos[0])
 _Static_assert(TYPE_COUNT == INVAR_TYPE_RANGE + 1, "type_infos must cover every param type");
@@ -87,7 +89,10 @@ const char *invar_param_suggest(const struct invar_param_spec *table, const char
 
 /* ---- numbers -------------------------------------------------------------------------------- */
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
 
 /* YAML 1.2 core schema integer: [-+]?[0-9]+ */
 static int is_yaml_int(const char *s)
@@ -142,10 +147,23 @@ static void fmt_double(char *buf, size_t n, double x)
     if (x == 0)
         x = 0; /* -0 and 0 are the same setting */
     char tmp[40];
-    for (int p = 1; p <= 17; p++) {
+    int p;
+    for (p = 1; p < 17; p++) {
         snprintf(tmp, sizeof tmp, "%.*g", p, x);
         if (strtod(tmp, NULL) == x)
             break;
+    }
+    snprintf(tmp, sizeof tmp, "%.*g", p, x);
+    /* %g goes scientific once the exponent reaches the precision: 10 would be "1e+01". Whole
+     * numbers below 1e17 read better written out, and still read back exactly. */
+    char sci[40];
+    snprintf(sci, sizeof sci, "%.*e", p - 1, x);
+    int exp10 = atoi(strchr(sci, 'e') + 1);
+    if (exp10 >= p && exp10 < 17) {
+        char plain[40];
+        snprintf(plain, sizeof plain, "%.*g", exp10 + 1, x);
+        if (strtod(plain, NULL) == x)
+            memcpy(tmp, plain, sizeof tmp);
     }
     char *e = strchr(tmp, 'e');
     if (e) {
@@ -181,26 +199,27 @@ static enum invar_status range_error(const struct invar_param_spec *spec, const 
                            spec->key, what, text, lo, hi);
 }
 
-static enum invar_status type_error(const struct invar_param_spec *spec, const char *expected,
-                                    const char *what, const char *text, int quoted,
-                                    struct invar_error *err)
+/* "expected <what the type takes>"; what names the element of a RANGE ("" otherwise). */
+static enum invar_status type_error(const struct invar_param_spec *spec, const char *what,
+                                    const char *text, int quoted, struct invar_error *err)
 {
+    const char *expected = type_info(spec->type)->expected;
     if (quoted)
         return invar_error_set(err, INVAR_ERR_CONFIG,
                                "%s: expected %s, got the string \"" SHOW "\"%s "
                                "(a quoted value stays a string)",
                                spec->key, expected, text, what);
-    return invar_error_set(err, INVAR_ERR_CONFIG, "%s: expected %s, got '" SHOW "'%s",
-                           spec->key, expected, text, what);
+    return invar_error_set(err, INVAR_ERR_CONFIG, "%s: expected %s, got '" SHOW "'%s", spec->key,
+                           expected, text, what);
 }
 
 /* One number of a FLOAT or RANGE field; what says which element ("" or " as lo"). */
 static enum invar_status parse_number(const struct invar_param_spec *spec, const char *text,
-                                      int quoted, const char *what, const char *expected,
-                                      double *out, struct invar_error *err)
+                                      int quoted, const char *what, double *out,
+                                      struct invar_error *err)
 {
     if (quoted || !is_yaml_float(text))
-        return type_error(spec, expected, what, text, quoted, err);
+        return type_error(spec, what, text, quoted, err);
     errno = 0;
     double v = strtod(text, NULL);
     if (!isfinite(v))
@@ -227,10 +246,14 @@ static int enum_index(const char *allowed, const char *word, size_t len)
     return -1;
 }
 
-static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
-/* Copies [b, e) trimmed into out; a surrounding pair of quotes is removed and reported. */
-static void take_element(const char *b, const char *e, char *out, size_t n, int *quoted)
+/* Copies [b, e) trimmed into out; a surrounding pair of quotes is removed and reported.
+ * Returns 0 when it does not fit (no number needs that many characters). */
+static int take_element(const char *b, const char *e, char *out, size_t n, int *quoted)
 {
     while (b < e && is_space(*b))
         b++;
@@ -242,19 +265,21 @@ static void take_element(const char *b, const char *e, char *out, size_t n, int 
         e--;
         *quoted = 1;
     }
-    size_t len = (size_t)(e - b) < n - 1 ? (size_t)(e - b) : n - 1;
+    size_t len = (size_t)(e - b);
+    if (len >= n)
+        return 0;
     memcpy(out, b, len);
     out[len] = '\0';
+    return 1;
 }
 
-static enum invar_status parse_range(const struct invar_param_spec *spec, const char *lo,
-                                     int lo_q, const char *hi, int hi_q, union value *v,
+static enum invar_status parse_range(const struct invar_param_spec *spec, const char *lo, int lo_q,
+                                     const char *hi, int hi_q, union value *v,
                                      struct invar_error *err)
 {
-    static const char expect[] = "a list of two numbers [lo, hi]";
-    enum invar_status st = parse_number(spec, lo, lo_q, " as lo", expect, &v->r[0], err);
+    enum invar_status st = parse_number(spec, lo, lo_q, " as lo", &v->r[0], err);
     if (st == INVAR_OK)
-        st = parse_number(spec, hi, hi_q, " as hi", expect, &v->r[1], err);
+        st = parse_number(spec, hi, hi_q, " as hi", &v->r[1], err);
     if (st != INVAR_OK)
         return st;
     if (v->r[0] > v->r[1])
@@ -276,11 +301,11 @@ static enum invar_status parse_value(const struct invar_param_spec *spec, const 
                 v->b = i >= 3;
                 return INVAR_OK;
             }
-        return type_error(spec, "true or false", "", text, quoted, err);
+        return type_error(spec, "", text, quoted, err);
     }
     case INVAR_TYPE_INT: {
         if (quoted || !is_yaml_int(text))
-            return type_error(spec, "an integer", "", text, quoted, err);
+            return type_error(spec, "", text, quoted, err);
         errno = 0;
         long long x = strtoll(text, NULL, 10);
         if (errno == ERANGE || !((double)x >= spec->min && (double)x <= spec->max))
@@ -289,7 +314,7 @@ static enum invar_status parse_value(const struct invar_param_spec *spec, const 
         return INVAR_OK;
     }
     case INVAR_TYPE_FLOAT:
-        return parse_number(spec, text, quoted, "", "a number", &v->f, err);
+        return parse_number(spec, text, quoted, "", &v->f, err);
     case INVAR_TYPE_STRING: {
         size_t len = strlen(text);
         if (len >= INVAR_STR_MAX)
@@ -316,11 +341,12 @@ static enum invar_status parse_value(const struct invar_param_spec *spec, const 
         const char *comma = b < e ? memchr(b, ',', (size_t)(e - b)) : NULL;
         if (quoted || e - b < 2 || *b != '[' || e[-1] != ']' || !comma ||
             memchr(comma + 1, ',', (size_t)(e - comma - 1)))
-            return type_error(spec, "a list of two numbers [lo, hi]", "", text, quoted, err);
+            return type_error(spec, "", text, quoted, err);
         char lo[64], hi[64];
         int lo_q, hi_q;
-        take_element(b + 1, comma, lo, sizeof lo, &lo_q);
-        take_element(comma + 1, e - 1, hi, sizeof hi, &hi_q);
+        if (!take_element(b + 1, comma, lo, sizeof lo, &lo_q) ||
+            !take_element(comma + 1, e - 1, hi, sizeof hi, &hi_q))
+            return type_error(spec, "", text, quoted, err);
         return parse_range(spec, lo, lo_q, hi, hi_q, v, err);
     }
     }
@@ -350,14 +376,9 @@ enum invar_status invar_param_set_range(const struct invar_param_spec *spec, voi
 {
     INVAR_ASSERT(spec && spec->key && config && lo && hi);
     if (spec->type != INVAR_TYPE_RANGE)
-        return invar_error_set(err, INVAR_ERR_CONFIG, "%s: expected %s, got a list [" SHOW
-                               ", " SHOW "]", spec->key,
-                               spec->type == INVAR_TYPE_BOOL     ? "true or false"
-                               : spec->type == INVAR_TYPE_INT    ? "an integer"
-                               : spec->type == INVAR_TYPE_FLOAT  ? "a number"
-                               : spec->type == INVAR_TYPE_ENUM   ? "one word"
-                                                                 : "a string",
-                               lo, hi);
+        return invar_error_set(
+            err, INVAR_ERR_CONFIG, "%s: expected %s, got a list [" SHOW ", " SHOW "]", spec->key,
+            type_info(spec->type) ? type_info(spec->type)->expected : "?", lo, hi);
     union value v;
     memset(&v, 0, sizeof v);
     enum invar_status st = parse_range(spec, lo, lo_quoted, hi, hi_quoted, &v, err);
@@ -450,8 +471,8 @@ static enum invar_status check_enum_words(const struct invar_param_spec *s, stru
     return INVAR_OK;
 }
 
-enum invar_status invar_param_check_table(const struct invar_param_spec *table,
-                                          size_t config_size, struct invar_error *err)
+enum invar_status invar_param_check_table(const struct invar_param_spec *table, size_t config_size,
+                                          struct invar_error *err)
 {
     size_t i;
     for (i = 0; table && table[i].key && i < TABLE_MAX; i++) {
@@ -477,10 +498,10 @@ enum invar_status invar_param_check_table(const struct invar_param_spec *table,
                                    s->key, ti->name, ti->size, s->offset, config_size);
         if (s->offset % ti->align)
             return invar_error_set(err, INVAR_ERR_PLUGIN,
-                                   "parameter table: '%s' (%s) is at misaligned offset %zu",
-                                   s->key, ti->name, s->offset);
-        int bounded = s->type == INVAR_TYPE_INT || s->type == INVAR_TYPE_FLOAT ||
-                      s->type == INVAR_TYPE_RANGE;
+                                   "parameter table: '%s' (%s) is at misaligned offset %zu", s->key,
+                                   ti->name, s->offset);
+        int bounded =
+            s->type == INVAR_TYPE_INT || s->type == INVAR_TYPE_FLOAT || s->type == INVAR_TYPE_RANGE;
         if (bounded && !(s->min <= s->max)) {
             char lo[40], hi[40];
             fmt_bound(lo, sizeof lo, s->type, s->min);
@@ -494,8 +515,8 @@ enum invar_status invar_param_check_table(const struct invar_param_spec *table,
                 return st;
         }
         if (!s->def && s->type != INVAR_TYPE_STRING)
-            return invar_error_set(err, INVAR_ERR_PLUGIN,
-                                   "parameter table: '%s' has no default", s->key);
+            return invar_error_set(err, INVAR_ERR_PLUGIN, "parameter table: '%s' has no default",
+                                   s->key);
         union value v;
         if (parse_value(s, s->def ? s->def : "", 0, &v, err) != INVAR_OK) {
             invar_error_prefix(err, "parameter table: bad default");
@@ -504,8 +525,7 @@ enum invar_status invar_param_check_table(const struct invar_param_spec *table,
     }
     if (table && i == TABLE_MAX)
         return invar_error_set(err, INVAR_ERR_PLUGIN,
-                               "parameter table: no INVAR_PARAM_END within %d entries",
-                               TABLE_MAX);
+                               "parameter table: no INVAR_PARAM_END within %d entries", TABLE_MAX);
     return INVAR_OK;
 }
 
@@ -515,8 +535,8 @@ enum invar_status invar_param_defaults(const struct invar_param_spec *table, voi
     for (size_t i = 0; table && table[i].key; i++) {
         const struct invar_param_spec *s = &table[i];
         if (!type_info(s->type))
-            return invar_error_set(err, INVAR_ERR_PLUGIN, "%s: unknown parameter type %d",
-                                   s->key, (int)s->type);
+            return invar_error_set(err, INVAR_ERR_PLUGIN, "%s: unknown parameter type %d", s->key,
+                                   (int)s->type);
         enum invar_status st = invar_param_set(s, config, s->def ? s->def : "", 0, err);
         if (st != INVAR_OK) {
             invar_error_prefix(err, "bad default");
@@ -547,7 +567,10 @@ enum invar_status invar_plugin_config_create(const struct invar_plugin *desc, vo
     return INVAR_OK;
 }
 
-void invar_plugin_config_destroy(void *config) { free(config); }
+void invar_plugin_config_destroy(void *config)
+{
+    free(config);
+}
 
 enum invar_status invar_plugin_config_check(const struct invar_plugin *desc, const void *config,
                                             struct invar_error *err)
@@ -603,7 +626,10 @@ static void describe_row(const struct invar_param_spec *s, const void *cfg, char
     describe_range(s, range, nr);
 }
 
-static int max_int(int a, int b) { return a > b ? a : b; }
+static int max_int(int a, int b)
+{
+    return a > b ? a : b;
+}
 
 enum invar_status invar_plugin_describe(const struct invar_plugin *desc, FILE *out)
 {
@@ -636,8 +662,8 @@ enum invar_status invar_plugin_describe(const struct invar_plugin *desc, FILE *o
     for (size_t i = 0; i < np; i++) {
         const struct invar_param_spec *s = &desc->params[i];
         describe_row(s, cfg, def, sizeof def, range, sizeof range);
-        fprintf(out, "%-*s  %-*s  %-*s  %-*s  %s\n", wk, s->key, wt,
-                invar_param_type_name(s->type), wd, def, wr, range, s->doc ? s->doc : "");
+        fprintf(out, "%-*s  %-*s  %-*s  %-*s  %s\n", wk, s->key, wt, invar_param_type_name(s->type),
+                wd, def, wr, range, s->doc ? s->doc : "");
     }
     invar_plugin_config_destroy(cfg);
     return ferror(out) ? INVAR_ERR_IO : INVAR_OK;

@@ -81,7 +81,10 @@ struct required_fn {
     size_t offset; /* of the function pointer in the kind's ops struct */
 };
 
-#define REQ(KIND, T, f) {KIND, #f, offsetof(struct T, f)}
+#define REQ(KIND, T, f)                                                                            \
+    {                                                                                              \
+        KIND, #f, offsetof(struct T, f)                                                            \
+    }
 static const struct required_fn required_fns[] = {
     REQ(INVAR_KIND_DATASET, invar_dataset_ops, open),
     REQ(INVAR_KIND_DATASET, invar_dataset_ops, read),
@@ -119,7 +122,6 @@ static void *grow(void *arr, size_t *cap, size_t n, size_t elem)
         *cap = nc;
     return p;
 }
-
 
 static int name_ok(const char *n)
 {
@@ -204,8 +206,8 @@ static enum invar_status check_desc(const struct invar_plugin *d, const char *pa
                                d->name);
     const char *kind = invar_plugin_kind_name(d->kind);
     if (!d->ops.any)
-        return invar_error_set(err, INVAR_ERR_PLUGIN, "plugin %s (%s): no %s vtable", path,
-                               d->name, kind);
+        return invar_error_set(err, INVAR_ERR_PLUGIN, "plugin %s (%s): no %s vtable", path, d->name,
+                               kind);
     for (size_t i = 0; i < sizeof required_fns / sizeof required_fns[0]; i++) {
         const struct required_fn *r = &required_fns[i];
         if (r->kind != d->kind)
@@ -214,8 +216,8 @@ static enum invar_status check_desc(const struct invar_plugin *d, const char *pa
         memcpy(&fn, (const char *)d->ops.any + r->offset, sizeof fn);
         if (!fn)
             return invar_error_set(err, INVAR_ERR_PLUGIN,
-                                   "plugin %s (%s): the %s vtable has no %s()", path, d->name,
-                                   kind, r->name);
+                                   "plugin %s (%s): the %s vtable has no %s()", path, d->name, kind,
+                                   r->name);
     }
     if (invar_param_check_table(d->params, d->config_size, err) != INVAR_OK) {
         invar_error_prefix(err, "plugin %s (%s)", path, d->name);
@@ -294,8 +296,8 @@ static enum invar_status load_file(struct invar_registry *reg, const char *path,
     while (table && n < DESC_MAX && table[n])
         n++;
     if (n == 0) {
-        st = invar_error_set(err, INVAR_ERR_PLUGIN, "plugin %s: exports no plugin descriptor",
-                             path);
+        st =
+            invar_error_set(err, INVAR_ERR_PLUGIN, "plugin %s: exports no plugin descriptor", path);
         goto refuse;
     }
     if (n == DESC_MAX) {
@@ -318,9 +320,9 @@ static enum invar_status load_file(struct invar_registry *reg, const char *path,
         const struct reg_entry *old = find_entry(reg, d->name);
         if (old && (group == GROUP_EXPLICIT || old->group == group)) {
             st = invar_error_set(err, INVAR_ERR_PLUGIN,
-                                 "plugin %s: name '%s' is already taken by %s (%s %s)", path,
-                                 d->name, old->pub.path, old->pub.desc->name,
-                                 old->pub.desc->version);
+                                 "plugin %s (%s %s): name '%s' is already taken by %s (%s %s)",
+                                 path, d->name, d->version, d->name, old->pub.path,
+                                 old->pub.desc->name, old->pub.desc->version);
             goto refuse;
         }
         mine[i] = d;
@@ -336,8 +338,8 @@ static enum invar_status load_file(struct invar_registry *reg, const char *path,
             continue;
         struct invar_error ierr = {{0}};
         if (mine[i]->init(&ierr) != INVAR_OK) {
-            st = invar_error_set(err, INVAR_ERR_PLUGIN, "plugin %s (%s %s): init failed: %s",
-                                 path, mine[i]->name, mine[i]->version,
+            st = invar_error_set(err, INVAR_ERR_PLUGIN, "plugin %s (%s %s): init failed: %s", path,
+                                 mine[i]->name, mine[i]->version,
                                  ierr.msg[0] ? ierr.msg : "no reason given");
             goto refuse;
         }
@@ -575,7 +577,10 @@ enum invar_status invar_registry_scan(struct invar_registry *reg, const char *pl
 
 /* ---- lookup --------------------------------------------------------------------------------- */
 
-size_t invar_registry_count(const struct invar_registry *reg) { return reg->nentries; }
+size_t invar_registry_count(const struct invar_registry *reg)
+{
+    return reg->nentries;
+}
 
 const struct invar_registry_entry *invar_registry_at(const struct invar_registry *reg, size_t i)
 {
@@ -604,7 +609,10 @@ const char *invar_registry_suggest(const struct invar_registry *reg, uint32_t ki
     return suggest_result(&s);
 }
 
-size_t invar_registry_refusal_count(const struct invar_registry *reg) { return reg->nrefusals; }
+size_t invar_registry_refusal_count(const struct invar_registry *reg)
+{
+    return reg->nrefusals;
+}
 
 const struct invar_registry_refusal *invar_registry_refusal_at(const struct invar_registry *reg,
                                                                size_t i)
@@ -612,7 +620,10 @@ const struct invar_registry_refusal *invar_registry_refusal_at(const struct inva
     return i < reg->nrefusals ? reg->refusals[i] : NULL;
 }
 
-size_t invar_registry_shadowed_count(const struct invar_registry *reg) { return reg->nshadowed; }
+size_t invar_registry_shadowed_count(const struct invar_registry *reg)
+{
+    return reg->nshadowed;
+}
 
 const struct invar_registry_shadowed *invar_registry_shadowed_at(const struct invar_registry *reg,
                                                                  size_t i)

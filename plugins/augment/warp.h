@@ -1,8 +1,9 @@
 /* warp.h — pixel helpers shared by the augmentation plugins (internal, never installed).
  *
- *     // rotate every channel of in about its centre into out, bilinear, zeros outside
+ *     // turn every channel of in by t about its centre into out, bilinear, zeros outside
+ *     double a[4] = {cos(t), -sin(t), sin(t), cos(t)};  // output offset -> input offset
  *     double m[6];
- *     warp_affine_about_centre(m, a, in->h, in->w);   // a: 2x2 output -> input
+ *     warp_affine_about_centre(m, a, in->h, in->w, 0.0, 0.0);
  *     warp_affine(out, in, m, WARP_FILL_CONSTANT, 0.0f);
  *
  * Conventions: pixel centres sit on integer coordinates (x to the right, y down), so the
@@ -29,6 +30,7 @@ enum warp_fill {
 #define WARP_FILL_ALLOWED "constant|edge|reflect|wrap"
 #define WARP_SNAP 1e-6
 #define WARP_PI 3.14159265358979323846
+#define WARP_FAR 1e7 /* coordinates are clamped here: far outside, still a safe int64 */
 
 static inline float warp_clamp01(float v)
 {
@@ -119,16 +121,30 @@ static inline void warp_affine_about_centre(double m[6], const double a[4], int6
 static inline void warp_affine(struct invar_image *out, const struct invar_image *in,
                                const double m[6], enum warp_fill mode, float fill)
 {
-    int64_t c = in->c, h = in->h, w = in->w;
+    int64_t c = in->c, h = in->h, w = in->w, hw = h * w;
     out->c = c, out->h = h, out->w = w;
-    for (int64_t y = 0; y < h; y++)
+    for (int64_t y = 0; y < h; y++) {
+        double bx = m[1] * (double)y + m[2], by = m[4] * (double)y + m[5];
         for (int64_t x = 0; x < w; x++) {
-            double xs = warp_snap(m[0] * (double)x + m[1] * (double)y + m[2]);
-            double ys = warp_snap(m[3] * (double)x + m[4] * (double)y + m[5]);
-            for (int64_t k = 0; k < c; k++)
-                out->data[(k * h + y) * w + x] =
-                    warp_bilinear(in->data + k * h * w, h, w, ys, xs, mode, fill);
+            double xs = warp_snap(bx + m[0] * (double)x);
+            double ys = warp_snap(by + m[3] * (double)x);
+            double fx = floor(xs), fy = floor(ys);
+            if (fx >= 0.0 && fy >= 0.0 && fx < (double)(w - 1) && fy < (double)(h - 1)) {
+                /* Interior: one set of weights for every channel. */
+                const float tx = (float)(xs - fx), ty = (float)(ys - fy);
+                const float *p = in->data + (int64_t)fy * w + (int64_t)fx;
+                for (int64_t k = 0; k < c; k++, p += hw) {
+                    float top = p[0] + tx * (p[1] - p[0]);
+                    float bot = p[w] + tx * (p[w + 1] - p[w]);
+                    out->data[k * hw + y * w + x] = top + ty * (bot - top);
+                }
+            } else {
+                for (int64_t k = 0; k < c; k++)
+                    out->data[k * hw + y * w + x] =
+                        warp_bilinear(in->data + k * hw, h, w, ys, xs, mode, fill);
+            }
         }
+    }
 }
 
 /* out (C, H, W) <- in sampled through a homography g (row-major 3x3, output -> input). */
@@ -142,16 +158,41 @@ static inline void warp_homography(struct invar_image *out, const struct invar_i
             double den = g[6] * (double)x + g[7] * (double)y + g[8];
             double xs = (g[0] * (double)x + g[1] * (double)y + g[2]) / den;
             double ys = (g[3] * (double)x + g[4] * (double)y + g[5]) / den;
-            xs = warp_snap(xs), ys = warp_snap(ys);
+            /* Pixels on the homography's line at infinity (den = 0) read from far outside,
+             * i.e. the fill; far coordinates are clamped to stay safe integers. */
+            if (!isfinite(xs) || !isfinite(ys))
+                xs = ys = -WARP_FAR;
+            xs = warp_snap(xs < -WARP_FAR ? -WARP_FAR : (xs > WARP_FAR ? WARP_FAR : xs));
+            ys = warp_snap(ys < -WARP_FAR ? -WARP_FAR : (ys > WARP_FAR ? WARP_FAR : ys));
             for (int64_t k = 0; k < c; k++)
                 out->data[(k * h + y) * w + x] =
                     warp_bilinear(in->data + k * h * w, h, w, ys, xs, mode, fill);
         }
 }
 
+/* One axis of a resize: output index i reads lo[i] and hi[i] with weight t[i] on hi. */
+#define WARP_RESIZE_BLOCK 256
+static inline void warp_resize_axis(int64_t *lo, int64_t *hi, float *t, int64_t first,
+                                    int64_t count, double start, double step, double len)
+{
+    double vmin = start, vmax = start + len - 1.0;
+    if (vmax < vmin)
+        vmax = vmin;
+    for (int64_t i = 0; i < count; i++) {
+        double v = warp_snap(start + ((double)(first + i) + 0.5) * step - 0.5);
+        v = v < vmin ? vmin : (v > vmax ? vmax : v);
+        double f = floor(v);
+        lo[i] = (int64_t)f;
+        t[i] = (float)(v - f);
+        hi[i] = t[i] > 0.0f ? lo[i] + 1 : lo[i]; /* v < vmax here, so lo + 1 is in the box */
+    }
+}
+
 /* out (C, OH, OW) <- the box (top, left, bh, bw) of in, resized bilinearly with half-pixel
  * centres (align_corners = false, as torchvision): samples outside the box are clamped to its
- * edge, so nothing outside the crop leaks in. A box of the output's size copies exactly. */
+ * edge, so nothing outside the crop leaks in. A box of the output's size copies exactly.
+ * The box is whole pixels inside the image. Column weights are computed once per block of columns
+ * and row weights once per row: this is the hot path of the default two-view stack. */
 static inline void warp_resize_box(struct invar_image *out, int64_t oh, int64_t ow,
                                    const struct invar_image *in, double top, double left,
                                    double bh, double bw)
@@ -159,20 +200,25 @@ static inline void warp_resize_box(struct invar_image *out, int64_t oh, int64_t 
     int64_t c = in->c, h = in->h, w = in->w;
     out->c = c, out->h = oh, out->w = ow;
     double sy = bh / (double)oh, sx = bw / (double)ow;
-    double ylo = top, yhi = top + bh - 1.0, xlo = left, xhi = left + bw - 1.0;
-    if (yhi < ylo)
-        yhi = ylo;
-    if (xhi < xlo)
-        xhi = xlo;
-    for (int64_t y = 0; y < oh; y++) {
-        double ys = warp_snap(top + ((double)y + 0.5) * sy - 0.5);
-        ys = ys < ylo ? ylo : (ys > yhi ? yhi : ys);
-        for (int64_t x = 0; x < ow; x++) {
-            double xs = warp_snap(left + ((double)x + 0.5) * sx - 0.5);
-            xs = xs < xlo ? xlo : (xs > xhi ? xhi : xs);
-            for (int64_t k = 0; k < c; k++)
-                out->data[(k * oh + y) * ow + x] =
-                    warp_bilinear(in->data + k * h * w, h, w, ys, xs, WARP_FILL_EDGE, 0.0f);
+    int64_t x0[WARP_RESIZE_BLOCK], x1[WARP_RESIZE_BLOCK];
+    float tx[WARP_RESIZE_BLOCK];
+    for (int64_t xb = 0; xb < ow; xb += WARP_RESIZE_BLOCK) {
+        int64_t nb = ow - xb < WARP_RESIZE_BLOCK ? ow - xb : WARP_RESIZE_BLOCK;
+        warp_resize_axis(x0, x1, tx, xb, nb, left, sx, bw);
+        for (int64_t y = 0; y < oh; y++) {
+            int64_t y0, y1;
+            float ty;
+            warp_resize_axis(&y0, &y1, &ty, y, 1, top, sy, bh);
+            for (int64_t k = 0; k < c; k++) {
+                const float *r0 = in->data + (k * h + y0) * w;
+                const float *r1 = in->data + (k * h + y1) * w;
+                float *dst = out->data + (k * oh + y) * ow + xb;
+                for (int64_t i = 0; i < nb; i++) {
+                    float a = r0[x0[i]], b = r0[x1[i]], cc = r1[x0[i]], d = r1[x1[i]];
+                    float tp = a + tx[i] * (b - a), bt = cc + tx[i] * (d - cc);
+                    dst[i] = tp + ty * (bt - tp);
+                }
+            }
         }
     }
 }
@@ -202,35 +248,57 @@ static inline int warp_gaussian_kernel(float k[2 * WARP_BLUR_MAX_RADIUS + 1], do
     return r;
 }
 
-/* Convolves n values p[0], p[stride], ... in place with the kernel k of radius r, reflecting
- * at both ends. Only r + 1 originals are ever needed behind the write position (reflection
- * is 1-Lipschitz, so every tap of position x reads an index within r of x): they wait in a
- * small ring, which keeps the blur allocation-free at any image size. */
-static inline void warp_blur_line(float *p, int64_t n, int64_t stride, const float *k, int r)
+/* Convolves `count` lines in place with the kernel k of radius r, reflecting at both ends:
+ * line j holds n values p[j * lstride + i * stride], i < n. Only the r originals behind the
+ * write position are ever needed again (reflection is 1-Lipschitz, so every tap of position
+ * x reads an index within r of x): they wait in a small ring, which keeps the blur
+ * allocation-free at any image size. Lines go in bundles of WARP_BLUR_BUNDLE so that the
+ * inner loop runs over independent sums (contiguous when lstride is 1, which vectorizes),
+ * rather than one serial chain of 2r + 1 additions per value. */
+#define WARP_BLUR_BUNDLE 16
+static inline void warp_blur_lines(float *p, int64_t n, int64_t stride, int64_t count,
+                                   int64_t lstride, const float *k, int r)
 {
     if (r == 0)
         return;
-    float ring[WARP_BLUR_MAX_RADIUS + 1];
-    const int64_t nr = r + 1;
-    for (int64_t x = 0; x < n; x++) {
-        float acc = 0.0f;
-        for (int t = -r; t <= r; t++) {
-            int64_t i = warp_index(x + t, n, WARP_FILL_REFLECT);
-            float v = i < x ? ring[i % nr] : p[i * stride];
-            acc += k[t + r] * v;
+    enum { RING = 64 }; /* a power of two > WARP_BLUR_MAX_RADIUS */
+    _Static_assert(RING > WARP_BLUR_MAX_RADIUS, "the ring holds r originals");
+    float ring[RING][WARP_BLUR_BUNDLE];
+    for (int64_t j0 = 0; j0 < count; j0 += WARP_BLUR_BUNDLE) {
+        int64_t nb = count - j0 < WARP_BLUR_BUNDLE ? count - j0 : WARP_BLUR_BUNDLE;
+        float *base = p + j0 * lstride;
+        for (int64_t x = 0; x < n; x++) {
+            float acc[WARP_BLUR_BUNDLE] = {0};
+            for (int t = -r; t <= r; t++) {
+                int64_t i = x + t; /* one reflection covers every tap when n > r */
+                i = i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i);
+                if (i < 0 || i >= n)
+                    i = warp_index(x + t, n, WARP_FILL_REFLECT);
+                const float kt = k[t + r];
+                if (i < x) {
+                    const float *v = ring[i & (RING - 1)];
+                    for (int64_t j = 0; j < nb; j++)
+                        acc[j] += kt * v[j];
+                } else {
+                    const float *v = base + i * stride;
+                    for (int64_t j = 0; j < nb; j++)
+                        acc[j] += kt * v[j * lstride];
+                }
+            }
+            float *keep = ring[x & (RING - 1)], *v = base + x * stride;
+            for (int64_t j = 0; j < nb; j++) {
+                keep[j] = v[j * lstride];
+                v[j * lstride] = acc[j];
+            }
         }
-        ring[x % nr] = p[x * stride];
-        p[x * stride] = acc;
     }
 }
 
-/* Separable Gaussian blur of one (H, W) plane in place. */
+/* Separable Gaussian blur of one (H, W) plane in place: rows, then columns. */
 static inline void warp_blur_plane(float *plane, int64_t h, int64_t w, const float *k, int r)
 {
-    for (int64_t y = 0; y < h; y++)
-        warp_blur_line(plane + y * w, w, 1, k, r);
-    for (int64_t x = 0; x < w; x++)
-        warp_blur_line(plane + x, h, w, k, r);
+    warp_blur_lines(plane, w, 1, h, w, k, r);
+    warp_blur_lines(plane, h, w, w, 1, k, r);
 }
 
 #endif

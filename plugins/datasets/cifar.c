@@ -43,8 +43,8 @@ static const struct cifar_layout {
     const char *default_dir;
     const char *train[6]; // NULL-terminated
     const char *test[2];
-    int label_bytes;      // bytes before the pixels
-    int classes[2];       // by enum cifar_label
+    int label_bytes; // bytes before the pixels
+    int classes[2];  // by enum cifar_label
 } cifar_layouts[] = {
     [CIFAR_10] = {"cifar-10-batches-bin",
                   {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
@@ -79,8 +79,8 @@ static enum invar_status cifar_load_file(struct cifar_data *d, const char *path,
     errno = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return invar_error_set(err, errno == ENOENT ? INVAR_ERR_NOT_FOUND : INVAR_ERR_IO,
-                               "%s: %s", path, strerror(errno));
+        return invar_error_set(err, errno == ENOENT ? INVAR_ERR_NOT_FOUND : INVAR_ERR_IO, "%s: %s",
+                               path, strerror(errno));
     enum invar_status st = INVAR_OK;
     long size = -1;
     if (fseek(f, 0, SEEK_END) == 0)

@@ -57,8 +57,26 @@ static enum invar_status idx_find(char *out, size_t cap, const char *dir, const 
     snprintf(out, cap, "%s/%s.gz", dir, name);
     if (stat(out, &st) == 0)
         return INVAR_OK;
-    return invar_error_set(err, INVAR_ERR_NOT_FOUND, "%s/%s: no such file (nor %s.gz)", dir,
-                           name, name);
+    return invar_error_set(err, INVAR_ERR_NOT_FOUND, "%s/%s: no such file (nor %s.gz)", dir, name,
+                           name);
+}
+
+/* zlib treats a gzip stream that stops early as a soft error: gzread returns what it had, then
+ * 0, and only gzerror tells it from a clean end of file. */
+static int idx_cut_stream(gzFile f)
+{
+    int zerr = Z_OK;
+    gzerror(f, &zerr);
+    return zerr == Z_BUF_ERROR;
+}
+
+/* gzerror's text without the "path: " zlib puts in front (our message names the file). */
+static const char *idx_zmsg(const char *msg, const char *path)
+{
+    size_t n = strlen(path);
+    if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
+        return msg + n + 2;
+    return msg;
 }
 
 /* Reads exactly n bytes into dst; reports how many arrived on a short read. */
@@ -72,22 +90,28 @@ static enum invar_status idx_read_exact(gzFile f, const char *path, uint8_t *dst
         int r = gzread(f, dst + got, chunk);
         if (r < 0) {
             int zerr;
-            const char *msg = gzerror(f, &zerr);
-            return invar_error_set(err, INVAR_ERR_FORMAT, "%s: corrupt after %zu bytes: %s",
-                                   path, already + got, msg);
+            const char *msg = idx_zmsg(gzerror(f, &zerr), path);
+            return invar_error_set(err, INVAR_ERR_FORMAT,
+                                   "%s: corrupt gzip data (after %zu bytes): %s", path,
+                                   already + got, msg);
         }
+        if (r == 0 && idx_cut_stream(f))
+            return invar_error_set(err, INVAR_ERR_FORMAT,
+                                   "%s: gzip stream cut short: expected %zu bytes, it ends "
+                                   "after %zu",
+                                   path, expected, already + got);
         if (r == 0)
             return invar_error_set(err, INVAR_ERR_FORMAT,
-                                   "%s: truncated: expected %zu bytes, file ends after %zu",
-                                   path, expected, already + got);
+                                   "%s: truncated: expected %zu bytes, file ends after %zu", path,
+                                   expected, already + got);
         got += (size_t)r;
     }
     return INVAR_OK;
 }
 
 /* Opens one IDX file, checks its magic and dimension count, and returns its dims. */
-static enum invar_status idx_open_file(gzFile *out, const char *path, uint32_t magic,
-                                       int ndim, uint32_t *dims, struct invar_error *err)
+static enum invar_status idx_open_file(gzFile *out, const char *path, uint32_t magic, int ndim,
+                                       uint32_t *dims, struct invar_error *err)
 {
     errno = 0;
     gzFile f = gzopen(path, "rb");
@@ -125,8 +149,8 @@ static enum invar_status idx_open_file(gzFile *out, const char *path, uint32_t m
 
 /* Reads the payload of n bytes, then insists the file ends there. The buffer grows as data
  * arrives, so a header that claims gigabytes in a tiny file costs no giant allocation. */
-static enum invar_status idx_read_payload(gzFile f, const char *path, size_t head_len,
-                                          size_t n, uint8_t **out, struct invar_error *err)
+static enum invar_status idx_read_payload(gzFile f, const char *path, size_t head_len, size_t n,
+                                          uint8_t **out, struct invar_error *err)
 {
     size_t expected = head_len + n;
     size_t cap = n < (16u << 20) ? n : (16u << 20);
@@ -140,8 +164,8 @@ static enum invar_status idx_read_payload(gzFile f, const char *path, size_t hea
             size_t ncap = cap * 2 < n ? cap * 2 : n;
             uint8_t *nb = realloc(buf, ncap);
             if (!nb) {
-                st = invar_error_set(err, INVAR_ERR_NOMEM, "%s: cannot allocate %zu bytes",
-                                     path, ncap);
+                st = invar_error_set(err, INVAR_ERR_NOMEM, "%s: cannot allocate %zu bytes", path,
+                                     ncap);
                 break;
             }
             buf = nb;
@@ -157,11 +181,17 @@ static enum invar_status idx_read_payload(gzFile f, const char *path, size_t hea
         int r = gzread(f, &extra, 1);
         if (r < 0) {
             int zerr;
-            st = invar_error_set(err, INVAR_ERR_FORMAT, "%s: corrupt after %zu bytes: %s", path,
-                                 expected, gzerror(f, &zerr));
-        } else if (r > 0) {
             st = invar_error_set(err, INVAR_ERR_FORMAT,
-                                 "%s: expected %zu bytes, file is longer", path, expected);
+                                 "%s: corrupt gzip data (after %zu bytes): %s", path, expected,
+                                 idx_zmsg(gzerror(f, &zerr), path));
+        } else if (r == 0 && idx_cut_stream(f)) {
+            st = invar_error_set(err, INVAR_ERR_FORMAT,
+                                 "%s: gzip stream cut short after its %zu bytes of data (no "
+                                 "trailer)",
+                                 path, expected);
+        } else if (r > 0) {
+            st = invar_error_set(err, INVAR_ERR_FORMAT, "%s: expected %zu bytes, file is longer",
+                                 path, expected);
         }
     }
     if (st != INVAR_OK) {
@@ -198,8 +228,8 @@ static enum invar_status idx_load_labels(struct idx_data *d, const char *path, i
         return st;
     if ((int64_t)dims[0] != d->n) {
         gzclose(f);
-        return invar_error_set(err, INVAR_ERR_FORMAT,
-                               "%s: %u labels for %lld images", path, dims[0], (long long)d->n);
+        return invar_error_set(err, INVAR_ERR_FORMAT, "%s: %u labels for %lld images", path,
+                               dims[0], (long long)d->n);
     }
     uint8_t *raw;
     st = idx_read_payload(f, path, 8, dims[0], &raw, err);
@@ -244,8 +274,8 @@ static enum invar_status idx_open(const void *config, const char *split, void **
     else if (strcmp(split, "test") == 0)
         prefix = "t10k";
     else
-        return invar_error_set(err, INVAR_ERR_INVALID,
-                               "idx: unknown split \"%s\" (train or test)", split);
+        return invar_error_set(err, INVAR_ERR_INVALID, "idx: unknown split \"%s\" (train or test)",
+                               split);
     char name[64], images_path[INVAR_STR_MAX + 80], labels_path[INVAR_STR_MAX + 80];
     snprintf(name, sizeof name, "%s-images-idx3-ubyte", prefix);
     enum invar_status st = idx_find(images_path, sizeof images_path, c->path, name, err);

@@ -46,8 +46,7 @@ static const struct invar_param_spec images_params[] = {
 #define IMAGES_PATH_MAX 4096
 
 /* out = a/b, refusing a path that does not fit. */
-static enum invar_status path_join(char *out, const char *a, const char *b,
-                                   struct invar_error *err)
+static enum invar_status path_join(char *out, const char *a, const char *b, struct invar_error *err)
 {
     int n = snprintf(out, IMAGES_PATH_MAX, "%s/%s", a, b);
     if (n < 0 || n >= IMAGES_PATH_MAX)
@@ -88,8 +87,8 @@ static enum invar_status names_list(struct images_names *l, const char *dir, int
     errno = 0;
     DIR *d = opendir(dir);
     if (!d)
-        return invar_error_set(err, errno == ENOENT ? INVAR_ERR_NOT_FOUND : INVAR_ERR_IO,
-                               "%s: %s", dir, strerror(errno));
+        return invar_error_set(err, errno == ENOENT ? INVAR_ERR_NOT_FOUND : INVAR_ERR_IO, "%s: %s",
+                               dir, strerror(errno));
     struct dirent *e;
     enum invar_status st = INVAR_OK;
     while ((e = readdir(d))) {
@@ -154,15 +153,16 @@ static enum invar_status images_load_one(struct images_data *d, const char *path
     memset(&im, 0, sizeof im);
     im.version = PNG_IMAGE_VERSION;
     if (!png_image_begin_read_from_file(&im, path))
-        return invar_error_set(err, INVAR_ERR_FORMAT, "%s: %s", path, im.message);
+        return invar_error_set(err, INVAR_ERR_FORMAT, "%s: not a readable PNG: %s", path,
+                               im.message);
     if (d->h == 0) {
         d->h = im.height;
         d->w = im.width;
     } else if ((int64_t)im.height != d->h || (int64_t)im.width != d->w) {
         png_image_free(&im);
-        return invar_error_set(err, INVAR_ERR_FORMAT, "%s: image is %ux%u (width x height), %s %lldx%lld",
-                               path, im.width, im.height,
-                               d->fixed ? "size requires" : "the images before it are",
+        return invar_error_set(err, INVAR_ERR_FORMAT,
+                               "%s: image is %ux%u (width x height), %s %lldx%lld", path, im.width,
+                               im.height, d->fixed ? "size requires" : "the images before it are",
                                (long long)d->w, (long long)d->h);
     }
     im.format = d->c == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
@@ -189,10 +189,12 @@ static enum invar_status images_load_one(struct images_data *d, const char *path
         }
         d->cap = cap;
     }
-    // Interleaved (H, W, C) from libpng; alpha, if any, is composited onto black (background
-    // NULL with a non-alpha format).
-    if (!png_image_finish_read(&im, NULL, *scratch, 0, NULL))
-        return invar_error_set(err, INVAR_ERR_FORMAT, "%s: %s", path, im.message);
+    // Interleaved (H, W, C) from libpng; alpha, if any, is composited onto this black (with
+    // NULL libpng would blend onto whatever the buffer held before).
+    const png_color black = {0, 0, 0};
+    if (!png_image_finish_read(&im, &black, *scratch, 0, NULL))
+        return invar_error_set(err, INVAR_ERR_FORMAT, "%s: not a readable PNG: %s", path,
+                               im.message);
     uint8_t *dst = d->pixels + (size_t)d->n * hwc; // (C, H, W)
     int64_t hw = d->h * d->w;
     for (int64_t ch = 0; ch < d->c; ch++)
@@ -232,7 +234,7 @@ static enum invar_status images_load_dir(struct images_data *d, const char *dir,
             st = path_join(path, cdir, files.v[i], err);
             if (st == INVAR_OK)
                 st = images_load_one(d, path, (int32_t)(hit - classes->v), &scratch, &scratch_cap,
-                                 err);
+                                     err);
         }
         names_free(&files);
     }

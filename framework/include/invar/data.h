@@ -35,8 +35,8 @@ extern "C" {
  * probability that it applies). */
 struct invar_plugin_use {
     const struct invar_plugin *plugin;
-    const void *config;
-    double p;
+    const void *config;  /* plugin->config_size bytes */
+    double p;            /* augments: probability of applying it; 1 for other kinds */
 };
 
 struct invar_dataset;
@@ -55,8 +55,8 @@ INVAR_API const int32_t *invar_dataset_labels(const struct invar_dataset *d); /*
 INVAR_API void invar_dataset_stats(const struct invar_dataset *d, float *mean, float *std);
 
 struct invar_view {
-    const struct invar_plugin_use *augments; /* applied in order */
-    int n_augments;
+    const struct invar_plugin_use *augs; /* applied in order */
+    size_t n_augs;
 };
 
 /* Applies one view's chain to one sample: out must hold the chain's output shape

@@ -11,6 +11,7 @@
 #include "plugin.h"
 #include "registry.h"
 #include "rng.h"
+#include "store.h"
 #include "tensor.h"
 #include "train.h"
 
