@@ -13,7 +13,6 @@
 #include "invar/registry.h"
 #include "invar/train.h"
 
-
 static struct invar_registry *reg;
 static void *configs[32];
 static int n_configs;
@@ -166,7 +165,8 @@ struct setup {
     struct invar_job job;
 };
 
-/* mlp encoder, 256 of the 300 training images, batch 32 (8 steps an epoch), 2 epochs, kNN every epoch */
+/* mlp encoder, 256 of the 300 training images, batch 32 (8 steps an epoch), 2 epochs, kNN
+ * every epoch */
 static void setup_job(struct setup *s, struct record *rec, struct invar_plugin_use objective,
                       int n_views)
 {
