@@ -90,8 +90,8 @@ static size_t tensor_count(struct invar_params *p, unsigned flag)
 struct shape_case {
     const char *head;
     int64_t c, hw;
-    int64_t dim;           /* expected feature size */
-    size_t weights;        /* trainable floats */
+    int64_t dim;    /* expected feature size */
+    size_t weights; /* trainable floats */
 };
 
 /* width 0.5: channels 16, 16, 32, 32, 64. Conv weights (no bias):
@@ -118,13 +118,15 @@ Test(encoders, convnet_shapes_and_counts)
             (const char *[]){"width", "0.5", "dim", "16", "hidden", "32", "head", c->head, NULL},
             in);
         struct invar_params *p = invar_encoder_params(enc);
-        cr_expect_eq(invar_encoder_dim(enc), c->dim, "%s %lld: dim %lld", c->head,
-                     (long long)c->hw, (long long)invar_encoder_dim(enc));
+        cr_expect_eq(invar_encoder_dim(enc), c->dim, "%s %lld: dim %lld", c->head, (long long)c->hw,
+                     (long long)invar_encoder_dim(enc));
         cr_expect_eq(invar_params_numel(p), c->weights, "%s %lld: %zu weights", c->head,
                      (long long)c->hw, invar_params_numel(p));
         cr_expect_eq(invar_params_buffer_numel(p), 320u);
         /* five conv-BN units: w, gamma, beta + 2 buffers each; heads 2, 4 or 0 tensors */
-        size_t head_tensors = strcmp(c->head, "linear") == 0 ? 2 : strcmp(c->head, "mlp") == 0 ? 4 : 0;
+        size_t head_tensors = strcmp(c->head, "linear") == 0 ? 2
+                              : strcmp(c->head, "mlp") == 0  ? 4
+                                                             : 0;
         cr_expect_eq(invar_params_count(p), 25 + head_tensors);
         cr_expect_eq(tensor_count(p, INVAR_P_BUFFER), 10u);
 
@@ -192,8 +194,8 @@ Test(encoders, convnet_input_gradient_in_training_mode)
 {
     int64_t in[3] = {1, 8, 8};
     struct invar_encoder *enc = encoder_new(
-        "convnet", (const char *[]){"width", "0.125", "dim", "3", "head", "mlp", "hidden", "5", NULL},
-        in);
+        "convnet",
+        (const char *[]){"width", "0.125", "dim", "3", "head", "mlp", "hidden", "5", NULL}, in);
     struct invar_tensor *x = gc_tensor(4, (int64_t[]){2, 1, 8, 8}, 1);
     /* training mode is the graph's default: batch statistics, so the two samples interact */
     double worst = gc_check(forward_fn, &x, 1, enc, 1e-3, 2e-2);

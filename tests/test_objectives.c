@@ -98,19 +98,25 @@ static void harness_open(struct harness *h, const char *objective, const char *c
                          int64_t dataset_size, int64_t batch, int n_views)
 {
     memset(h, 0, sizeof *h);
-    h->enc_use = plugin_use(INVAR_KIND_ENCODER, "mlp",
-                            (const char *[]){"depth", "0", "dim", "3", NULL});
+    h->enc_use =
+        plugin_use(INVAR_KIND_ENCODER, "mlp", (const char *[]){"depth", "0", "dim", "3", NULL});
     h->obj_use = plugin_use(INVAR_KIND_OBJECTIVE, objective, kv);
     h->ops = h->obj_use.plugin->ops.objective;
     struct invar_error err = {0};
-    cr_assert_eq(invar_encoder_create(&h->online, &h->enc_use, in_shape, 1, &err), INVAR_OK,
-                 "%s", err.msg);
+    cr_assert_eq(invar_encoder_create(&h->online, &h->enc_use, in_shape, 1, &err), INVAR_OK, "%s",
+                 err.msg);
     cr_assert_eq(invar_encoder_dim(h->online), D);
-    h->ctx = (struct invar_objective_ctx){
-        .dataset_size = dataset_size, .batch_size = batch, .n_views = n_views,
-        .feature_dim = D, .steps_per_epoch = dataset_size / batch, .epochs = 1, .seed = 5,
-        .online = h->online, .params = invar_params_create(), .encoder_clone = test_clone,
-        .framework = h};
+    h->ctx = (struct invar_objective_ctx){.dataset_size = dataset_size,
+                                          .batch_size = batch,
+                                          .n_views = n_views,
+                                          .feature_dim = D,
+                                          .steps_per_epoch = dataset_size / batch,
+                                          .epochs = 1,
+                                          .seed = 5,
+                                          .online = h->online,
+                                          .params = invar_params_create(),
+                                          .encoder_clone = test_clone,
+                                          .framework = h};
     cr_assert_eq(h->ops->create(h->obj_use.config, &h->ctx, &h->obj, &err), INVAR_OK, "%s",
                  err.msg);
     cr_assert_eq(invar_params_finalize(h->ctx.params, 11, &err), INVAR_OK, "%s", err.msg);
@@ -253,8 +259,8 @@ Test(objectives, moco_loss_matches_infonce_and_ema_is_exact)
 {
     struct harness h;
     harness_open(&h, "moco",
-                 (const char *[]){"queue", "3", "momentum", "0.75", "temperature", "0.2", NULL},
-                 10, 2, 2);
+                 (const char *[]){"queue", "3", "momentum", "0.75", "temperature", "0.2", NULL}, 10,
+                 2, 2);
     struct invar_encoder *key = moco_key_encoder(&h);
     set_linear(h.online, wq, bq);
     set_linear(key, wk0, bk0);
@@ -384,8 +390,8 @@ Test(objectives, moco_queue_wraps_around_when_k_is_not_a_multiple_of_b)
     for (int r = 0; r < 5; r++)
         for (int j = 0; j < D; j++)
             cr_expect_float_eq(queue->data[r * D + j], keys[src_step[r]][src_row[r]][j], 1e-5,
-                               "queue row %d col %d: %.7g, want %.7g", r, j,
-                               queue->data[r * D + j], keys[src_step[r]][src_row[r]][j]);
+                               "queue row %d col %d: %.7g, want %.7g", r, j, queue->data[r * D + j],
+                               keys[src_step[r]][src_row[r]][j]);
     struct mem_io io;
     mem_io_init(&io);
     cr_assert_eq(h.ops->save(h.obj, &io.io), INVAR_OK);
@@ -402,8 +408,8 @@ Test(objectives, moco_symmetric_loss_and_enqueue)
 {
     struct harness h;
     harness_open(&h, "moco",
-                 (const char *[]){"queue", "3", "momentum", "1", "temperature", "0.5",
-                                  "symmetric", "true", NULL},
+                 (const char *[]){"queue", "3", "momentum", "1", "temperature", "0.5", "symmetric",
+                                  "true", NULL},
                  10, 2, 2);
     struct invar_encoder *key = moco_key_encoder(&h);
     set_linear(h.online, wq, bq);
@@ -434,10 +440,10 @@ Test(objectives, moco_symmetric_loss_and_enqueue)
                 logits[r] /= 0.5;
             want += nll(logits, 4, 0) / 4;
         }
-    cr_expect_float_eq(loss->data[0], want, 1e-5, "symmetric loss %.7g, want %.7g",
-                       loss->data[0], want);
+    cr_expect_float_eq(loss->data[0], want, 1e-5, "symmetric loss %.7g, want %.7g", loss->data[0],
+                       want);
     h.ops->after_step(h.obj, g, &info);
-    /* keys in order: dir0 row0 -> 0 (overwritten), dir0 row1 -> 1, dir1 row0 -> 2, dir1 row1 -> 0 */
+    /* in order: dir0 row0 -> 0 (overwritten), dir0 row1 -> 1, dir1 row0 -> 2, dir1 row1 -> 0 */
     static const int src_dir[3] = {1, 0, 1}, src_row[3] = {1, 1, 0};
     for (int r = 0; r < 3; r++)
         for (int j = 0; j < D; j++)
@@ -473,9 +479,9 @@ Test(objectives, moco_gradient_wrt_query_view)
     struct harness h;
     /* momentum 0 keeps the key encoder equal to the query encoder, so every evaluation of the
      * loss sees the same keys */
-    harness_open(&h, "moco", (const char *[]){"queue", "3", "momentum", "0", "temperature", "0.5",
-                                              NULL},
-                 10, 2, 2);
+    harness_open(&h, "moco",
+                 (const char *[]){"queue", "3", "momentum", "0", "temperature", "0.5", NULL}, 10, 2,
+                 2);
     set_linear(h.online, wq, bq);
     struct invar_tensor *xs[2] = {gc_tensor(4, (int64_t[]){2, 1, 1, F}, 1),
                                   gc_tensor(4, (int64_t[]){2, 1, 1, F}, 0)};
@@ -490,7 +496,7 @@ Test(objectives, moco_gradient_wrt_query_view)
 
 #define N 6
 static const float bank0[N][D] = {{0.6f, 0.8f, 0.0f},  {0.0f, 0.6f, 0.8f},  {0.8f, 0.0f, -0.6f},
-                                   {-0.6f, 0.0f, 0.8f}, {0.0f, -0.8f, 0.6f}, {1.0f, 0.0f, 0.0f}};
+                                  {-0.6f, 0.0f, 0.8f}, {0.0f, -0.8f, 0.6f}, {1.0f, 0.0f, 0.0f}};
 static const float xa[2 * F] = {0.4f, -1.2f, 1.5f, 0.3f};
 static const float xb[2 * F] = {-0.7f, 0.2f, 0.9f, 1.1f};
 
@@ -508,8 +514,8 @@ Test(objectives, instdisc_nonparametric_loss_and_bank_update)
 {
     struct harness h;
     harness_open(&h, "instdisc",
-                 (const char *[]){"softmax", "nonparametric", "temperature", "0.1",
-                                  "bank_momentum", "0.25", NULL},
+                 (const char *[]){"softmax", "nonparametric", "temperature", "0.1", "bank_momentum",
+                                  "0.25", NULL},
                  N, 2, 1);
     set_linear(h.online, wq, bq);
     struct invar_tensor *bank = instdisc_bank(&h);
@@ -595,8 +601,8 @@ Test(objectives, instdisc_nce_normaliser_and_loss)
     const double t = 0.2;
     struct harness h;
     harness_open(&h, "instdisc",
-                 (const char *[]){"softmax", "nce", "temperature", "0.2", "nce_k", "3", NULL}, N,
-                 B, 1);
+                 (const char *[]){"softmax", "nce", "temperature", "0.2", "nce_k", "3", NULL}, N, B,
+                 1);
     set_linear(h.online, wq, bq);
     instdisc_bank(&h);
     struct invar_rng rng;
@@ -631,8 +637,7 @@ Test(objectives, instdisc_nce_normaliser_and_loss)
         struct metric_box mb = {"instdisc/nce_z", 0, 0};
         h.ops->metrics(h.obj, metric_catch, &mb);
         cr_assert_eq(mb.seen, 1, "instdisc/nce_z was not emitted");
-        cr_expect_float_eq(mb.value, z, 1e-5 * z, "step %d: Z %.9g, want %.9g", step, mb.value,
-                           z);
+        cr_expect_float_eq(mb.value, z, 1e-5 * z, "step %d: Z %.9g, want %.9g", step, mb.value, z);
         /* h = P / (P + K Pn), P = exp(s/T) / Z, Pn = 1/N */
         double c = (double)K / N, want = 0;
         for (int b = 0; b < B; b++) {
@@ -657,10 +662,10 @@ Test(objectives, instdisc_gradients_wrt_the_view)
     static const char *const variants[] = {"nonparametric", "parametric", "nce"};
     for (int v = 0; v < 3; v++) {
         struct harness h;
-        harness_open(&h, "instdisc",
-                     (const char *[]){"softmax", variants[v], "temperature", "0.5", "nce_k", "4",
-                                      NULL},
-                     N, 3, 1);
+        harness_open(
+            &h, "instdisc",
+            (const char *[]){"softmax", variants[v], "temperature", "0.5", "nce_k", "4", NULL}, N,
+            3, 1);
         set_linear(h.online, wq, bq);
         instdisc_bank(&h);
         struct mem_io io;

@@ -18,9 +18,13 @@ static void *configs[32];
 static int n_configs;
 static char tmpdir[256];
 
-static const char *const tmp_files[] = {
-    "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte", "a.ckpt", "b.ckpt", NULL};
+static const char *const tmp_files[] = {"train-images-idx3-ubyte",
+                                        "train-labels-idx1-ubyte",
+                                        "t10k-images-idx3-ubyte",
+                                        "t10k-labels-idx1-ubyte",
+                                        "a.ckpt",
+                                        "b.ckpt",
+                                        NULL};
 
 static void put_be32(FILE *f, uint32_t v)
 {
@@ -184,10 +188,13 @@ static void setup_job(struct setup *s, struct record *rec, struct invar_plugin_u
         .normalize = 1,
         .views = s->views,
         .n_views = n_views,
-        .encoder = plugin_use("mlp", 1,
-                              (const char *[]){"hidden", "64", "depth", "1", "dim", "16", NULL}),
+        .encoder =
+            plugin_use("mlp", 1, (const char *[]){"hidden", "64", "depth", "1", "dim", "16", NULL}),
         .objective = objective,
-        .optim = {.kind = INVAR_OPTIM_SGD, .lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4,
+        .optim = {.kind = INVAR_OPTIM_SGD,
+                  .lr = 0.05,
+                  .momentum = 0.9,
+                  .weight_decay = 5e-4,
                   .schedule = INVAR_SCHED_COSINE},
         .warmup_epochs = 0.5,
         .epochs = 2,
@@ -231,9 +238,11 @@ Test(train, moco_end_to_end_metrics)
 {
     struct setup s;
     struct record rec;
-    setup_job(&s, &rec, plugin_use("moco", 1, (const char *[]){"queue", "64", "momentum", "0.99",
-                                                                "temperature", "0.2", NULL}),
-              2);
+    setup_job(
+        &s, &rec,
+        plugin_use("moco", 1,
+                   (const char *[]){"queue", "64", "momentum", "0.99", "temperature", "0.2", NULL}),
+        2);
     s.job.eval.linear_epochs = 5;
     s.job.eval.linear_lr = 1e-2;
     s.job.eval.linear_batch = 64;
@@ -349,32 +358,28 @@ static void resume_exactness(struct invar_plugin_use objective, int n_views, dou
 Test(train, resume_is_exact_moco)
 {
     /* K = 40 is not a multiple of the batch: the queue pointer is mid-queue at the checkpoint */
-    resume_exactness(plugin_use("moco", 1, (const char *[]){"queue", "40", "momentum", "0.9",
-                                                             NULL}),
-                     2, 0.9);
+    resume_exactness(
+        plugin_use("moco", 1, (const char *[]){"queue", "40", "momentum", "0.9", NULL}), 2, 0.9);
 }
 
 Test(train, resume_is_exact_instdisc_nce)
 {
     /* plain SGD: an optimizer without state must resume too */
-    resume_exactness(plugin_use("instdisc", 1,
-                                (const char *[]){"softmax", "nce", "nce_k", "32", NULL}),
-                     1, 0);
+    resume_exactness(
+        plugin_use("instdisc", 1, (const char *[]){"softmax", "nce", "nce_k", "32", NULL}), 1, 0);
 }
 
 Test(train, moco_momentum_zero_finishes_or_diverges)
 {
     struct setup s;
     struct record rec;
-    setup_job(&s, &rec, plugin_use("moco", 1, (const char *[]){"queue", "64", "momentum", "0",
-                                                                NULL}),
-              2);
+    setup_job(&s, &rec,
+              plugin_use("moco", 1, (const char *[]){"queue", "64", "momentum", "0", NULL}), 2);
     s.job.optim.lr = 0.5; /* push it: a diverging run must end as a result, not a crash */
     struct invar_result res;
     struct invar_error err = {0};
     enum invar_status st = invar_train(&s.job, &res, &err);
-    cr_expect(st == INVAR_OK || st == INVAR_ERR_DIVERGED, "%s: %s", invar_status_str(st),
-              err.msg);
+    cr_expect(st == INVAR_OK || st == INVAR_ERR_DIVERGED, "%s: %s", invar_status_str(st), err.msg);
     if (st == INVAR_OK)
         cr_expect(isfinite(res.final_loss));
 }
@@ -412,7 +417,7 @@ Test(train, damaged_or_foreign_checkpoints_are_refused)
     size_t n;
     unsigned char *good = read_all(path, &n);
 
-    /* (an intact one resumes: see the resume tests) one flipped byte in the middle of the weights */
+    /* one flipped byte in the middle of the weights (intact ones: the resume tests) */
     unsigned char *bad = malloc(n);
     memcpy(bad, good, n);
     bad[n / 2] ^= 0x40;

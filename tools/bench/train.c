@@ -95,8 +95,8 @@ struct bench {
     void *obj;
     struct invar_optim *opt;
     struct invar_graph *g;
-    float *views[2];   /* (BATCH, 1, 28, 28) each */
-    int64_t *indices;  /* (BATCH) distinct dataset positions */
+    float *views[2];  /* (BATCH, 1, 28, 28) each */
+    int64_t *indices; /* (BATCH) distinct dataset positions */
 };
 
 static enum invar_status bench_clone(struct invar_objective_ctx *ctx, struct invar_encoder **out,
@@ -139,17 +139,26 @@ static void bench_open(struct bench *b, const char *objective, const char *const
         return;
     b->obj_use = plugin_use(INVAR_KIND_OBJECTIVE, objective, kv);
     b->ops = b->obj_use.plugin->ops.objective;
-    b->ctx = (struct invar_objective_ctx){
-        .dataset_size = DATASET, .batch_size = BATCH, .n_views = n_views,
-        .feature_dim = invar_encoder_dim(b->online), .steps_per_epoch = DATASET / BATCH,
-        .epochs = 1, .seed = 1, .online = b->online, .params = invar_params_create(),
-        .encoder_clone = bench_clone, .framework = b};
+    b->ctx = (struct invar_objective_ctx){.dataset_size = DATASET,
+                                          .batch_size = BATCH,
+                                          .n_views = n_views,
+                                          .feature_dim = invar_encoder_dim(b->online),
+                                          .steps_per_epoch = DATASET / BATCH,
+                                          .epochs = 1,
+                                          .seed = 1,
+                                          .online = b->online,
+                                          .params = invar_params_create(),
+                                          .encoder_clone = bench_clone,
+                                          .framework = b};
     if (b->ops->create(b->obj_use.config, &b->ctx, &b->obj, &err) != INVAR_OK ||
         invar_params_finalize(b->ctx.params, 3, &err) != INVAR_OK ||
         (b->ops->init_state && b->ops->init_state(b->obj, &err) != INVAR_OK))
         die(objective, &err);
-    struct invar_optim_config oc = {.kind = INVAR_OPTIM_SGD, .lr = 0.03, .momentum = 0.9,
-                                    .weight_decay = 5e-4, .schedule = INVAR_SCHED_CONSTANT};
+    struct invar_optim_config oc = {.kind = INVAR_OPTIM_SGD,
+                                    .lr = 0.03,
+                                    .momentum = 0.9,
+                                    .weight_decay = 5e-4,
+                                    .schedule = INVAR_SCHED_CONSTANT};
     struct invar_params *groups[2] = {invar_encoder_params(b->online), b->ctx.params};
     if (invar_optim_create(&b->opt, &oc, groups, 2, &err) != INVAR_OK)
         die("optimizer", &err);
@@ -219,8 +228,7 @@ static double infer_step(struct bench *b)
 }
 
 /* img/s of the median step */
-static double measure(const char *name, const char *objective, const char *const *kv,
-                      int n_views)
+static double measure(const char *name, const char *objective, const char *const *kv, int n_views)
 {
     struct bench b;
     bench_open(&b, objective, kv, n_views);
@@ -295,8 +303,9 @@ static int run_reference(double rates[4])
     while (fgets(line, sizeof line, p)) {
         fputs(line, stdout);
         if (strncmp(line, "TORCH ", 6) == 0)
-            got = sscanf(line, "TORCH moco_img_s=%lf instdisc_img_s=%lf nce_img_s=%lf "
-                               "infer_img_s=%lf",
+            got = sscanf(line,
+                         "TORCH moco_img_s=%lf instdisc_img_s=%lf nce_img_s=%lf "
+                         "infer_img_s=%lf",
                          &rates[0], &rates[1], &rates[2], &rates[3]) == 4;
     }
     int status = pclose(p);
@@ -314,14 +323,13 @@ int main(void)
     printf("convnet-s, batch %d, 28x28, %d threads; median of %d steps after %d warm-up\n", BATCH,
            THREADS, REPEATS, WARMUP);
     double ours[4];
-    ours[0] = measure("moco", "moco",
-                      (const char *[]){"queue", "4096", "momentum", "0.99", "temperature", "0.1",
-                                       NULL},
-                      2);
-    ours[1] = measure("instdisc", "instdisc",
-                      (const char *[]){"softmax", "nonparametric", NULL}, 1);
-    ours[2] = measure("nce", "instdisc", (const char *[]){"softmax", "nce", "nce_k", "4096", NULL},
-                      1);
+    ours[0] = measure(
+        "moco", "moco",
+        (const char *[]){"queue", "4096", "momentum", "0.99", "temperature", "0.1", NULL}, 2);
+    ours[1] =
+        measure("instdisc", "instdisc", (const char *[]){"softmax", "nonparametric", NULL}, 1);
+    ours[2] =
+        measure("nce", "instdisc", (const char *[]){"softmax", "nce", "nce_k", "4096", NULL}, 1);
     ours[3] = measure("inference", NULL, NULL, 0);
 
     double torch_rates[4];
