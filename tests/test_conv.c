@@ -6,8 +6,9 @@
 #include "gradcheck.h"
 #include "ops/graph_internal.h"
 
-/* conv.c's test hook: chunk size and kept-col limit in bytes; (0, 0) restores the defaults. */
-void conv_set_limits(size_t chunk_bytes, size_t keep_bytes);
+/* conv.c's test hook: chunk size and kept-col limit in bytes, smallest loop split across
+ * threads; (0, 0, 0) restores the defaults. */
+void conv_set_limits(size_t chunk_bytes, size_t keep_bytes, int64_t par_min);
 
 /* ---- conv2d -------------------------------------------------------------------------------- */
 
@@ -17,6 +18,7 @@ struct conv_case {
 };
 
 /* non-square images, batch > 1, stride 1 and 2, padding 0 and 1, kernels 1/3/5, C_in != C_out */
+// clang-format off
 static const struct conv_case conv_cases[] = {
     {2, 3, 5, 7, 4, 3, 1, 1, 1},
     {3, 2, 7, 6, 3, 3, 2, 1, 0},
@@ -25,6 +27,7 @@ static const struct conv_case conv_cases[] = {
     {2, 1, 6, 7, 3, 5, 1, 1, 0},
     {2, 4, 5, 4, 2, 3, 2, 0, 1},
 };
+// clang-format on
 
 struct conv_args {
     int stride, pad;
@@ -85,9 +88,9 @@ Test(conv, gradcheck)
 /* One image per chunk and nothing kept: the chunked rebuild-in-backward path. */
 Test(conv, gradcheck_chunked)
 {
-    conv_set_limits(1, 0);
+    conv_set_limits(1, 0, INT64_MAX);
     conv_run_gradchecks();
-    conv_set_limits(0, 0);
+    conv_set_limits(0, 0, 0);
 }
 
 /* A first layer: the input needs no gradient, so dx is skipped while dw and db still flow. */
@@ -117,7 +120,8 @@ static void conv_check_values(void)
         const int64_t oh = (cc->h + 2 * cc->pad - cc->k) / cc->stride + 1;
         const int64_t ow = (cc->w + 2 * cc->pad - cc->k) / cc->stride + 1;
         cr_assert(y->ndim == 4 && y->shape[0] == cc->n && y->shape[1] == cc->o &&
-                  y->shape[2] == oh && y->shape[3] == ow, "case %zu: wrong output shape", t);
+                      y->shape[2] == oh && y->shape[3] == ow,
+                  "case %zu: wrong output shape", t);
         double *ref = malloc((size_t)y->numel * sizeof *ref);
         conv_naive(ref, x, w, b, cc->stride, cc->pad, oh, ow);
         for (int64_t i = 0; i < y->numel; i++)
@@ -133,9 +137,75 @@ static void conv_check_values(void)
 Test(conv, matches_direct_convolution)
 {
     conv_check_values();
-    conv_set_limits(1, 0);
+    conv_set_limits(1, 0, 1);
     conv_check_values();
-    conv_set_limits(0, 0);
+    conv_set_limits(0, 0, 0);
+}
+
+/* Gradients against the direct formulas at sizes large enough that the copy loops split across
+ * threads and the batch spans several chunks: dx[n,c,iy,ix] = sum dy * w over the windows that
+ * read the cell, dw[o,c,ky,kx] = sum dy * x under the tap, db[o] = sum dy. */
+static void conv_check_backward(int stride, int pad, int bias)
+{
+    const int64_t n = 5, c = 8, h = 26, wd = 23, o = 6, k = 3;
+    struct invar_tensor *x = gc_tensor(4, (int64_t[]){n, c, h, wd}, 1);
+    struct invar_tensor *w = gc_tensor(4, (int64_t[]){o, c, k, k}, 1);
+    struct invar_tensor *b = bias ? gc_tensor(1, (int64_t[]){o}, 1) : NULL;
+    struct invar_graph *g = invar_graph_create(1 << 20);
+    struct invar_tensor *y = invar_conv2d(g, x, w, b, stride, pad);
+    const int64_t oh = y->shape[2], ow = y->shape[3];
+    struct invar_tensor *dy = gc_tensor(4, y->shape, 0);
+    struct invar_tensor *loss = invar_graph_tensor(g, 1, (int64_t[]){1});
+    loss->data[0] = 0;
+    struct gc_dot_ctx dc = {dy->data};
+    invar_custom_op(g, "dot", loss, &y, 1, gc_dot_backward, &dc);
+    invar_graph_backward(g, loss);
+
+    double *dx = calloc((size_t)x->numel, sizeof *dx), *dw = calloc((size_t)w->numel, sizeof *dw);
+    double db[6] = {0};
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t oc = 0; oc < o; oc++)
+            for (int64_t oy = 0; oy < oh; oy++)
+                for (int64_t ox = 0; ox < ow; ox++) {
+                    const double d = dy->data[((i * o + oc) * oh + oy) * ow + ox];
+                    db[oc] += d;
+                    for (int64_t ic = 0; ic < c; ic++)
+                        for (int64_t ky = 0; ky < k; ky++)
+                            for (int64_t kx = 0; kx < k; kx++) {
+                                const int64_t iy = oy * stride - pad + ky;
+                                const int64_t ix = ox * stride - pad + kx;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= wd)
+                                    continue;
+                                const int64_t xi = ((i * c + ic) * h + iy) * wd + ix;
+                                const int64_t wi = ((oc * c + ic) * k + ky) * k + kx;
+                                dx[xi] += d * w->data[wi];
+                                dw[wi] += d * x->data[xi];
+                            }
+                }
+    for (int64_t i = 0; i < x->numel; i++)
+        cr_assert(fabs(x->grad[i] - dx[i]) < 1e-4 * (1 + fabs(dx[i])), "dx[%lld]: %g vs %g",
+                  (long long)i, x->grad[i], dx[i]);
+    for (int64_t i = 0; i < w->numel; i++)
+        cr_assert(fabs(w->grad[i] - dw[i]) < 1e-4 * (1 + fabs(dw[i])), "dw[%lld]: %g vs %g",
+                  (long long)i, w->grad[i], dw[i]);
+    for (int64_t i = 0; b && i < o; i++)
+        cr_assert(fabs(b->grad[i] - db[i]) < 1e-4 * (1 + fabs(db[i])), "db[%lld]: %g vs %g",
+                  (long long)i, b->grad[i], db[i]);
+    free(dx), free(dw);
+    invar_graph_destroy(g);
+    gc_free(x), gc_free(w), gc_free(b), gc_free(dy);
+}
+
+Test(conv, backward_matches_direct)
+{
+    conv_check_backward(1, 1, 1);
+    conv_check_backward(2, 1, 0);
+    conv_check_backward(1, 0, 0);
+    /* two images per chunk, col rebuilt in backward, every loop split across threads */
+    conv_set_limits(2 * 72 * 26 * 23 * sizeof(float), 0, 1);
+    conv_check_backward(1, 1, 1);
+    conv_check_backward(2, 0, 1);
+    conv_set_limits(0, 0, 0);
 }
 
 /* 3x3 "same" conv of ones by ones counts the real cells under each window: 4 at corners, 6 on
@@ -152,8 +222,8 @@ Test(conv, padding_counts_cells)
     invar_tensor_wrap(&w, ws, 4, (int64_t[]){1, 2, 3, 3});
     struct invar_graph *g = invar_graph_create(1 << 16);
     struct invar_tensor *y = invar_conv2d(g, &x, &w, NULL, 1, 1);
-    const float want[20] = {8, 12, 12, 12, 8, 12, 18, 18, 18, 12,
-                            12, 18, 18, 18, 12, 8, 12, 12, 12, 8};
+    const float want[20] = {8,  12, 12, 12, 8,  12, 18, 18, 18, 12,
+                            12, 18, 18, 18, 12, 8,  12, 12, 12, 8};
     for (int i = 0; i < 20; i++)
         cr_assert_float_eq(y->data[i], want[i], 1e-6, "cell %d: %g", i, y->data[i]);
     invar_graph_destroy(g);
@@ -221,8 +291,7 @@ Test(pool, maxpool_padding_never_wins)
 }
 
 /* Ties: the first maximum in scan order takes the whole gradient. */
-static void count_backward(struct invar_tensor *out, struct invar_tensor **in, int n_in,
-                           void *ctx)
+static void count_backward(struct invar_tensor *out, struct invar_tensor **in, int n_in, void *ctx)
 {
     (void)out, (void)n_in, (void)ctx;
     for (int64_t i = 0; i < in[0]->numel; i++)
@@ -299,8 +368,7 @@ static void bn_gradcheck(int ndim, const int64_t *shape, int training)
         gc_tensor(1, (int64_t[]){c}, 1),
         gc_tensor(1, (int64_t[]){c}, 1),
     };
-    struct bn_args a = {training, gc_tensor(1, (int64_t[]){c}, 0),
-                        gc_tensor(1, (int64_t[]){c}, 0)};
+    struct bn_args a = {training, gc_tensor(1, (int64_t[]){c}, 0), gc_tensor(1, (int64_t[]){c}, 0)};
     for (int64_t i = 0; i < c; i++)
         a.rv->data[i] = 0.5f + a.rv->data[i] * a.rv->data[i]; /* a positive variance */
     gc_check(bn_f, in, 3, &a, 1e-3, 2e-2);
@@ -309,10 +377,22 @@ static void bn_gradcheck(int ndim, const int64_t *shape, int training)
     gc_free(a.rm), gc_free(a.rv);
 }
 
-Test(batchnorm, gradcheck_train_2d) { bn_gradcheck(2, (int64_t[]){6, 3}, 1); }
-Test(batchnorm, gradcheck_train_4d) { bn_gradcheck(4, (int64_t[]){3, 2, 3, 4}, 1); }
-Test(batchnorm, gradcheck_eval_2d) { bn_gradcheck(2, (int64_t[]){5, 3}, 0); }
-Test(batchnorm, gradcheck_eval_4d) { bn_gradcheck(4, (int64_t[]){2, 3, 4, 3}, 0); }
+Test(batchnorm, gradcheck_train_2d)
+{
+    bn_gradcheck(2, (int64_t[]){6, 3}, 1);
+}
+Test(batchnorm, gradcheck_train_4d)
+{
+    bn_gradcheck(4, (int64_t[]){3, 2, 3, 4}, 1);
+}
+Test(batchnorm, gradcheck_eval_2d)
+{
+    bn_gradcheck(2, (int64_t[]){5, 3}, 0);
+}
+Test(batchnorm, gradcheck_eval_4d)
+{
+    bn_gradcheck(4, (int64_t[]){2, 3, 4, 3}, 0);
+}
 
 /* Two training steps on (4, 2) batches, momentum 0.1, from mean 0 / var 1:
  *   step 1: ch0 {1,2,3,4} mean 2.5 unbiased var 5/3; ch1 {0,0,1,1} mean 0.5 var 1/3

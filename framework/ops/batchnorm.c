@@ -111,8 +111,8 @@ struct invar_tensor *invar_batchnorm(struct invar_graph *g, struct invar_tensor 
         }
     }
     struct invar_tensor *in[3] = {x, gamma, beta};
-    struct invar_node *n = graph_record(g, "batchnorm", y, in, 3, batchnorm_backward,
-                                        sizeof(struct bn_ctx));
+    struct invar_node *n =
+        graph_record(g, "batchnorm", y, in, 3, batchnorm_backward, sizeof(struct bn_ctx));
     if (n) {
         struct bn_ctx *ctx = n->ctx;
         *ctx = (struct bn_ctx){mean, istd, training};

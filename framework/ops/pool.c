@@ -8,8 +8,8 @@ struct pool_ctx {
     int32_t *argmax; /* (N, C, OH, OW) flat index into the (H, W) plane; max pooling only */
 };
 
-static struct invar_tensor *pool_output(struct invar_graph *g, const struct invar_tensor *x,
-                                        int k, int stride, int pad)
+static struct invar_tensor *pool_output(struct invar_graph *g, const struct invar_tensor *x, int k,
+                                        int stride, int pad)
 {
     INVAR_ASSERT(x->ndim == 4 && invar_tensor_is_contiguous(x));
     INVAR_ASSERT(k >= 1 && stride >= 1 && pad >= 0);
@@ -31,8 +31,8 @@ static void maxpool_backward(struct invar_graph *g, struct invar_node *n)
     const int64_t planes = x->shape[0] * x->shape[1], hw = x->shape[2] * x->shape[3];
     const int64_t ohw = y->shape[2] * y->shape[3];
     for (int64_t p = 0; p < planes; p++) {
-        float *dx = x->grad + p * hw;           // (H, W)
-        const float *dy = y->grad + p * ohw;    // (OH, OW)
+        float *dx = x->grad + p * hw;        // (H, W)
+        const float *dy = y->grad + p * ohw; // (OH, OW)
         const int32_t *am = ctx->argmax + p * ohw;
         for (int64_t j = 0; j < ohw; j++)
             dx[am[j]] += dy[j];
@@ -67,8 +67,8 @@ struct invar_tensor *invar_maxpool2d(struct invar_graph *g, struct invar_tensor 
                     argmax[j] = (int32_t)at;
             }
     }
-    struct invar_node *n = graph_record(g, "maxpool2d", y, &x, 1, maxpool_backward,
-                                        sizeof(struct pool_ctx));
+    struct invar_node *n =
+        graph_record(g, "maxpool2d", y, &x, 1, maxpool_backward, sizeof(struct pool_ctx));
     if (n) {
         struct pool_ctx *ctx = n->ctx;
         *ctx = (struct pool_ctx){k, stride, pad, argmax};
@@ -88,7 +88,7 @@ static void avgpool_backward(struct invar_graph *g, struct invar_node *n)
     const int64_t oh = y->shape[2], ow = y->shape[3];
     const float inv = 1.0f / (float)(k * k);
     for (int64_t p = 0; p < planes; p++) {
-        float *dx = x->grad + p * h * w;       // (H, W)
+        float *dx = x->grad + p * h * w;         // (H, W)
         const float *dy = y->grad + p * oh * ow; // (OH, OW)
         for (int64_t oy = 0; oy < oh; oy++)
             for (int64_t ox = 0; ox < ow; ox++) {
@@ -121,8 +121,8 @@ struct invar_tensor *invar_avgpool2d(struct invar_graph *g, struct invar_tensor 
                 y->data[p * oh * ow + oy * ow + ox] = acc * inv;
             }
     }
-    struct invar_node *n = graph_record(g, "avgpool2d", y, &x, 1, avgpool_backward,
-                                        sizeof(struct pool_ctx));
+    struct invar_node *n =
+        graph_record(g, "avgpool2d", y, &x, 1, avgpool_backward, sizeof(struct pool_ctx));
     if (n) {
         struct pool_ctx *ctx = n->ctx;
         *ctx = (struct pool_ctx){k, stride, pad, NULL};

@@ -3,7 +3,8 @@
  *
  *     meson test -C build --benchmark ops -v
  *
- * Each figure is the median of REPEATS timed runs after one warm-up. A conv layer's flops are
+ * Each figure is the median of REPEATS timed runs after one warm-up; the backward column is
+ * the median step minus the median forward. A conv layer's flops are
  * 2*M*N*K for forward (M = C_out, N = batch*OH*OW, K = C_in*KH*KW) plus the same for each
  * backward GEMM it runs: dw always, dx except for the first layer (its input needs no gradient,
  * as in training). The last line is `RESULT conv_gflops=... sgemm_gflops=... ratio=...`.
@@ -64,9 +65,9 @@ static void ones_backward(struct invar_tensor *out, struct invar_tensor **in, in
         in[0]->grad[i] += 1.0f;
 }
 
-/* One forward+backward step of a layer; returns seconds. */
-static double conv_step(struct invar_graph *g, const struct layer *l, float *xdata,
-                        struct invar_tensor *w, struct invar_tensor *b)
+/* One forward+backward step of a layer: seconds of forward into *fwd, of both returned. */
+static double conv_step(struct invar_graph *g, const struct layer *l, const float *xdata,
+                        struct invar_tensor *w, struct invar_tensor *b, double *fwd)
 {
     invar_graph_reset(g);
     struct invar_tensor *x = invar_graph_tensor(g, 4, (int64_t[]){BATCH, l->c, l->hw, l->hw});
@@ -76,6 +77,7 @@ static double conv_step(struct invar_graph *g, const struct layer *l, float *xda
     memset(b->grad, 0, (size_t)b->numel * sizeof(float));
     double t0 = now();
     struct invar_tensor *y = invar_conv2d(g, x, w, b, 1, 1);
+    *fwd = now() - t0;
     struct invar_tensor *loss = invar_graph_tensor(g, 1, (int64_t[]){1});
     loss->data[0] = 0;
     invar_custom_op(g, "ones", loss, &y, 1, ones_backward, NULL);
@@ -83,64 +85,80 @@ static double conv_step(struct invar_graph *g, const struct layer *l, float *xda
     return now() - t0;
 }
 
+struct layer_state {
+    float *x;                 /* (BATCH, C, HW, HW) input values */
+    float *buf;               /* w, b, w->grad, b->grad */
+    struct invar_tensor w, b; /* (O, C, 3, 3), (O) */
+    double t[REPEATS], f[REPEATS];
+};
+
+static void layer_state_init(struct layer_state *st, const struct layer *l, unsigned seed)
+{
+    const int64_t xn = BATCH * l->c * l->hw * l->hw, wn = l->o * l->c * 9;
+    st->x = malloc((size_t)xn * sizeof(float));
+    st->buf = malloc((size_t)(2 * wn + 2 * l->o) * sizeof(float));
+    fill(st->x, xn, seed);
+    fill(st->buf, wn + l->o, seed + 99u);
+    invar_tensor_wrap(&st->w, st->buf, 4, (int64_t[]){l->o, l->c, 3, 3});
+    invar_tensor_wrap(&st->b, st->buf + wn, 1, (int64_t[]){l->o});
+    st->w.grad = st->buf + wn + l->o, st->b.grad = st->buf + 2 * wn + l->o;
+    st->w.requires_grad = st->b.requires_grad = 1;
+}
+
 int main(void)
 {
     openblas_set_num_threads(2);
-    printf("conv2d 3x3 pad 1, batch %d, forward+backward, 2 threads, median of %d\n", BATCH,
-           REPEATS);
-    printf("%-22s %10s %10s %10s\n", "layer", "GFLOP", "ms", "GFLOP/s");
-    struct invar_graph *g = invar_graph_create(64 << 20);
-    double conv_flops = 0, conv_time = 0;
-    for (size_t i = 0; i < N_LAYERS; i++) {
-        const struct layer *l = &layers[i];
-        const int64_t xn = BATCH * l->c * l->hw * l->hw, wn = l->o * l->c * 9;
-        float *xdata = malloc((size_t)xn * sizeof(float));
-        float *wbuf = malloc((size_t)(2 * wn + 2 * l->o) * sizeof(float));
-        fill(xdata, xn, 1u + (unsigned)i);
-        fill(wbuf, wn + l->o, 99u + (unsigned)i);
-        struct invar_tensor w, b;
-        invar_tensor_wrap(&w, wbuf, 4, (int64_t[]){l->o, l->c, 3, 3});
-        invar_tensor_wrap(&b, wbuf + wn, 1, (int64_t[]){l->o});
-        w.grad = wbuf + wn + l->o, b.grad = wbuf + 2 * wn + l->o;
-        w.requires_grad = b.requires_grad = 1;
-
-        double t[REPEATS];
-        conv_step(g, l, xdata, &w, &b); /* warm-up; also settles the arena */
-        for (int r = 0; r < REPEATS; r++)
-            t[r] = conv_step(g, l, xdata, &w, &b);
-        const double sec = median(t, REPEATS);
-        const double gemm = 2.0 * (double)l->o * (double)(BATCH * l->hw * l->hw) *
-                            (double)(l->c * 9);
-        const double flops = gemm * (l->input_grad ? 3 : 2);
-        char name[32];
-        snprintf(name, sizeof name, "%lld->%lld @%lldx%lld", (long long)l->c,
-                 (long long)l->o, (long long)l->hw, (long long)l->hw);
-        printf("%-22s %10.3f %10.2f %10.1f\n", name, flops * 1e-9, sec * 1e3,
-               flops / sec * 1e-9);
-        conv_flops += flops, conv_time += sec;
-        free(xdata);
-        free(wbuf);
-    }
-    invar_graph_destroy(g);
-    const double conv_gflops = conv_flops / conv_time * 1e-9;
-    printf("%-22s %10.3f %10.2f %10.1f\n", "total", conv_flops * 1e-9, conv_time * 1e3,
-           conv_gflops);
-
+    struct layer_state st[N_LAYERS];
+    for (size_t i = 0; i < N_LAYERS; i++)
+        layer_state_init(&st[i], &layers[i], 1u + (unsigned)i);
     const int n = 2048;
     float *a = malloc((size_t)n * n * sizeof(float)), *bm = malloc((size_t)n * n * sizeof(float));
     float *c = malloc((size_t)n * n * sizeof(float));
     fill(a, (int64_t)n * n, 7), fill(bm, (int64_t)n * n, 8);
-    double t[REPEATS];
+
+    /* Repeats run every layer and then the sgemm, so that load from elsewhere on the machine
+     * hits both sides of the ratio alike. Repeat -1 is the warm-up (it also settles the arena). */
+    struct invar_graph *g = invar_graph_create(64 << 20);
+    double ts[REPEATS];
     for (int r = -1; r < REPEATS; r++) {
+        for (size_t i = 0; i < N_LAYERS; i++) {
+            double f, t = conv_step(g, &layers[i], st[i].x, &st[i].w, &st[i].b, &f);
+            if (r >= 0)
+                st[i].t[r] = t, st[i].f[r] = f;
+        }
         double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, bm, n, 0.0f,
-                    c, n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, bm, n, 0.0f, c,
+                    n);
         if (r >= 0)
-            t[r] = now() - t0;
+            ts[r] = now() - t0;
     }
-    const double sgemm_gflops = 2.0 * n * n * (double)n / median(t, REPEATS) * 1e-9;
-    printf("%-22s %10.3f %10.2f %10.1f\n", "sgemm 2048^2", 2.0 * n * n * (double)n * 1e-9,
-           median(t, REPEATS) * 1e3, sgemm_gflops);
+    invar_graph_destroy(g);
+
+    printf("conv2d 3x3 pad 1, batch %d, forward+backward, 2 threads, median of %d\n", BATCH,
+           REPEATS);
+    printf("%-16s %8s %9s %9s %9s %9s\n", "layer", "GFLOP", "fwd ms", "bwd ms", "ms", "GFLOP/s");
+    double conv_flops = 0, conv_time = 0;
+    for (size_t i = 0; i < N_LAYERS; i++) {
+        const struct layer *l = &layers[i];
+        const double gemm =
+            2.0 * (double)l->o * (double)(BATCH * l->hw * l->hw) * (double)(l->c * 9);
+        const double flops = gemm * (l->input_grad ? 3 : 2);
+        const double sec = median(st[i].t, REPEATS), fwd = median(st[i].f, REPEATS);
+        char name[32];
+        snprintf(name, sizeof name, "%lld->%lld @%lld", (long long)l->c, (long long)l->o,
+                 (long long)l->hw);
+        printf("%-16s %8.3f %9.2f %9.2f %9.2f %9.1f\n", name, flops * 1e-9, fwd * 1e3,
+               (sec - fwd) * 1e3, sec * 1e3, flops / sec * 1e-9);
+        conv_flops += flops, conv_time += sec;
+        free(st[i].x), free(st[i].buf);
+    }
+    const double conv_gflops = conv_flops / conv_time * 1e-9;
+    printf("%-16s %8.3f %9s %9s %9.2f %9.1f\n", "conv total", conv_flops * 1e-9, "", "",
+           conv_time * 1e3, conv_gflops);
+    const double sgemm_sec = median(ts, REPEATS);
+    const double sgemm_gflops = 2.0 * n * n * (double)n / sgemm_sec * 1e-9;
+    printf("%-16s %8.3f %9s %9s %9.2f %9.1f\n", "sgemm 2048^2", 2.0 * n * n * (double)n * 1e-9, "",
+           "", sgemm_sec * 1e3, sgemm_gflops);
     free(a), free(bm), free(c);
     printf("RESULT conv_gflops=%.1f sgemm_gflops=%.1f ratio=%.3f\n", conv_gflops, sgemm_gflops,
            conv_gflops / sgemm_gflops);
