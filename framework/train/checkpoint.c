@@ -154,7 +154,7 @@ enum invar_status ckpt_reader_open(struct ckpt_reader *r, const char *path,
             if (n != 8)
                 return corrupt(r, "bad end section");
             memcpy(&want, r->buf + off, 8);
-            /* The writer hashes everything before the end section, not its header. */
+            /* the writer's hash covers everything before this section */
             if (want != hash)
                 return corrupt(r, "checksum mismatch");
             return INVAR_OK;
@@ -185,7 +185,7 @@ enum invar_status ckpt_get(struct ckpt_reader *r, const char *name, void *data, 
                                        "different configuration?)",
                                        r->path, name, (unsigned long long)r->sec[i].bytes,
                                        bytes);
-            if (bytes) /* an empty block may have a NULL base */
+            if (bytes) /* an empty section may come with data == NULL (SGD without momentum) */
                 memcpy(data, r->sec[i].data, bytes);
             return INVAR_OK;
         }

@@ -471,6 +471,13 @@ enum invar_status invar_train(const struct invar_job *job, struct invar_result *
     int64_t global = t->start_epoch * t->steps_per_epoch;
     for (int64_t epoch = t->start_epoch; st == INVAR_OK && epoch < job->epochs; epoch++) {
         invar_loader_start_epoch(t->loader, epoch);
+        if (ops->epoch_begin) { /* clustering objectives recompute their pseudo-labels */
+            st = ops->epoch_begin(t->obj, epoch, err);
+            if (st != INVAR_OK) {
+                invar_error_prefix(err, "objective %s", job->objective.plugin->name);
+                break;
+            }
+        }
         double loss_sum = 0, t_epoch = now_s(), lr = 0;
         int64_t step = 0, images = 0;
         const struct invar_batch *b;

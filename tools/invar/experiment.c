@@ -1,6 +1,7 @@
-/* Loading an experiment into struct cli_experiment. The only file of the command that includes
- * invar/config.h, whose plugin-use and view types are its own, so the others see neutral
- * structs and include the trainer's headers without a clash. */
+/* Loading an experiment into struct cli_experiment: the one file of the command that includes
+ * invar/config.h. The other files see a flat struct of what a run needs (plugins, their
+ * configs, the train and eval numbers), so a change in the experiment API touches this file
+ * only. */
 #include <string.h>
 
 #include <invar/config.h>

@@ -6,6 +6,7 @@
 #include "core.h"
 #include "data.h"
 #include "graph.h"
+#include "kmeans.h"
 #include "optim.h"
 #include "params.h"
 #include "plugin.h"

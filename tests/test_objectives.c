@@ -1,0 +1,691 @@
+/* Objective plugins (moco, instdisc) driven by hand: a context built in the test around a
+ * one-layer mlp encoder (depth 0: y = W x + b) whose weights are set to known values, losses
+ * against the formulas recomputed here in double, the EMA and queue bookkeeping, the memory
+ * bank update, NCE's normaliser, and finite-difference gradients w.r.t. the input view. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "invar/graph.h"
+#include "invar/registry.h"
+#include "invar/train.h"
+
+#include "gradcheck.h"
+
+#define F 2 /* input features: views are (B, 1, 1, F) */
+#define D 3 /* feature size */
+
+static struct invar_registry *reg;
+static void *configs[32];
+static int n_configs;
+
+static void suite_init(void)
+{
+    struct invar_error err = {0};
+    cr_assert_eq(invar_registry_create(&reg), INVAR_OK);
+    cr_assert_eq(invar_registry_scan(reg, NULL, &err), INVAR_OK, "%s", err.msg);
+}
+
+static void suite_fini(void)
+{
+    for (int i = 0; i < n_configs; i++)
+        invar_plugin_config_destroy(configs[i]);
+    n_configs = 0;
+    invar_registry_destroy(reg);
+    reg = NULL;
+}
+
+TestSuite(objectives, .init = suite_init, .fini = suite_fini);
+
+static struct invar_plugin_use plugin_use(uint32_t kind, const char *name, const char *const *kv)
+{
+    const struct invar_registry_entry *e = invar_registry_find(reg, kind, name);
+    cr_assert_not_null(e, "plugin %s is not in the build tree", name);
+    struct invar_error err = {0};
+    void *cfg = NULL;
+    cr_assert_eq(invar_plugin_config_create(e->desc, &cfg, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_lt(n_configs, 32);
+    configs[n_configs++] = cfg;
+    for (; kv && kv[0]; kv += 2) {
+        const struct invar_param_spec *s = invar_param_find(e->desc->params, kv[0]);
+        cr_assert_not_null(s, "%s has no parameter %s", name, kv[0]);
+        cr_assert_eq(invar_param_set(s, cfg, kv[1], 0, &err), INVAR_OK, "%s", err.msg);
+    }
+    return (struct invar_plugin_use){e->desc, cfg, 1};
+}
+
+/* ---- a hand-built objective context --------------------------------------------------------- */
+
+struct harness {
+    struct invar_plugin_use enc_use, obj_use;
+    const struct invar_objective_ops *ops;
+    struct invar_objective_ctx ctx;
+    struct invar_encoder *online;
+    struct invar_encoder *clones[4];
+    int n_clones;
+    void *obj;
+};
+
+static const int64_t in_shape[3] = {1, 1, F};
+
+static enum invar_status test_clone(struct invar_objective_ctx *ctx, struct invar_encoder **out,
+                                    struct invar_error *err)
+{
+    struct harness *h = ctx->framework;
+    cr_assert_lt(h->n_clones, 4);
+    enum invar_status st = invar_encoder_create(out, &h->enc_use, in_shape, 99, err);
+    if (st != INVAR_OK)
+        return st;
+    invar_params_copy(invar_encoder_params(*out), invar_encoder_params(ctx->online));
+    h->clones[h->n_clones++] = *out;
+    return INVAR_OK;
+}
+
+/* W (D, F) and b (D) of a depth-0 mlp */
+static void set_linear(struct invar_encoder *e, const float w[D][F], const float b[D])
+{
+    struct invar_params *p = invar_encoder_params(e);
+    struct invar_tensor *tw = invar_params_find(p, "out.w"), *tb = invar_params_find(p, "out.b");
+    cr_assert_not_null(tw);
+    cr_assert_not_null(tb);
+    cr_assert_eq(tw->numel, D * F);
+    memcpy(tw->data, w, sizeof(float) * D * F);
+    memcpy(tb->data, b, sizeof(float) * D);
+}
+
+static void harness_open(struct harness *h, const char *objective, const char *const *kv,
+                         int64_t dataset_size, int64_t batch, int n_views)
+{
+    memset(h, 0, sizeof *h);
+    h->enc_use =
+        plugin_use(INVAR_KIND_ENCODER, "mlp", (const char *[]){"depth", "0", "dim", "3", NULL});
+    h->obj_use = plugin_use(INVAR_KIND_OBJECTIVE, objective, kv);
+    h->ops = h->obj_use.plugin->ops.objective;
+    struct invar_error err = {0};
+    cr_assert_eq(invar_encoder_create(&h->online, &h->enc_use, in_shape, 1, &err), INVAR_OK, "%s",
+                 err.msg);
+    cr_assert_eq(invar_encoder_dim(h->online), D);
+    h->ctx = (struct invar_objective_ctx){.dataset_size = dataset_size,
+                                          .batch_size = batch,
+                                          .n_views = n_views,
+                                          .feature_dim = D,
+                                          .steps_per_epoch = dataset_size / batch,
+                                          .epochs = 1,
+                                          .seed = 5,
+                                          .online = h->online,
+                                          .params = invar_params_create(),
+                                          .encoder_clone = test_clone,
+                                          .framework = h};
+    cr_assert_eq(h->ops->create(h->obj_use.config, &h->ctx, &h->obj, &err), INVAR_OK, "%s",
+                 err.msg);
+    cr_assert_eq(invar_params_finalize(h->ctx.params, 11, &err), INVAR_OK, "%s", err.msg);
+    if (h->ops->init_state)
+        cr_assert_eq(h->ops->init_state(h->obj, &err), INVAR_OK, "%s", err.msg);
+}
+
+static void harness_close(struct harness *h)
+{
+    h->ops->destroy(h->obj);
+    invar_params_destroy(h->ctx.params);
+    for (int i = 0; i < h->n_clones; i++)
+        invar_encoder_destroy(h->clones[i]);
+    invar_encoder_destroy(h->online);
+}
+
+/* A view (B, 1, 1, F) in the graph's arena. */
+static struct invar_tensor *view(struct invar_graph *g, int64_t b, const float *x)
+{
+    struct invar_tensor *t = invar_graph_tensor(g, 4, (int64_t[]){b, 1, 1, F});
+    memcpy(t->data, x, (size_t)(b * F) * sizeof(float));
+    return t;
+}
+
+/* normalize(W x + b) in double */
+static void embed(const float *w, const float *b, const float *x, double out[D])
+{
+    double ss = 0;
+    for (int o = 0; o < D; o++) {
+        out[o] = b[o];
+        for (int i = 0; i < F; i++)
+            out[o] += (double)w[o * F + i] * x[i];
+        ss += out[o] * out[o];
+    }
+    for (int o = 0; o < D; o++)
+        out[o] /= sqrt(ss);
+}
+
+static double dot(const double *a, const float *b)
+{
+    double s = 0;
+    for (int j = 0; j < D; j++)
+        s += a[j] * b[j];
+    return s;
+}
+
+/* -log softmax(logits)[label] in double */
+static double nll(const double *logits, int n, int label)
+{
+    double mx = logits[0];
+    for (int i = 1; i < n; i++)
+        mx = fmax(mx, logits[i]);
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += exp(logits[i] - mx);
+    return log(s) + mx - logits[label];
+}
+
+/* Scalar state through the objective's save/load, kept in memory. */
+struct mem_io {
+    struct invar_state_io io;
+    char keys[8][64];
+    unsigned char data[8][256];
+    size_t bytes[8];
+    int n;
+};
+
+static enum invar_status mem_put(struct invar_state_io *io, const char *key, const void *data,
+                                 size_t bytes)
+{
+    struct mem_io *m = io->impl;
+    cr_assert_lt(m->n, 8);
+    cr_assert_leq(bytes, 256u);
+    snprintf(m->keys[m->n], 64, "%s", key);
+    memcpy(m->data[m->n], data, bytes);
+    m->bytes[m->n++] = bytes;
+    return INVAR_OK;
+}
+
+static enum invar_status mem_get(struct invar_state_io *io, const char *key, void *data,
+                                 size_t bytes)
+{
+    struct mem_io *m = io->impl;
+    for (int i = 0; i < m->n; i++)
+        if (strcmp(m->keys[i], key) == 0 && m->bytes[i] == bytes) {
+            memcpy(data, m->data[i], bytes);
+            return INVAR_OK;
+        }
+    return INVAR_ERR_NOT_FOUND;
+}
+
+static void mem_io_init(struct mem_io *m)
+{
+    memset(m, 0, sizeof *m);
+    m->io = (struct invar_state_io){mem_put, mem_get, m};
+}
+
+static const void *mem_find(struct mem_io *m, const char *key, size_t bytes)
+{
+    for (int i = 0; i < m->n; i++)
+        if (strcmp(m->keys[i], key) == 0) {
+            cr_assert_eq(m->bytes[i], bytes, "state %s: %zu bytes", key, m->bytes[i]);
+            return m->data[i];
+        }
+    cr_assert_fail("no saved state %s", key);
+    return NULL;
+}
+
+/* Metrics emitted by an objective. */
+struct metric_box {
+    const char *key;
+    double value;
+    int seen;
+};
+
+static void metric_catch(void *user, const char *key, double value)
+{
+    struct metric_box *b = user;
+    if (strcmp(key, b->key) == 0) {
+        b->value = value;
+        b->seen++;
+    }
+}
+
+/* Known weights: online (query) and a different key encoder. */
+static const float wq[D][F] = {{0.5f, -1.0f}, {1.5f, 0.25f}, {-0.75f, 2.0f}};
+static const float bq[D] = {0.1f, -0.2f, 0.3f};
+static const float wk0[D][F] = {{-1.0f, 0.5f}, {0.25f, 1.0f}, {2.0f, -0.5f}};
+static const float bk0[D] = {-0.3f, 0.4f, 0.05f};
+
+static struct invar_encoder *moco_key_encoder(struct harness *h)
+{
+    cr_assert_eq(h->n_clones, 1, "moco should clone the encoder once");
+    return h->clones[0];
+}
+
+/* ---- moco ----------------------------------------------------------------------------------- */
+
+Test(objectives, moco_loss_matches_infonce_and_ema_is_exact)
+{
+    struct harness h;
+    harness_open(&h, "moco",
+                 (const char *[]){"queue", "3", "momentum", "0.75", "temperature", "0.2", NULL}, 10,
+                 2, 2);
+    struct invar_encoder *key = moco_key_encoder(&h);
+    set_linear(h.online, wq, bq);
+    set_linear(key, wk0, bk0);
+    struct invar_tensor *queue = invar_params_find(h.ctx.params, "moco.queue");
+    cr_assert_not_null(queue);
+    cr_assert_eq(queue->shape[0], 3);
+    cr_assert_eq(queue->shape[1], D);
+    static const float qv[3][D] = {{0.6f, 0.8f, 0.0f}, {0.0f, -0.6f, 0.8f}, {1.0f, 0.0f, 0.0f}};
+    memcpy(queue->data, qv, sizeof qv);
+
+    /* the expected key weights, in float exactly as an EMA would compute them */
+    float wk[D][F], bk[D];
+    const float m = 0.75f, one_m = 1.0f - m;
+    for (int o = 0; o < D; o++) {
+        for (int i = 0; i < F; i++)
+            wk[o][i] = m * wk0[o][i] + one_m * wq[o][i];
+        bk[o] = m * bk0[o] + one_m * bq[o];
+    }
+
+    static const float x0[2 * F] = {1.0f, 2.0f, -0.5f, 0.75f};
+    static const float x1[2 * F] = {0.9f, 2.2f, -0.4f, 0.5f};
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    struct invar_tensor *views[2] = {view(g, 2, x0), view(g, 2, x1)};
+    int64_t idx[2] = {3, 7};
+    struct invar_step_info info = {0, 0, 0, 1, 0.1};
+    struct invar_tensor *loss = h.ops->loss(h.obj, g, views, 2, idx, &info);
+    cr_assert_eq(loss->numel, 1);
+
+    struct invar_params *kp = invar_encoder_params(key);
+    struct invar_tensor *kw = invar_params_find(kp, "out.w"), *kb = invar_params_find(kp, "out.b");
+    for (int o = 0; o < D; o++) {
+        for (int i = 0; i < F; i++)
+            cr_expect_eq(kw->data[o * F + i], wk[o][i], "key w[%d][%d] %.9g, want %.9g", o, i,
+                         kw->data[o * F + i], wk[o][i]);
+        cr_expect_eq(kb->data[o], bk[o]);
+    }
+
+    double want = 0;
+    for (int b = 0; b < 2; b++) {
+        double q[D], k[D], logits[4];
+        embed(wq[0], bq, x0 + b * F, q);
+        embed(wk[0], bk, x1 + b * F, k);
+        logits[0] = 0;
+        for (int j = 0; j < D; j++)
+            logits[0] += q[j] * k[j];
+        for (int r = 0; r < 3; r++)
+            logits[1 + r] = dot(q, qv[r]);
+        for (int r = 0; r < 4; r++)
+            logits[r] /= 0.2;
+        want += nll(logits, 4, 0) / 2;
+    }
+    cr_expect_float_eq(loss->data[0], want, 1e-5, "moco loss %.7g, InfoNCE %.7g", loss->data[0],
+                       want);
+    invar_graph_destroy(g);
+    harness_close(&h);
+}
+
+Test(objectives, moco_momentum_zero_copies_the_encoder)
+{
+    struct harness h;
+    harness_open(&h, "moco", (const char *[]){"queue", "4", "momentum", "0", NULL}, 10, 2, 2);
+    struct invar_encoder *key = moco_key_encoder(&h);
+    set_linear(h.online, wq, bq);
+    set_linear(key, wk0, bk0);
+    static const float x[2 * F] = {1, 2, 3, 4};
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    struct invar_tensor *views[2] = {view(g, 2, x), view(g, 2, x)};
+    int64_t idx[2] = {0, 1};
+    struct invar_step_info info = {0};
+    h.ops->loss(h.obj, g, views, 2, idx, &info);
+    struct invar_params *kp = invar_encoder_params(key), *qp = invar_encoder_params(h.online);
+    cr_assert_eq(invar_params_numel(kp), invar_params_numel(qp));
+    cr_expect_eq(memcmp(invar_params_data(kp), invar_params_data(qp),
+                        invar_params_numel(qp) * sizeof(float)),
+                 0, "momentum 0: the key encoder is not a copy of the query encoder");
+    invar_graph_destroy(g);
+    harness_close(&h);
+}
+
+Test(objectives, moco_queue_wraps_around_when_k_is_not_a_multiple_of_b)
+{
+    struct harness h;
+    harness_open(&h, "moco", (const char *[]){"queue", "5", "momentum", "0.5", NULL}, 10, 2, 2);
+    struct invar_encoder *key = moco_key_encoder(&h);
+    set_linear(h.online, wq, bq);
+    set_linear(key, wk0, bk0);
+    struct invar_tensor *queue = invar_params_find(h.ctx.params, "moco.queue");
+    float initial[5 * D];
+    memcpy(initial, queue->data, sizeof initial);
+    /* the initial keys are random unit vectors */
+    for (int r = 0; r < 5; r++) {
+        double ss = 0;
+        for (int j = 0; j < D; j++)
+            ss += (double)initial[r * D + j] * initial[r * D + j];
+        cr_expect_float_eq(ss, 1.0, 1e-5, "initial queue row %d is not unit length", r);
+    }
+
+    double wk[D][F], bk[D];
+    for (int o = 0; o < D; o++) {
+        for (int i = 0; i < F; i++)
+            wk[o][i] = wk0[o][i];
+        bk[o] = bk0[o];
+    }
+    double keys[3][2][D]; /* the keys of each step, computed here */
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    for (int s = 0; s < 3; s++) {
+        float x[2 * F];
+        for (int i = 0; i < 2 * F; i++)
+            x[i] = (float)(0.3 * (s + 1) + 0.7 * i - 1.1 * (i % 3));
+        invar_graph_reset(g);
+        struct invar_tensor *views[2] = {view(g, 2, x), view(g, 2, x)};
+        int64_t idx[2] = {2 * s, 2 * s + 1};
+        struct invar_step_info info = {0, s, s, 3, 0.1};
+        h.ops->loss(h.obj, g, views, 2, idx, &info);
+        h.ops->after_step(h.obj, g, &info);
+        float wf[D][F], bf[D];
+        for (int o = 0; o < D; o++) {
+            for (int i = 0; i < F; i++)
+                wf[o][i] = (float)(wk[o][i] = 0.5 * wk[o][i] + 0.5 * wq[o][i]);
+            bf[o] = (float)(bk[o] = 0.5 * bk[o] + 0.5 * bq[o]);
+        }
+        for (int b = 0; b < 2; b++)
+            embed(wf[0], bf, x + b * F, keys[s][b]);
+    }
+    /* rows 0,1 <- step 0; rows 2,3 <- step 1; rows 4,0 <- step 2 (wrap-around) */
+    static const int src_step[5] = {2, 0, 1, 1, 2}, src_row[5] = {1, 1, 0, 1, 0};
+    for (int r = 0; r < 5; r++)
+        for (int j = 0; j < D; j++)
+            cr_expect_float_eq(queue->data[r * D + j], keys[src_step[r]][src_row[r]][j], 1e-5,
+                               "queue row %d col %d: %.7g, want %.7g", r, j, queue->data[r * D + j],
+                               keys[src_step[r]][src_row[r]][j]);
+    struct mem_io io;
+    mem_io_init(&io);
+    cr_assert_eq(h.ops->save(h.obj, &io.io), INVAR_OK);
+    int64_t ptr;
+    memcpy(&ptr, mem_find(&io, "moco.ptr", sizeof ptr), sizeof ptr);
+    cr_expect_eq(ptr, 1, "queue pointer %lld after 6 keys in a queue of 5", (long long)ptr);
+    invar_graph_destroy(g);
+    harness_close(&h);
+}
+
+/* symmetric: both directions against the same queue, averaged; 2B = 4 keys enqueued into a
+ * queue of 3, the keys of view 1 (first direction) first, so the last one wraps to row 0. */
+Test(objectives, moco_symmetric_loss_and_enqueue)
+{
+    struct harness h;
+    harness_open(&h, "moco",
+                 (const char *[]){"queue", "3", "momentum", "1", "temperature", "0.5", "symmetric",
+                                  "true", NULL},
+                 10, 2, 2);
+    struct invar_encoder *key = moco_key_encoder(&h);
+    set_linear(h.online, wq, bq);
+    set_linear(key, wk0, bk0); /* momentum 1: the key encoder keeps these */
+    struct invar_tensor *queue = invar_params_find(h.ctx.params, "moco.queue");
+    static const float qv[3][D] = {{0.0f, 0.0f, 1.0f}, {0.8f, -0.6f, 0.0f}, {0.0f, 1.0f, 0.0f}};
+    memcpy(queue->data, qv, sizeof qv);
+    static const float x0[2 * F] = {0.2f, -1.0f, 1.3f, 0.4f};
+    static const float x1[2 * F] = {-0.6f, 0.8f, 0.5f, 1.5f};
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    struct invar_tensor *views[2] = {view(g, 2, x0), view(g, 2, x1)};
+    int64_t idx[2] = {0, 1};
+    struct invar_step_info info = {0};
+    struct invar_tensor *loss = h.ops->loss(h.obj, g, views, 2, idx, &info);
+    double want = 0, keys[2][2][D]; /* [direction][row] */
+    for (int dir = 0; dir < 2; dir++)
+        for (int b = 0; b < 2; b++) {
+            const float *xq = (dir ? x1 : x0) + b * F, *xk = (dir ? x0 : x1) + b * F;
+            double q[D], logits[4];
+            embed(wq[0], bq, xq, q);
+            embed(wk0[0], bk0, xk, keys[dir][b]);
+            logits[0] = 0;
+            for (int j = 0; j < D; j++)
+                logits[0] += q[j] * keys[dir][b][j];
+            for (int r = 0; r < 3; r++)
+                logits[1 + r] = dot(q, qv[r]);
+            for (int r = 0; r < 4; r++)
+                logits[r] /= 0.5;
+            want += nll(logits, 4, 0) / 4;
+        }
+    cr_expect_float_eq(loss->data[0], want, 1e-5, "symmetric loss %.7g, want %.7g", loss->data[0],
+                       want);
+    h.ops->after_step(h.obj, g, &info);
+    /* in order: dir0 row0 -> 0 (overwritten), dir0 row1 -> 1, dir1 row0 -> 2, dir1 row1 -> 0 */
+    static const int src_dir[3] = {1, 0, 1}, src_row[3] = {1, 1, 0};
+    for (int r = 0; r < 3; r++)
+        for (int j = 0; j < D; j++)
+            cr_expect_float_eq(queue->data[r * D + j], keys[src_dir[r]][src_row[r]][j], 1e-5,
+                               "queue row %d col %d", r, j);
+    struct mem_io io;
+    mem_io_init(&io);
+    cr_assert_eq(h.ops->save(h.obj, &io.io), INVAR_OK);
+    int64_t ptr;
+    memcpy(&ptr, mem_find(&io, "moco.ptr", sizeof ptr), sizeof ptr);
+    cr_expect_eq(ptr, 1);
+    invar_graph_destroy(g);
+    harness_close(&h);
+}
+
+struct loss_fn_ctx {
+    struct harness *h;
+    int64_t idx[4];
+    struct mem_io *restore; /* state loaded before every evaluation (NCE's noise stream) */
+};
+
+static struct invar_tensor *loss_fn(struct invar_graph *g, struct invar_tensor **in, void *vctx)
+{
+    struct loss_fn_ctx *c = vctx;
+    if (c->restore)
+        cr_assert_eq(c->h->ops->load(c->h->obj, &c->restore->io), INVAR_OK);
+    struct invar_step_info info = {0};
+    return c->h->ops->loss(c->h->obj, g, in, c->h->ctx.n_views, c->idx, &info);
+}
+
+Test(objectives, moco_gradient_wrt_query_view)
+{
+    struct harness h;
+    /* momentum 0 keeps the key encoder equal to the query encoder, so every evaluation of the
+     * loss sees the same keys */
+    harness_open(&h, "moco",
+                 (const char *[]){"queue", "3", "momentum", "0", "temperature", "0.5", NULL}, 10, 2,
+                 2);
+    set_linear(h.online, wq, bq);
+    struct invar_tensor *xs[2] = {gc_tensor(4, (int64_t[]){2, 1, 1, F}, 1),
+                                  gc_tensor(4, (int64_t[]){2, 1, 1, F}, 0)};
+    struct loss_fn_ctx c = {&h, {0, 1}, NULL};
+    gc_check(loss_fn, xs, 2, &c, 1e-3, 1e-2);
+    gc_free(xs[0]);
+    gc_free(xs[1]);
+    harness_close(&h);
+}
+
+/* ---- instdisc ------------------------------------------------------------------------------- */
+
+#define N 6
+static const float bank0[N][D] = {{0.6f, 0.8f, 0.0f},  {0.0f, 0.6f, 0.8f},  {0.8f, 0.0f, -0.6f},
+                                  {-0.6f, 0.0f, 0.8f}, {0.0f, -0.8f, 0.6f}, {1.0f, 0.0f, 0.0f}};
+static const float xa[2 * F] = {0.4f, -1.2f, 1.5f, 0.3f};
+static const float xb[2 * F] = {-0.7f, 0.2f, 0.9f, 1.1f};
+
+static struct invar_tensor *instdisc_bank(struct harness *h)
+{
+    struct invar_tensor *bank = invar_params_find(h->ctx.params, "instdisc.bank");
+    cr_assert_not_null(bank);
+    cr_assert_eq(bank->shape[0], N);
+    cr_assert_eq(bank->shape[1], D);
+    memcpy(bank->data, bank0, sizeof bank0);
+    return bank;
+}
+
+Test(objectives, instdisc_nonparametric_loss_and_bank_update)
+{
+    struct harness h;
+    harness_open(&h, "instdisc",
+                 (const char *[]){"softmax", "nonparametric", "temperature", "0.1", "bank_momentum",
+                                  "0.25", NULL},
+                 N, 2, 1);
+    set_linear(h.online, wq, bq);
+    struct invar_tensor *bank = instdisc_bank(&h);
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    struct invar_tensor *views[1] = {view(g, 2, xa)};
+    int64_t idx[2] = {4, 1};
+    struct invar_step_info info = {0};
+    struct invar_tensor *loss = h.ops->loss(h.obj, g, views, 1, idx, &info);
+    double want = 0, v[2][D];
+    for (int b = 0; b < 2; b++) {
+        embed(wq[0], bq, xa + b * F, v[b]);
+        double logits[N];
+        for (int j = 0; j < N; j++)
+            logits[j] = dot(v[b], bank0[j]) / 0.1;
+        want += nll(logits, N, (int)idx[b]) / 2;
+    }
+    cr_expect_float_eq(loss->data[0], want, 1e-5, "loss %.7g, want %.7g", loss->data[0], want);
+
+    h.ops->after_step(h.obj, g, &info);
+    for (int r = 0; r < N; r++) {
+        int b = r == 4 ? 0 : r == 1 ? 1 : -1;
+        if (b < 0) {
+            cr_expect_eq(memcmp(bank->data + r * D, bank0[r], sizeof bank0[r]), 0,
+                         "bank row %d changed but is not in the batch", r);
+            continue;
+        }
+        double u[D], ss = 0;
+        for (int j = 0; j < D; j++) {
+            u[j] = 0.25 * bank0[r][j] + 0.75 * v[b][j];
+            ss += u[j] * u[j];
+        }
+        for (int j = 0; j < D; j++)
+            cr_expect_float_eq(bank->data[r * D + j], u[j] / sqrt(ss), 1e-6,
+                               "bank row %d col %d: %.7g, want %.7g", r, j, bank->data[r * D + j],
+                               u[j] / sqrt(ss));
+    }
+    invar_graph_destroy(g);
+    harness_close(&h);
+}
+
+Test(objectives, instdisc_parametric_loss)
+{
+    struct harness h;
+    harness_open(&h, "instdisc",
+                 (const char *[]){"softmax", "parametric", "temperature", "0.5", NULL}, N, 2, 1);
+    set_linear(h.online, wq, bq);
+    struct invar_tensor *w = invar_params_find(h.ctx.params, "instdisc.classifier");
+    cr_assert_not_null(w);
+    cr_assert_eq(w->numel, N * D);
+    float wc[N][D];
+    for (int r = 0; r < N; r++)
+        for (int j = 0; j < D; j++)
+            wc[r][j] = (float)(0.5 * (r - 2) - 0.3 * j + 0.1 * r * j);
+    memcpy(w->data, wc, sizeof wc);
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    struct invar_tensor *views[1] = {view(g, 2, xb)};
+    int64_t idx[2] = {0, 5};
+    struct invar_step_info info = {0};
+    struct invar_tensor *loss = h.ops->loss(h.obj, g, views, 1, idx, &info);
+    double want = 0;
+    for (int b = 0; b < 2; b++) {
+        double v[D], logits[N];
+        embed(wq[0], bq, xb + b * F, v);
+        for (int r = 0; r < N; r++)
+            logits[r] = dot(v, wc[r]) / 0.5;
+        want += nll(logits, N, (int)idx[b]) / 2;
+    }
+    cr_expect_float_eq(loss->data[0], want, 1e-5, "loss %.7g, want %.7g", loss->data[0], want);
+    invar_graph_destroy(g);
+    harness_close(&h);
+}
+
+/* The noise indices instdisc draws: the same generator, keyed as the plugin keys it. */
+static void nce_noise(struct invar_rng *r, int64_t *noise, int k)
+{
+    for (int j = 0; j < k; j++)
+        noise[j] = invar_rng_below(r, N);
+}
+
+Test(objectives, instdisc_nce_normaliser_and_loss)
+{
+    enum { K = 3, B = 2 };
+    const double t = 0.2;
+    struct harness h;
+    harness_open(&h, "instdisc",
+                 (const char *[]){"softmax", "nce", "temperature", "0.2", "nce_k", "3", NULL}, N, B,
+                 1);
+    set_linear(h.online, wq, bq);
+    instdisc_bank(&h);
+    struct invar_rng rng;
+    invar_rng_init(&rng, h.ctx.seed, invar_rng_stream(0x1d, 0, 0, 0));
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    int64_t idx[B] = {2, 3};
+    double z = 0;
+    for (int step = 0; step < 2; step++) {
+        const float *x = step == 0 ? xa : xb;
+        invar_graph_reset(g);
+        struct invar_tensor *views[1] = {view(g, B, x)};
+        struct invar_step_info info = {0, step, step, 2, 0.1};
+        struct invar_tensor *loss = h.ops->loss(h.obj, g, views, 1, idx, &info);
+        int64_t noise[K];
+        nce_noise(&rng, noise, K);
+        double v[B][D], spos[B], sneg[B][K];
+        for (int b = 0; b < B; b++) {
+            embed(wq[0], bq, x + b * F, v[b]);
+            spos[b] = dot(v[b], bank0[idx[b]]);
+            for (int j = 0; j < K; j++)
+                sneg[b][j] = dot(v[b], bank0[noise[j]]);
+        }
+        if (step == 0) { /* Z = N * mean of exp(s/T) over the first batch's B*(K+1) scores */
+            double s = 0;
+            for (int b = 0; b < B; b++) {
+                s += exp(spos[b] / t);
+                for (int j = 0; j < K; j++)
+                    s += exp(sneg[b][j] / t);
+            }
+            z = N * s / (B * (K + 1));
+        }
+        struct metric_box mb = {"instdisc/nce_z", 0, 0};
+        h.ops->metrics(h.obj, metric_catch, &mb);
+        cr_assert_eq(mb.seen, 1, "instdisc/nce_z was not emitted");
+        cr_expect_float_eq(mb.value, z, 1e-5 * z, "step %d: Z %.9g, want %.9g", step, mb.value, z);
+        /* h = P / (P + K Pn), P = exp(s/T) / Z, Pn = 1/N */
+        double c = (double)K / N, want = 0;
+        for (int b = 0; b < B; b++) {
+            double p = exp(spos[b] / t) / z;
+            want -= log(p / (p + c));
+            for (int j = 0; j < K; j++) {
+                double pn = exp(sneg[b][j] / t) / z;
+                want -= log(1 - pn / (pn + c));
+            }
+        }
+        want /= B;
+        cr_expect_float_eq(loss->data[0], want, 1e-5 * fmax(1, want),
+                           "step %d: NCE loss %.7g, want %.7g", step, loss->data[0], want);
+    }
+    /* the bank was not updated (no after_step): the second batch saw the original rows */
+    invar_graph_destroy(g);
+    harness_close(&h);
+}
+
+Test(objectives, instdisc_gradients_wrt_the_view)
+{
+    static const char *const variants[] = {"nonparametric", "parametric", "nce"};
+    for (int v = 0; v < 3; v++) {
+        struct harness h;
+        harness_open(
+            &h, "instdisc",
+            (const char *[]){"softmax", variants[v], "temperature", "0.5", "nce_k", "4", NULL}, N,
+            3, 1);
+        set_linear(h.online, wq, bq);
+        instdisc_bank(&h);
+        struct mem_io io;
+        mem_io_init(&io);
+        struct loss_fn_ctx c = {&h, {5, 0, 2}, NULL};
+        if (v == 2) {
+            /* estimate Z once, then replay the same noise draws at every evaluation */
+            struct invar_graph *g = invar_graph_create(1 << 16);
+            static const float x[3 * F] = {0.1f, 0.2f, -0.3f, 0.4f, 0.5f, -0.6f};
+            struct invar_tensor *views[1] = {view(g, 3, x)};
+            struct invar_step_info info = {0};
+            h.ops->loss(h.obj, g, views, 1, c.idx, &info);
+            invar_graph_destroy(g);
+            cr_assert_eq(h.ops->save(h.obj, &io.io), INVAR_OK);
+            c.restore = &io;
+        }
+        struct invar_tensor *x = gc_tensor(4, (int64_t[]){3, 1, 1, F}, 1);
+        double worst = gc_check(loss_fn, &x, 1, &c, 1e-3, 1e-2);
+        cr_log_info("instdisc %s: worst scaled gradient error %.3g", variants[v], worst);
+        gc_free(x);
+        harness_close(&h);
+    }
+}
