@@ -624,13 +624,30 @@ static void script_metric(FILE *gp, const struct report *r, size_t arg)
     gp_string(gp, r->keys[key]);
     fprintf(gp, "\nset ylabel ");
     gp_string(gp, r->metrics[m]);
-    fprintf(gp, "\nset xrange [-0.5:%zu.5]\nset xtics (", nv - 1);
+    /* Many or long labels are turned, so that they do not run into each other. */
+    size_t longest = 0;
+    for (size_t i = 0; i < nv; i++)
+        longest = strlen(vals[i]) > longest ? strlen(vals[i]) : longest;
+    fprintf(gp, "\nset xrange [-0.5:%zu.5]\nset xtics %s(", nv - 1,
+            nv * (longest + 1) > 48 ? "rotate by -30 " : "");
     for (size_t i = 0; i < nv; i++) {
         gp_string(gp, vals[i]);
         fprintf(gp, " %zu%s", i, i + 1 < nv ? ", " : "");
     }
     fprintf(gp, ")\n");
-    /* Series: groups that agree on every other key. */
+    /* Series: groups that agree on every other key, except keys that follow from this one
+     * (zipped with it): those would give one point per series. */
+    int splits[MAX_KEYS];
+    for (size_t k = 0; k < r->n_keys; k++) {
+        splits[k] = 0;
+        for (size_t g = 0; k != key && g < r->n_groups; g++)
+            for (size_t h = 0; h < g; h++) {
+                const struct rrun *a = &r->runs[r->groups[g].first],
+                                  *b = &r->runs[r->groups[h].first];
+                splits[k] |=
+                    !strcmp(a->ident[key], b->ident[key]) && strcmp(a->ident[k], b->ident[k]);
+            }
+    }
     size_t series_of[1024], n_series = 0, head[1024];
     for (size_t g = 0; g < r->n_groups && g < 1024; g++) {
         size_t s = 0;
@@ -639,7 +656,7 @@ static void script_metric(FILE *gp, const struct report *r, size_t arg)
                               *b = &r->runs[r->groups[g].first];
             int same = 1;
             for (size_t k = 0; k < r->n_keys; k++)
-                same &= k == key || !strcmp(a->ident[k], b->ident[k]);
+                same &= !splits[k] || !strcmp(a->ident[k], b->ident[k]);
             if (same)
                 break;
         }
@@ -664,10 +681,12 @@ static void script_metric(FILE *gp, const struct report *r, size_t arg)
         size_t len = 0;
         const struct rrun *a = &r->runs[r->groups[head[s]].first];
         for (size_t k = 0; k < r->n_keys && len < sizeof title; k++)
-            if (k != key)
+            if (splits[k])
                 len += (size_t)snprintf(title + len, sizeof title - len, "%s%s=%s", len ? " " : "",
                                         r->keys[k], a->label[k]);
-        fprintf(gp, "%s$d%zu using 1:2:3 with yerrorlines lw 2 pt 7 title ", s ? ", " : "", s);
+        /* Lines join numbers; categories (plugins, names) get bars alone. */
+        fprintf(gp, "%s$d%zu using 1:2:3 with %s lw 2 pt 7 title ", s ? ", " : "", s,
+                numeric ? "yerrorlines" : "yerrorbars");
         gp_string(gp, n_series > 1 ? title : r->metrics[m]);
     }
     fprintf(gp, "\n");
