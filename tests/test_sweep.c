@@ -18,9 +18,8 @@
 #include <unistd.h>
 
 #include "invar/store.h"
+#include "invar_process.h"
 #include "invar/sweep.h"
-
-extern char **environ;
 
 /* ---- the plan (library) ------------------------------------------------------------------- */
 
@@ -134,17 +133,6 @@ Test(sweep, plan_refuses_bad_arguments)
 
 /* ---- running the binary ------------------------------------------------------------------- */
 
-static char tmp[256];
-static char out_path[300], err_path[300], db_path[300];
-static char out_text[1 << 16], err_text[1 << 16];
-
-static const char *invar_bin(void)
-{
-    static char path[1024];
-    snprintf(path, sizeof path, "%s/tools/invar/invar", getenv("INVAR_BUILD_ROOT"));
-    return path;
-}
-
 static const char *data(const char *name)
 {
     static char path[4][1024];
@@ -161,73 +149,7 @@ static const char *crash_plugin_dir(void)
     return path;
 }
 
-static void slurp(const char *path, char *buf, size_t n)
-{
-    buf[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return;
-    size_t got = fread(buf, 1, n - 1, f);
-    buf[got] = 0;
-    fclose(f);
-}
-
-static pid_t invar_start(const char *const *args)
-{
-    const char *argv[64] = {invar_bin(), "--db", db_path};
-    int n = 3;
-    for (; *args; args++)
-        argv[n++] = *args;
-    argv[n] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    cr_assert_eq(rc, 0, "posix_spawn %s: %s", argv[0], strerror(rc));
-    return pid;
-}
-
-static int invar_wait(pid_t pid)
-{
-    int status;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    slurp(out_path, out_text, sizeof out_text);
-    slurp(err_path, err_text, sizeof err_text);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static int invar(const char *const *args)
-{
-    return invar_wait(invar_start(args));
-}
-
-#define INVAR(...) invar((const char *const[]){__VA_ARGS__, NULL})
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void setup(void)
-{
-    snprintf(tmp, sizeof tmp, "%s/invar-sweep-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    cr_assert_not_null(mkdtemp(tmp));
-    snprintf(out_path, sizeof out_path, "%s/stdout", tmp);
-    snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
-    snprintf(db_path, sizeof db_path, "%s/results.db", tmp);
-}
-
-static void teardown(void)
-{
-    nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-TestSuite(sweep, .init = setup, .fini = teardown);
+TestSuite(sweep, .init = proc_setup, .fini = proc_teardown);
 
 static struct invar_store *open_db(void)
 {
