@@ -111,18 +111,18 @@ Test(pipeline, chain_order_and_probability)
     float in[C * H * W], out[C * H * W], scratch[2 * C * H * W];
     for (int j = 0; j < C * H * W; j++)
         in[j] = (float)j;
-    invar_view_apply(&v, 1, 0, 0, 0, in, (int64_t[]){C, H, W}, out, scratch);
+    invar_view_apply(&v, 1, 0, 0, 0, in, (int64_t[]){C, H, W}, out, scratch, 2 * C * H * W);
     for (int j = 0; j < C * H * W; j++)
         cr_assert_eq(out[j], ((float)j + 1) * 2);
     chain[0].p = 0; /* never: only the doubling */
-    invar_view_apply(&v, 1, 0, 0, 0, in, (int64_t[]){C, H, W}, out, scratch);
+    invar_view_apply(&v, 1, 0, 0, 0, in, (int64_t[]){C, H, W}, out, scratch, 2 * C * H * W);
     for (int j = 0; j < C * H * W; j++)
         cr_assert_eq(out[j], (float)j * 2);
     /* p = 0.5 applies about half of the time over many samples */
     chain[0].p = 0.5;
     int applied = 0;
     for (int s = 0; s < 2000; s++) {
-        invar_view_apply(&v, 1, 0, s, 0, in, (int64_t[]){C, H, W}, out, scratch);
+        invar_view_apply(&v, 1, 0, s, 0, in, (int64_t[]){C, H, W}, out, scratch, 2 * C * H * W);
         applied += out[0] == 2.0f;
     }
     cr_assert(applied > 900 && applied < 1100, "applied %d of 2000", applied);
@@ -134,13 +134,13 @@ Test(pipeline, randomness_is_keyed_by_seed_epoch_sample_view)
     struct invar_view v = {chain, 1};
     float in[C * H * W] = {0}, a[C * H * W], b[C * H * W], scratch[2 * C * H * W];
     const int64_t shape[3] = {C, H, W};
-    invar_view_apply(&v, 7, 2, 11, 1, in, shape, a, scratch);
-    invar_view_apply(&v, 7, 2, 11, 1, in, shape, b, scratch);
+    invar_view_apply(&v, 7, 2, 11, 1, in, shape, a, scratch, 2 * C * H * W);
+    invar_view_apply(&v, 7, 2, 11, 1, in, shape, b, scratch, 2 * C * H * W);
     cr_assert_eq(a[0], b[0], "same key, different draw");
     const int64_t keys[4][4] = {{8, 2, 11, 1}, {7, 3, 11, 1}, {7, 2, 12, 1}, {7, 2, 11, 0}};
     for (int k = 0; k < 4; k++) {
         invar_view_apply(&v, (uint64_t)keys[k][0], keys[k][1], keys[k][2], keys[k][3], in, shape,
-                         b, scratch);
+                         b, scratch, 2 * C * H * W);
         cr_assert_neq(a[0], b[0], "key %d did not change the draw", k);
     }
 }

@@ -48,12 +48,12 @@ int64_t invar_view_scratch_numel(const struct invar_view *v, const int64_t in[3]
 
 void invar_view_apply(const struct invar_view *v, uint64_t seed, int64_t epoch, int64_t sample,
                       int64_t view, const float *in, const int64_t in_shape[3], float *out,
-                      float *scratch)
+                      float *scratch, int64_t scratch_numel)
 {
     struct invar_rng rng;
     invar_rng_init(&rng, seed,
                    invar_rng_stream((uint64_t)epoch, (uint64_t)sample, (uint64_t)view, 0));
-    int64_t half = invar_view_scratch_numel(v, in_shape) / 2;
+    int64_t half = scratch_numel / 2;
     struct invar_image cur = {(float *)in, in_shape[0], in_shape[1], in_shape[2]};
     int which = 0;
     for (size_t i = 0; i < v->n_augs; i++) {
@@ -99,6 +99,7 @@ struct invar_loader {
     int64_t *perm;          /* (N) this epoch's order */
     int64_t epoch;
     float *mean, *std;      /* (C) or NULL */
+    int64_t scratch_numel;  /* floats in each worker's scratch: the largest view chain's */
 
     int n_slots;
     struct slot *slots;
@@ -113,7 +114,8 @@ struct invar_loader {
     struct slot *held;      /* handed to the consumer, released at its next call */
 };
 
-static void fill_slot(struct invar_loader *l, struct slot *s, int64_t b, float *scratch)
+static void fill_slot(struct invar_loader *l, struct slot *s, int64_t b, float *scratch,
+                      int64_t scratch_numel)
 {
     const struct invar_dataset *d = l->d;
     const int64_t *shape = invar_dataset_shape(d);
@@ -130,7 +132,7 @@ static void fill_slot(struct invar_loader *l, struct slot *s, int64_t b, float *
             const int64_t *vs = l->view_shape[v];
             float *out = s->batch.views[v].data + i * vs[0] * vs[1] * vs[2];
             invar_view_apply(&l->views[v], l->cfg.seed, l->epoch, idx, v,
-                             invar_dataset_sample(d, idx), shape, out, scratch);
+                             invar_dataset_sample(d, idx), shape, out, scratch, scratch_numel);
             if (!l->mean)
                 continue;
             int64_t hw = vs[1] * vs[2];
@@ -169,7 +171,7 @@ static void *worker_main(void *arg)
         s->state = SLOT_FILLING;
         s->batch_no = b;
         pthread_mutex_unlock(&l->mu);
-        fill_slot(l, s, b, w->scratch);
+        fill_slot(l, s, b, w->scratch, l->scratch_numel);
         pthread_mutex_lock(&l->mu);
         s->state = gen == l->generation ? SLOT_READY : SLOT_FREE;
         pthread_cond_broadcast(&l->cv);
@@ -178,7 +180,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static int loader_alloc(struct invar_loader *l, int64_t scratch_numel)
+static int loader_alloc(struct invar_loader *l)
 {
     const int64_t *shape = invar_dataset_shape(l->d);
     const struct invar_loader_config *cfg = &l->cfg;
@@ -213,7 +215,7 @@ static int loader_alloc(struct invar_loader *l, int64_t scratch_numel)
     }
     for (int w = 0; w < l->n_workers; w++) {
         l->workers[w].l = l;
-        l->workers[w].scratch = malloc((size_t)scratch_numel * sizeof(float));
+        l->workers[w].scratch = malloc((size_t)l->scratch_numel * sizeof(float));
         if (!l->workers[w].scratch)
             return 0;
     }
@@ -255,7 +257,8 @@ enum invar_status invar_loader_create(struct invar_loader **out, const struct in
     l->n_slots = l->n_workers + 2;
     l->cfg.mean = cfg->mean;
     l->cfg.std = cfg->std;
-    if (!loader_alloc(l, scratch_numel)) {
+    l->scratch_numel = scratch_numel;
+    if (!loader_alloc(l)) {
         invar_loader_destroy(l);
         return invar_error_set(err, INVAR_ERR_NOMEM, "loader: out of memory for batch buffers");
     }

@@ -101,7 +101,7 @@ enum invar_status invar_preview_write(const char *path, const struct invar_datas
         const float *x = invar_dataset_sample(d, i);
         blit(rgb, width * 3, y0, 1, x, in);
         for (int v = 0; v < n_views; v++) {
-            invar_view_apply(&views[v], seed, 0, i, v, x, in, out, scratch);
+            invar_view_apply(&views[v], seed, 0, i, v, x, in, out, scratch, scratch_n);
             blit(rgb, width * 3, y0, 1 + (1 + v) * (cell_w + 1), out, shapes[v]);
         }
     }

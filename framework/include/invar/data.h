@@ -60,14 +60,16 @@ struct invar_view {
 };
 
 /* Applies one view's chain to one sample: out must hold the chain's output shape
- * (invar_view_out_shape); scratch must hold max over the chain of every intermediate shape
- * (invar_view_scratch_numel). Randomness: (seed, epoch, sample, view). */
+ * (invar_view_out_shape); scratch holds scratch_numel floats, at least
+ * invar_view_scratch_numel (computed once by the caller, not per sample).
+ * Randomness: (seed, epoch, sample, view). */
 INVAR_API void invar_view_out_shape(const struct invar_view *v, const int64_t in[3],
                                     int64_t out[3]);
 INVAR_API int64_t invar_view_scratch_numel(const struct invar_view *v, const int64_t in[3]);
 INVAR_API void invar_view_apply(const struct invar_view *v, uint64_t seed, int64_t epoch,
                                 int64_t sample, int64_t view, const float *in,
-                                const int64_t in_shape[3], float *out, float *scratch);
+                                const int64_t in_shape[3], float *out, float *scratch,
+                                int64_t scratch_numel);
 
 struct invar_loader_config {
     const struct invar_view *views;  /* (n_views) */
