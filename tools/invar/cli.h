@@ -56,31 +56,19 @@ struct invar_store *cli_store_open(const struct cli_globals *g);
 int cli_checkpoint_path(const struct cli_globals *g, const char *dir, const char *uuid, char *out,
                         size_t n);
 
-/* ---- the experiment, independent of config.h (see experiment.c) ------------------------ */
+/* ---- the experiment (experiment.c, job.c) ------------------------------------------------- */
 
-struct cli_use {
-    const struct invar_plugin *plugin;
-    const void *config;
-    double p;
-};
-
-/* What a run needs from a loaded experiment; pointers live as long as the experiment. */
+/* A loaded experiment: the handle (struct invar_experiment *, kept out of the other files so a
+ * change in the experiment API touches experiment.c and job.c only) and what the commands read
+ * of it. */
 struct cli_experiment {
     void *handle; /* struct invar_experiment * */
     const char *name;
     const char *canonical, *hash;
     int64_t seed;
-    struct cli_use data;
     int64_t limit;
-    int normalize;
-    int n_views;
-    int n_augs[16];
-    struct cli_use augs[16][32]; /* [view][i] */
-    struct cli_use encoder, objective;
-    int64_t epochs, batch_size, threads, checkpoint_every;
-    double warmup_epochs, step_epochs;
-    int64_t knn_k, knn_every, linear_epochs, linear_batch;
-    double knn_t, linear_lr, linear_wd;
+    int64_t knn_k;
+    double knn_t;
     size_t n_params;
 };
 
@@ -92,8 +80,6 @@ int cli_experiment_load(struct cli_experiment *x, const char *path, const char *
 void cli_experiment_unload(struct cli_experiment *x);
 void cli_experiment_param(const struct cli_experiment *x, size_t i, const char **key,
                           const char **value);
-/* Fills an invar_optim_config (declared opaque here to keep config.h out of other files). */
-void cli_experiment_optim(const struct cli_experiment *x, void *optim_config);
 
 /* ---- command groups --------------------------------------------------------------------- */
 

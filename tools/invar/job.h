@@ -8,9 +8,7 @@
 #include "cli.h"
 
 struct cli_job {
-    struct invar_plugin_use uses[INVAR_MAX_VIEWS][INVAR_MAX_AUGMENTS];
-    struct invar_view views[INVAR_MAX_VIEWS];
-    struct invar_job job;
+    struct invar_job job; /* points into the experiment: valid while it is loaded */
 };
 
 /* Fills j from x (which must outlive j); prints and returns nonzero when the experiment does

@@ -35,7 +35,7 @@ int cmd_preview(const struct cli_globals *g, int argc, char **argv)
     if (!reg)
         return 1;
     struct cli_experiment x;
-    static struct cli_job j;
+    struct cli_job j;
     struct invar_dataset *d = NULL;
     struct invar_error err = {{0}};
     int rc = 1;
@@ -46,7 +46,7 @@ int cmd_preview(const struct cli_globals *g, int argc, char **argv)
     /* Only the first n samples are shown, so only they are read. */
     int64_t limit = x.limit > 0 && x.limit < n ? x.limit : n;
     if (invar_dataset_open(&d, &j.job.dataset, "train", limit, &err) != INVAR_OK ||
-        invar_preview_write(out, d, j.views, j.job.n_views, j.job.seed, n, &err) != INVAR_OK) {
+        invar_preview_write(out, d, j.job.views, j.job.n_views, j.job.seed, n, &err) != INVAR_OK) {
         cli_error("%s", err.msg);
         goto unload;
     }

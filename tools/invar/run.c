@@ -268,7 +268,7 @@ int cmd_run(const struct cli_globals *g, int argc, char **argv)
     const char *nc = getenv("NO_COLOR");
     r.color = r.tty && !(nc && *nc);
     struct cli_experiment x = {0};
-    static struct cli_job j;
+    struct cli_job j;
     char ckpt[4096];
     int resume = 0, rc = 1;
     if (open_run(g, &a, reg, &r, &x, ckpt, sizeof ckpt, &resume))
