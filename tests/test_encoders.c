@@ -1,6 +1,6 @@
-/* Encoder plugins (convnet, mlp) through the public API: output shapes for each head and input
- * size, parameter and buffer counts worked out from the architecture, a finite-difference
- * gradient of the features w.r.t. the input in training mode, and train vs eval batch-norm. */
+/* Encoder plugins (convnet, mlp, resnet) through the public API: output shapes for each head
+ * and input size, parameter and buffer counts worked out from the architecture, finite-difference
+ * gradients in training mode, and train vs eval batch-norm. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -263,6 +263,276 @@ Test(encoders, eval_mode_uses_running_statistics)
     /* eval mode treats samples independently: sample 1 alone gives the same features */
     struct invar_tensor *x1 = invar_graph_tensor(g, 4, (int64_t[]){1, 1, 8, 8});
     memcpy(x1->data, x->data + 64, 64 * sizeof(float));
+    struct invar_tensor *y1 = invar_encoder_forward(enc, g, x1);
+    for (int64_t j = 0; j < 4; j++)
+        cr_expect_float_eq(y1->data[j], yeval->data[4 + j], 1e-5);
+    free(saved);
+    invar_graph_destroy(g);
+    invar_encoder_destroy(enc);
+}
+
+/* ---- resnet ------------------------------------------------------------------------------- */
+
+/* Trainable floats of a CIFAR-style ResNet, written out from the architecture: stem conv3x3
+ * C->c0 + BN; per BasicBlock cin->c (stride s) conv3x3 cin*c*9 + conv3x3 c*c*9 + two BNs 4c,
+ * plus a projection shortcut cin*c + BN 2c when s != 1 or cin != c; then the head. */
+static size_t resnet_weights(int64_t c_in, const int blocks[4], double width, const char *head,
+                             int64_t dim, int64_t hidden, int64_t *features)
+{
+    static const int base[4] = {64, 128, 256, 512};
+    int64_t prev = (int64_t)(64 * width + 0.5);
+    size_t n = (size_t)(9 * c_in * prev + 2 * prev);
+    for (int s = 0; s < 4; s++) {
+        const int64_t c = (int64_t)(base[s] * width + 0.5);
+        for (int i = 0; i < blocks[s]; i++) {
+            const int stride = s > 0 && i == 0 ? 2 : 1;
+            n += (size_t)(9 * prev * c + 9 * c * c + 4 * c);
+            if (stride != 1 || prev != c)
+                n += (size_t)(prev * c + 2 * c);
+            prev = c;
+        }
+    }
+    *features = prev;
+    if (strcmp(head, "linear") == 0) {
+        n += (size_t)(prev * dim + dim);
+        *features = dim;
+    } else if (strcmp(head, "mlp") == 0) {
+        n += (size_t)(prev * hidden + hidden + hidden * dim + dim);
+        *features = dim;
+    }
+    return n;
+}
+
+Test(encoders, resnet18_default_parameter_count)
+{
+    /* ResNet-18, width 1, no head, 3-channel input, stage by stage:
+     *   stem      64*3*9 + 2*64                                                =     1,856
+     *   layer1    2 * (2*64*64*9 + 4*64)                                        =   147,968
+     *   layer2    128*64*9 + 128*128*9 + 4*128 + 64*128 + 2*128  (shortcut)
+     *             + 2*128*128*9 + 4*128                                         =   525,568
+     *   layer3    256*128*9 + 256*256*9 + 6*256 + 128*256 + 2*256*256*9 + 4*256 = 2,099,712
+     *   layer4    512*256*9 + 512*512*9 + 6*512 + 256*512 + 2*512*512*9 + 4*512 = 8,393,728
+     *   total                                                                   = 11,168,832
+     * (the CIFAR ResNet-18's familiar 11,173,962 less its 10-way classifier, 512*10 + 10).
+     * A 1-channel input has 64*2*9 = 1,152 fewer stem weights. */
+    static const struct {
+        int64_t c;
+        size_t weights;
+    } cases[] = {{3, 11168832}, {1, 11168832 - 1152}};
+    for (size_t k = 0; k < 2; k++) {
+        int64_t in[3] = {cases[k].c, 32, 32};
+        struct invar_encoder *enc = encoder_new("resnet", (const char *[]){"head", "none", NULL}, in);
+        struct invar_params *p = invar_encoder_params(enc);
+        int64_t feat = 0;
+        cr_expect_eq(resnet_weights(cases[k].c, (const int[]){2, 2, 2, 2}, 1, "none", 0, 0, &feat),
+                     cases[k].weights);
+        cr_expect_eq(invar_params_numel(p), cases[k].weights, "C=%lld: %zu weights",
+                     (long long)cases[k].c, invar_params_numel(p));
+        cr_expect_eq(invar_encoder_dim(enc), 512);
+        /* BN channels: stem 64, layer1 4*64, layer2 5*128, layer3 5*256, layer4 5*512 = 4800;
+         * running mean and var of each are buffers */
+        cr_expect_eq(invar_params_buffer_numel(p), 2u * 4800);
+        /* 17 conv3x3 + 3 shortcut units, each w, gamma, beta and 2 buffers */
+        cr_expect_eq(invar_params_count(p), 100u);
+        cr_expect_eq(tensor_count(p, INVAR_P_BUFFER), 40u);
+        invar_encoder_destroy(enc);
+    }
+}
+
+struct resnet_case {
+    const char *head;
+    const char *depth;
+    int64_t c, hw;
+};
+
+/* Both input sizes through each head and depth; 28 -> 28, 14, 7, 4 exercises odd sizes under
+ * the stride-2 3x3 conv and 1x1 shortcut, whose outputs must agree for the add. */
+static const struct resnet_case resnet_cases[] = {
+    {"linear", "18", 1, 28}, {"mlp", "18", 1, 28}, {"none", "18", 1, 28},
+    {"linear", "18", 3, 32}, {"mlp", "18", 3, 32}, {"none", "18", 3, 32},
+    {"linear", "10", 1, 28}, {"mlp", "34", 3, 32},
+};
+
+Test(encoders, resnet_shapes_and_counts)
+{
+    static const int depth_blocks[3][4] = {{1, 1, 1, 1}, {2, 2, 2, 2}, {3, 4, 6, 3}};
+    for (size_t k = 0; k < sizeof resnet_cases / sizeof *resnet_cases; k++) {
+        const struct resnet_case *c = &resnet_cases[k];
+        const int d = strcmp(c->depth, "10") == 0 ? 0 : strcmp(c->depth, "18") == 0 ? 1 : 2;
+        int64_t in[3] = {c->c, c->hw, c->hw};
+        struct invar_encoder *enc =
+            encoder_new("resnet",
+                        (const char *[]){"width", "0.125", "depth", c->depth, "dim", "16",
+                                         "hidden", "32", "head", c->head, NULL},
+                        in);
+        struct invar_params *p = invar_encoder_params(enc);
+        int64_t feat = 0;
+        size_t want = resnet_weights(c->c, depth_blocks[d], 0.125, c->head, 16, 32, &feat);
+        cr_expect_eq(invar_params_numel(p), want, "%s depth %s %lld: %zu weights, want %zu",
+                     c->head, c->depth, (long long)c->hw, invar_params_numel(p), want);
+        cr_expect_eq(invar_encoder_dim(enc), feat);
+        cr_expect_eq(feat, strcmp(c->head, "none") == 0 ? 64 : 16);
+        /* identity shortcut where the shape holds, projection where it changes */
+        cr_expect_null(invar_params_find(p, "layer1.0.shortcut.w"));
+        cr_expect_null(invar_params_find(p, "layer2.1.shortcut.w"));
+        struct invar_tensor *sc = invar_params_find(p, "layer2.0.shortcut.w");
+        cr_assert_not_null(sc);
+        cr_expect_eq(sc->shape[0], 16);
+        cr_expect_eq(sc->shape[1], 8);
+        cr_expect_eq(sc->shape[2], 1);
+        cr_expect_eq(sc->shape[3], 1);
+
+        struct invar_graph *g = invar_graph_create(1 << 22);
+        struct invar_tensor *y = invar_encoder_forward(enc, g, random_input(g, 3, in, k));
+        cr_expect_eq(y->ndim, 2);
+        cr_expect_eq(y->shape[0], 3);
+        cr_expect_eq(y->shape[1], feat);
+        for (int64_t i = 0; i < y->numel; i++)
+            cr_assert(isfinite(y->data[i]));
+        invar_graph_destroy(g);
+        invar_encoder_destroy(enc);
+    }
+}
+
+/* d(sum_i w_i y_i)/d(parameter) by backward against central differences, on spread-out
+ * elements of named parameters, in training mode (batch statistics couple the samples).
+ * A deep ReLU net is piecewise smooth: a +-eps step now and then carries some unit across its
+ * kink and one numeric entry is off by a few percent (eps 1e-4 instead trades this for float32
+ * noise). So each tensor is judged by the relative error of its vector of checked entries,
+ * ||analytic - numeric|| / ||analytic||, which a wrong backward (a missing path, a wrong
+ * batch-norm term) pushes far beyond the tolerance. Returns the worst tensor's error. */
+static double resnet_param_gradcheck(struct invar_encoder *enc, struct invar_tensor *x,
+                                     const char *const *names, int per_tensor, double tol)
+{
+    struct invar_params *p = invar_encoder_params(enc);
+    int64_t n_out = 0;
+    gc_loss(forward_fn, &x, enc, NULL, &n_out);
+    float *w = malloc((size_t)n_out * sizeof *w);
+    struct invar_rng r;
+    invar_rng_init(&r, 4242, 0);
+    for (int64_t i = 0; i < n_out; i++)
+        w[i] = invar_rng_range(&r, -1, 1);
+
+    invar_params_zero_grad(p);
+    struct invar_graph *g = invar_graph_create(1 << 22);
+    struct invar_tensor *y = invar_encoder_forward(enc, g, x);
+    struct invar_tensor *loss = invar_graph_tensor(g, 1, (int64_t[]){1});
+    double s = 0;
+    for (int64_t i = 0; i < y->numel; i++)
+        s += (double)w[i] * y->data[i];
+    loss->data[0] = (float)s;
+    struct gc_dot_ctx *dc = invar_arena_alloc(invar_graph_arena(g), sizeof *dc);
+    dc->w = w;
+    invar_custom_op(g, "gc_dot", loss, &y, 1, gc_dot_backward, dc);
+    invar_graph_backward(g, loss);
+    invar_graph_destroy(g);
+
+    const double eps = 1e-3;
+    double worst = 0;
+    for (const char *const *name = names; *name; name++) {
+        struct invar_tensor *t = invar_params_find(p, *name);
+        cr_assert_not_null(t, "no parameter %s", *name);
+        double err2 = 0, ana2 = 0;
+        for (int k = 0; k < per_tensor; k++) {
+            const int64_t i = (int64_t)k * t->numel / per_tensor + (t->numel > per_tensor);
+            const float saved = t->data[i];
+            t->data[i] = saved + (float)eps;
+            const double lp = gc_loss(forward_fn, &x, enc, w, NULL);
+            t->data[i] = saved - (float)eps;
+            const double lm = gc_loss(forward_fn, &x, enc, w, NULL);
+            t->data[i] = saved;
+            const double num = (lp - lm) / (2 * eps), ana = t->grad[i];
+            err2 += (ana - num) * (ana - num);
+            ana2 += ana * ana;
+        }
+        /* a parameter with no gradient at all would pass vacuously */
+        cr_assert_gt(sqrt(ana2), 1e-3, "%s: gradient norm %g", *name, sqrt(ana2));
+        const double e = sqrt(err2 / ana2);
+        worst = fmax(worst, e);
+        cr_expect_leq(e, tol, "%s: relative error %.3g of the checked gradient entries", *name, e);
+        cr_log_info("resnet %s: relative error %.3g, norm %.3g", *name, e, sqrt(ana2));
+    }
+    free(w);
+    return worst;
+}
+
+Test(encoders, resnet_parameter_gradients_in_training_mode)
+{
+    /* 12x12 goes 12 -> 6 -> 3 -> 2 through the stages: the 6 -> 3 -> 2 steps are odd sizes under
+     * stride 2, and layer4's batch-norm still sees 2*2*2 values per channel (8x8 inputs would
+     * leave it 2 values, normalised to +-1 whatever the input, and nothing below it would get a
+     * measurable gradient). */
+    int64_t in[3] = {1, 12, 12};
+    struct invar_encoder *enc = encoder_new(
+        "resnet",
+        (const char *[]){"width", "0.125", "depth", "10", "dim", "3", "head", "mlp", "hidden", "5",
+                         NULL},
+        in);
+    struct invar_tensor *x = gc_tensor(4, (int64_t[]){2, 1, 12, 12}, 0);
+    static const char *const names[] = {
+        "stem.w",                    /* through every block and both paths of each */
+        "stem.bn.gamma",
+        "layer1.0.conv1.w",          /* the residual branch of an identity block */
+        "layer1.0.conv2.bn.beta",
+        "layer2.0.shortcut.w",       /* a projection shortcut (stride 2, 6x6 -> 3x3 below) */
+        "layer3.0.shortcut.bn.gamma",
+        "layer3.0.conv2.bn.gamma",
+        "layer4.0.conv1.w",
+        "head.fc1.w",
+        "head.fc2.b",
+        NULL,
+    };
+    resnet_param_gradcheck(enc, x, names, 8, 5e-2);
+    gc_free(x);
+    invar_encoder_destroy(enc);
+}
+
+Test(encoders, resnet_eval_mode_uses_running_statistics)
+{
+    int64_t in[3] = {3, 12, 12};
+    struct invar_encoder *enc = encoder_new(
+        "resnet", (const char *[]){"width", "0.125", "depth", "10", "dim", "4", NULL}, in);
+    struct invar_params *p = invar_encoder_params(enc);
+    /* the deepest batch-norm: running statistics must reach it through every block */
+    struct invar_tensor *rv = invar_params_find(p, "layer4.0.conv2.bn.running_var");
+    struct invar_tensor *rm = invar_params_find(p, "layer4.0.shortcut.bn.running_mean");
+    cr_assert_not_null(rv);
+    cr_assert_not_null(rm);
+    struct invar_graph *g = invar_graph_create(1 << 22);
+    for (int s = 0; s < 3; s++) {
+        invar_graph_reset(g);
+        struct invar_tensor *x = random_input(g, 4, in, 200 + (uint64_t)s);
+        for (int64_t i = 0; i < x->numel; i++)
+            x->data[i] = 3.0f * x->data[i] + 2.0f;
+        invar_encoder_forward(enc, g, x);
+    }
+    int moved = 0;
+    for (int64_t c = 0; c < rv->numel; c++)
+        moved += rv->data[c] != 1.0f && rm->data[c] != 0.0f;
+    cr_assert_eq(moved, rv->numel, "running statistics of layer4 did not all move");
+
+    size_t nb = invar_params_buffer_numel(p);
+    float *saved = malloc(nb * sizeof *saved);
+    invar_graph_reset(g);
+    struct invar_tensor *x = random_input(g, 2, in, 9);
+    struct invar_tensor *ytrain = invar_encoder_forward(enc, g, x);
+    memcpy(saved, invar_params_buffers(p), nb * sizeof *saved);
+    invar_graph_set_training(g, 0);
+    struct invar_tensor *yeval = invar_encoder_forward(enc, g, x);
+    double diff = 0;
+    for (int64_t i = 0; i < yeval->numel; i++)
+        diff = fmax(diff, fabs((double)yeval->data[i] - ytrain->data[i]));
+    cr_expect_gt(diff, 1e-3, "eval and train outputs agree (max diff %g)", diff);
+    cr_expect_eq(memcmp(saved, invar_params_buffers(p), nb * sizeof *saved), 0,
+                 "an eval-mode pass changed the running statistics");
+
+    /* eval is deterministic and per-sample: a second pass repeats it bit for bit, and sample 1
+     * alone gives the same features as inside the batch */
+    struct invar_tensor *again = invar_encoder_forward(enc, g, x);
+    cr_expect_eq(memcmp(again->data, yeval->data, (size_t)yeval->numel * sizeof(float)), 0);
+    const int64_t img = 3 * 12 * 12;
+    struct invar_tensor *x1 = invar_graph_tensor(g, 4, (int64_t[]){1, 3, 12, 12});
+    memcpy(x1->data, x->data + img, (size_t)img * sizeof(float));
     struct invar_tensor *y1 = invar_encoder_forward(enc, g, x1);
     for (int64_t j = 0; j < 4; j++)
         cr_expect_float_eq(y1->data[j], yeval->data[4 + j], 1e-5);

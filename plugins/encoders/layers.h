@@ -72,6 +72,40 @@ static inline struct invar_tensor *conv_bn_forward(const struct conv_bn *l, stru
     return invar_relu(g, bn_forward(&l->bn, g, invar_conv2d(g, x, l->w, NULL, l->stride, 1)));
 }
 
+/* conv3x3 -> BN without the ReLU: the second unit of a residual block, whose ReLU comes after
+ * the shortcut is added. */
+static inline struct invar_tensor *conv_bn_forward_linear(const struct conv_bn *l,
+                                                          struct invar_graph *g,
+                                                          struct invar_tensor *x)
+{
+    return bn_forward(&l->bn, g, invar_conv2d(g, x, l->w, NULL, l->stride, 1));
+}
+
+/* conv1x1 (stride s, no padding, no bias) -> BN, no ReLU: a residual block's projection
+ * shortcut when the stride or the channel count changes. */
+struct conv1x1_bn {
+    struct invar_tensor *w; /* (O, C, 1, 1) */
+    struct bn bn;
+    int stride;
+};
+
+static inline void conv1x1_bn_declare(struct conv1x1_bn *l, struct invar_params *p,
+                                      const char *prefix, int64_t c_in, int64_t c_out, int stride)
+{
+    char name[LAYER_NAME_MAX];
+    l->w = invar_params_add(p, layer_name(name, prefix, "w"), 4, (int64_t[]){c_out, c_in, 1, 1},
+                            invar_init_kaiming_normal((double)c_in), 0);
+    bn_declare(&l->bn, p, layer_name(name, prefix, "bn"), c_out);
+    l->stride = stride;
+}
+
+static inline struct invar_tensor *conv1x1_bn_forward(const struct conv1x1_bn *l,
+                                                      struct invar_graph *g,
+                                                      struct invar_tensor *x)
+{
+    return bn_forward(&l->bn, g, invar_conv2d(g, x, l->w, NULL, l->stride, 0));
+}
+
 struct linear {
     struct invar_tensor *w; /* (O, I) */
     struct invar_tensor *b; /* (O) */
