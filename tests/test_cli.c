@@ -649,8 +649,8 @@ Test(cli, eval_cluster_figures_by_hand_and_from_the_embedding, .timeout = 300)
     double best_inertia = INFINITY;
     for (uint64_t seed = 1; seed <= 10; seed++) {
         double inertia;
-        cr_assert_eq(invar_kmeans(x, N, DIM, K, 100, seed, cent, assign, &inertia, &err),
-                     INVAR_OK, "%s", err.msg);
+        cr_assert_eq(invar_kmeans(x, N, DIM, K, 100, seed, cent, assign, &inertia, &err), INVAR_OK,
+                     "%s", err.msg);
         if (inertia < best_inertia) {
             best_inertia = inertia;
             memcpy(best, assign, sizeof best);
@@ -700,7 +700,8 @@ Test(cli, eval_cluster_refuses_bad_arguments_with_clear_messages, .timeout = 300
     cr_assert_eq(INVAR("eval", "1", "--cluster", "--k"), 2);
     cr_assert_str_eq(err_text, "invar: eval: --k needs a number of clusters\n");
     cr_assert_eq(INVAR("eval", "1", "--k", "5"), 2);
-    cr_assert_str_eq(err_text, "invar: eval: --k sets the number of clusters and needs --cluster\n");
+    cr_assert_str_eq(err_text,
+                     "invar: eval: --k sets the number of clusters and needs --cluster\n");
     cr_assert_eq(INVAR("eval", "--cluster"), 2);
     cr_assert_not_null(strstr(err_text, "which run?"), "%s", err_text);
 

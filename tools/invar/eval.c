@@ -80,12 +80,12 @@ static void eval_metric(void *user, const char *key, int64_t step, int64_t epoch
 #define CLUSTER_MAX_K 4096 /* invar_cluster_accuracy's bound on the contingency table */
 
 struct cluster_result {
-    int64_t n, dim;     /* features clustered */
-    int64_t k;          /* clusters */
-    int32_t classes;    /* the dataset's number of classes */
-    double inertia;     /* of the kept restart */
-    double acc;         /* percent, Hungarian matching of clusters to classes */
-    double nmi;         /* in [0, 1] */
+    int64_t n, dim;  /* features clustered */
+    int64_t k;       /* clusters */
+    int32_t classes; /* the dataset's number of classes */
+    double inertia;  /* of the kept restart */
+    double acc;      /* percent, Hungarian matching of clusters to classes */
+    double nmi;      /* in [0, 1] */
 };
 
 /* Unit rows; an all-zero row stays zero (it has no direction to keep). */
@@ -148,8 +148,8 @@ static int cluster_eval(const struct loaded_run *l, int64_t k_opt, struct cluste
         }
     l2_normalize_rows(e.features, e.n, e.dim);
     cent = malloc((size_t)(r->k * e.dim) * sizeof *cent); // (k, D)
-    assign = malloc((size_t)e.n * sizeof *assign);         // (N) of the current restart
-    best = malloc((size_t)e.n * sizeof *best);             // (N) of the kept one
+    assign = malloc((size_t)e.n * sizeof *assign);        // (N) of the current restart
+    best = malloc((size_t)e.n * sizeof *best);            // (N) of the kept one
     if (!cent || !assign || !best) {
         cli_error("eval: out of memory for k-means (%lld x %lld features)", (long long)e.n,
                   (long long)e.dim);
@@ -223,8 +223,7 @@ static int cluster_store(const struct loaded_run *l, int64_t epoch, const struct
         {"cluster_acc", step, epoch, r->acc, 0},
         {"cluster_nmi", step, epoch, r->nmi, 0},
     };
-    if (invar_store_log_params(l->db, l->row.id, ps, sizeof ps / sizeof ps[0], &err) !=
-            INVAR_OK ||
+    if (invar_store_log_params(l->db, l->row.id, ps, sizeof ps / sizeof ps[0], &err) != INVAR_OK ||
         invar_store_log_metrics(l->db, l->row.id, m, sizeof m / sizeof m[0], &err) != INVAR_OK) {
         cli_error("%s", err.msg);
         return 1;
