@@ -123,12 +123,13 @@ static int cluster_eval(const struct loaded_run *l, int64_t k_opt, struct cluste
     }
     r->classes = invar_dataset_num_classes(d);
     invar_dataset_destroy(d);
-    r->k = k_opt > 0 ? k_opt : r->classes;
-    if (r->k < 1 || r->k > CLUSTER_MAX_K || r->classes > CLUSTER_MAX_K) {
-        cli_error("eval: cannot cluster into %lld clusters for %ld classes (at most %d)",
-                  (long long)r->k, (long)r->classes, CLUSTER_MAX_K);
+    if (r->classes < 1 || r->classes > CLUSTER_MAX_K) {
+        cli_error("eval: the dataset has %ld classes: --cluster scores clusters against 1 to %d "
+                  "classes",
+                  (long)r->classes, CLUSTER_MAX_K);
         goto done;
     }
+    r->k = k_opt > 0 ? k_opt : r->classes; /* k_opt is within [1, CLUSTER_MAX_K] */
     if (invar_checkpoint_embed(job, l->row.checkpoint, CLUSTER_SPLIT, &e, &err) != INVAR_OK) {
         cli_error("%s", err.msg);
         goto done;
