@@ -321,7 +321,8 @@ Test(encoders, resnet18_default_parameter_count)
     } cases[] = {{3, 11168832}, {1, 11168832 - 1152}};
     for (size_t k = 0; k < 2; k++) {
         int64_t in[3] = {cases[k].c, 32, 32};
-        struct invar_encoder *enc = encoder_new("resnet", (const char *[]){"head", "none", NULL}, in);
+        struct invar_encoder *enc =
+            encoder_new("resnet", (const char *[]){"head", "none", NULL}, in);
         struct invar_params *p = invar_encoder_params(enc);
         int64_t feat = 0;
         cr_expect_eq(resnet_weights(cases[k].c, (const int[]){2, 2, 2, 2}, 1, "none", 0, 0, &feat),
@@ -362,8 +363,8 @@ Test(encoders, resnet_shapes_and_counts)
         int64_t in[3] = {c->c, c->hw, c->hw};
         struct invar_encoder *enc =
             encoder_new("resnet",
-                        (const char *[]){"width", "0.125", "depth", c->depth, "dim", "16",
-                                         "hidden", "32", "head", c->head, NULL},
+                        (const char *[]){"width", "0.125", "depth", c->depth, "dim", "16", "hidden",
+                                         "32", "head", c->head, NULL},
                         in);
         struct invar_params *p = invar_encoder_params(enc);
         int64_t feat = 0;
@@ -473,19 +474,19 @@ Test(encoders, resnet_parameter_gradients_in_training_mode)
      * leave it 2 values, normalised to +-1 whatever the input, and nothing below it would get a
      * measurable gradient). */
     int64_t in[3] = {1, 12, 12};
-    struct invar_encoder *enc = encoder_new(
-        "resnet",
-        (const char *[]){"width", "0.125", "depth", "10", "dim", "3", "head", "mlp", "hidden", "16",
-                         NULL},
-        in);
+    struct invar_encoder *enc =
+        encoder_new("resnet",
+                    (const char *[]){"width", "0.125", "depth", "10", "dim", "3", "head", "mlp",
+                                     "hidden", "16", NULL},
+                    in);
     struct invar_tensor *x = gc_tensor(4, (int64_t[]){2, 1, 12, 12}, 0);
     static const char *const names[] = {
-        "stem.w",                    /* through every block and both paths of each */
+        "stem.w", /* through every block and both paths of each */
         "stem.bn.gamma",
-        "layer1.0.conv1.w",          /* the residual branch of an identity block */
+        "layer1.0.conv1.w", /* the residual branch of an identity block */
         "layer1.0.conv2.bn.beta",
-        "layer2.0.shortcut.w",       /* a projection shortcut (stride 2, 6x6 -> 3x3 below) */
-        "layer3.0.shortcut.bn.gamma",
+        "layer2.0.shortcut.w",        /* a projection shortcut (stride 2, 12x12 -> 6x6) */
+        "layer3.0.shortcut.bn.gamma", /* 6x6 -> 3x3 */
         "layer3.0.conv2.bn.gamma",
         "layer4.0.conv1.w",
         "head.fc1.w",

@@ -74,9 +74,8 @@ static inline struct invar_tensor *conv_bn_forward(const struct conv_bn *l, stru
 
 /* conv3x3 -> BN without the ReLU: the second unit of a residual block, whose ReLU comes after
  * the shortcut is added. */
-static inline struct invar_tensor *conv_bn_forward_linear(const struct conv_bn *l,
-                                                          struct invar_graph *g,
-                                                          struct invar_tensor *x)
+static inline struct invar_tensor *
+conv_bn_forward_linear(const struct conv_bn *l, struct invar_graph *g, struct invar_tensor *x)
 {
     return bn_forward(&l->bn, g, invar_conv2d(g, x, l->w, NULL, l->stride, 1));
 }
@@ -100,8 +99,7 @@ static inline void conv1x1_bn_declare(struct conv1x1_bn *l, struct invar_params 
 }
 
 static inline struct invar_tensor *conv1x1_bn_forward(const struct conv1x1_bn *l,
-                                                      struct invar_graph *g,
-                                                      struct invar_tensor *x)
+                                                      struct invar_graph *g, struct invar_tensor *x)
 {
     return bn_forward(&l->bn, g, invar_conv2d(g, x, l->w, NULL, l->stride, 0));
 }

@@ -46,8 +46,8 @@ static const struct invar_param_spec resnet_params[] = {
 };
 
 struct basic_block {
-    struct conv_bn conv1, conv2;  /* conv1 carries the block's stride */
-    struct conv1x1_bn shortcut;   /* used only when has_shortcut */
+    struct conv_bn conv1, conv2; /* conv1 carries the block's stride */
+    struct conv1x1_bn shortcut;  /* used only when has_shortcut */
     int has_shortcut;
 };
 
@@ -87,8 +87,8 @@ static int64_t scaled_channels(int base, double width)
 }
 
 static enum invar_status resnet_create(const void *config, const int64_t in_shape[3],
-                                       struct invar_params *params, void **self,
-                                       int64_t *out_dim, struct invar_error *err)
+                                       struct invar_params *params, void **self, int64_t *out_dim,
+                                       struct invar_error *err)
 {
     const struct resnet_config *c = config;
     const int n_depths = (int)(sizeof resnet_stage_blocks / sizeof *resnet_stage_blocks);
@@ -126,14 +126,17 @@ static struct invar_tensor *resnet_forward(void *self, struct invar_graph *g,
                                            struct invar_tensor *x)
 {
     struct resnet *n = self;
-    x = conv_bn_forward(&n->stem, g, x);          /* (N, 64w, H, W) */
+    x = conv_bn_forward(&n->stem, g, x); /* (N, 64w, H, W) */
     for (int i = 0; i < n->n_blocks; i++)
-        x = block_forward(&n->blocks[i], g, x);   /* ... (N, 512w, ~H/8, ~W/8) */
-    x = invar_global_avgpool(g, x);               /* (N, 512w) */
-    return head_forward(&n->head, g, x);          /* (N, dim) */
+        x = block_forward(&n->blocks[i], g, x); /* ... (N, 512w, ~H/8, ~W/8) */
+    x = invar_global_avgpool(g, x);             /* (N, 512w) */
+    return head_forward(&n->head, g, x);        /* (N, dim) */
 }
 
-static void resnet_destroy(void *self) { free(self); }
+static void resnet_destroy(void *self)
+{
+    free(self);
+}
 
 static const struct invar_encoder_ops resnet_ops = {
     .create = resnet_create,
