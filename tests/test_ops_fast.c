@@ -1,7 +1,7 @@
 /* The fast paths of the memory-bound ops against their plain definitions: fused batch-norm +
  * ReLU (finite differences, equal to the unfused composition and to the textbook formulas in
- * double), batch-norm statistics far from zero, and results that stay bitwise the same when
- * the loops are split over threads. */
+ * double), batch-norm statistics far from zero, 2x2 max pooling against its definition, and
+ * results that stay bitwise the same when the loops are split over threads. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -334,4 +334,57 @@ Test(batchnorm_relu, threaded_slices_are_bitwise_identical)
     for (int k = 0; k < 3; k++)
         gc_free(in[k]);
     gc_free(w);
+}
+
+/* ---- max pooling 2x2 / 2 -------------------------------------------------------------------- */
+
+/* Odd sizes (the last row and column are dropped), ties (values on a coarse grid), split over
+ * threads or not: y and dx against a direct evaluation of the definition, first maximum wins. */
+Test(maxpool2, matches_definition_threaded_or_not)
+{
+    const int64_t n = 3, c = 5, h = 7, w = 9, oh = 3, ow = 4;
+    struct invar_tensor *x = gc_tensor(4, (int64_t[]){n, c, h, w}, 1);
+    for (int64_t i = 0; i < x->numel; i++) /* a grid of 5 values: many ties */
+        x->data[i] = roundf(x->data[i] * 2) / 2;
+    struct invar_tensor *dy = gc_tensor(4, (int64_t[]){n, c, oh, ow}, 0);
+    float *first = NULL;
+    for (int split = 0; split < 2; split++) {
+        ops_set_par_min(split ? 1 : ((int64_t)1 << 40));
+        struct invar_graph *g = invar_graph_create(1 << 16);
+        x->grad = invar_graph_zeros(g, 4, x->shape)->data;
+        struct invar_tensor *y = invar_maxpool2d(g, x, 2, 2, 0);
+        cr_assert(y->shape[2] == oh && y->shape[3] == ow);
+        invar_graph_backward(g, invar_sum(g, invar_mul(g, y, dy)));
+        for (int64_t p = 0; p < n * c; p++)
+            for (int64_t oy = 0; oy < oh; oy++)
+                for (int64_t ox = 0; ox < ow; ox++) {
+                    int64_t at = -1;
+                    for (int64_t ky = 0; ky < 2; ky++)
+                        for (int64_t kx = 0; kx < 2; kx++) {
+                            const int64_t e = p * h * w + (2 * oy + ky) * w + 2 * ox + kx;
+                            if (at < 0 || x->data[e] > x->data[at])
+                                at = e;
+                        }
+                    const int64_t o = p * oh * ow + oy * ow + ox;
+                    cr_assert(y->data[o] == x->data[at], "y[%lld]", (long long)o);
+                    cr_assert(x->grad[at] == dy->data[o], "dx at the winner of %lld", (long long)o);
+                }
+        double total = 0, want = 0;
+        for (int64_t i = 0; i < x->numel; i++)
+            total += x->grad[i];
+        for (int64_t i = 0; i < dy->numel; i++)
+            want += dy->data[i];
+        cr_assert(fabs(total - want) < 1e-5, "gradient reached cells that did not win");
+        if (!split) {
+            first = malloc((size_t)x->numel * sizeof *first);
+            memcpy(first, x->grad, (size_t)x->numel * sizeof *first);
+        } else {
+            cr_assert(memcmp(first, x->grad, (size_t)x->numel * sizeof *first) == 0);
+        }
+        x->grad = NULL;
+        invar_graph_destroy(g);
+    }
+    ops_set_par_min(0);
+    free(first);
+    gc_free(x), gc_free(dy);
 }
