@@ -70,7 +70,7 @@ static void bnr_gradcheck(int ndim, const int64_t *shape, int training)
                 in[0]->data[i] += away;
                 near++;
             }
-            cut += pre->data[i] < 0, kept += pre->data[i] > 0;
+            cut += pre->data[i]<0, kept += pre->data[i]> 0;
         }
         invar_graph_destroy(g);
     }
@@ -127,8 +127,7 @@ static void bnr_matches_composition(int ndim, const int64_t *shape, int training
             in[k]->grad = invar_graph_zeros(g, in[k]->ndim, in[k]->shape)->data;
         struct invar_tensor *y =
             fused ? invar_batchnorm_relu(g, in[0], in[1], in[2], a.rm, a.rv, 0.1f, 1e-5f)
-                  : invar_relu(g, invar_batchnorm(g, in[0], in[1], in[2], a.rm, a.rv, 0.1f,
-                                                  1e-5f));
+                  : invar_relu(g, invar_batchnorm(g, in[0], in[1], in[2], a.rm, a.rv, 0.1f, 1e-5f));
         cr_assert_eq(invar_graph_node_count(g), fused ? 1u : 2u);
         struct invar_tensor *loss = invar_sum(g, invar_mul(g, y, w));
         invar_graph_backward(g, loss);
@@ -264,8 +263,8 @@ Test(batchnorm_relu, matches_double_reference_over_many_groups)
                 const int64_t e = (i * c + ch) * sp + k;
                 const double xh = (x[e] - mu) * istd, pre = gam * xh + bet;
                 const double want = pre > 0 ? pre : 0;
-                cr_assert(fabs(y->data[e] - want) <= 2e-5 * (1 + fabs(want)), "y[%lld] %.9g vs %.9g",
-                          (long long)e, y->data[e], want);
+                cr_assert(fabs(y->data[e] - want) <= 2e-5 * (1 + fabs(want)),
+                          "y[%lld] %.9g vs %.9g", (long long)e, y->data[e], want);
                 const double gg = pre > 0 ? dy->data[e] : 0;
                 sg += gg, sgx += gg * xh;
             }
@@ -289,7 +288,8 @@ Test(batchnorm_relu, matches_double_reference_over_many_groups)
     invar_graph_destroy(g);
 }
 
-/* ---- threads ---------------------------------------------------------------------------------- */
+/* ---- threads ----------------------------------------------------------------------------------
+ */
 
 /* The fused op's output, running statistics and gradients, computed once on the calling thread
  * and once split over threads, must agree bit for bit. */
@@ -309,7 +309,8 @@ Test(batchnorm_relu, threaded_slices_are_bitwise_identical)
         struct invar_graph *g = invar_graph_create(1 << 16);
         for (int k = 0; k < 3; k++)
             in[k]->grad = invar_graph_zeros(g, in[k]->ndim, in[k]->shape)->data;
-        struct invar_tensor *y = invar_batchnorm_relu(g, in[0], in[1], in[2], &rm, &rv, 0.1f, 1e-5f);
+        struct invar_tensor *y =
+            invar_batchnorm_relu(g, in[0], in[1], in[2], &rm, &rv, 0.1f, 1e-5f);
         invar_graph_backward(g, invar_sum(g, invar_mul(g, y, w)));
         const float *src[5] = {y->data, in[0]->grad, in[1]->grad, rms, rvs};
         const int64_t len[5] = {y->numel, in[0]->numel, c, c, c};

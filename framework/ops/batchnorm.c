@@ -184,7 +184,7 @@ static int64_t bn_group(int64_t c, int64_t sp)
 /* Planes are visited image by image, channels [lo, hi) inside each image: the slice streams
  * through memory in order (a channel's planes lie C*S floats apart, and for 7x7 planes visiting
  * them channel by channel made every plane a cache miss). */
-#define BN_PLANE(base, i, ch) ((base) + ((i) * j->c + (ch)) * j->sp)
+#define BN_PLANE(base, i, ch) ((base) + ((i)*j->c + (ch)) * j->sp)
 
 /* The batch statistics of channels [lo, hi): per group of images, the sums, then the sums of
  * squares around each channel's group mean (the group is still in L2), merged across groups in
@@ -237,8 +237,8 @@ static void bn_forward_channels(void *arg, int64_t lo, int64_t hi)
             if (j->rmean)
                 j->rmean[ch] = (1 - j->momentum) * j->rmean[ch] + j->momentum * mu;
             if (j->rvar)
-                j->rvar[ch] = (1 - j->momentum) * j->rvar[ch] +
-                              j->momentum * (float)(m2 / (double)(m - 1));
+                j->rvar[ch] =
+                    (1 - j->momentum) * j->rvar[ch] + j->momentum * (float)(m2 / (double)(m - 1));
         } else {
             mu = j->rmean[ch], var = j->rvar[ch];
         }
@@ -323,7 +323,8 @@ static void bn_forward_rows(struct invar_graph *g, const struct bn_job *j)
 {
     const int64_t n = j->n, c = j->c;
     if (j->training) {
-        double *s = graph_alloc(g, (size_t)c * sizeof *s), *ss = graph_alloc(g, (size_t)c * sizeof *ss);
+        double *s = graph_alloc(g, (size_t)c * sizeof *s),
+               *ss = graph_alloc(g, (size_t)c * sizeof *ss);
         for (int64_t ch = 0; ch < c; ch++)
             s[ch] = ss[ch] = 0;
         for (int64_t i = 0; i < n; i++) /* two passes: the mean, then squares around it */
@@ -371,7 +372,8 @@ static void bn_forward_rows(struct invar_graph *g, const struct bn_job *j)
 static void bn_backward_rows(struct invar_graph *g, const struct bn_job *j)
 {
     const int64_t n = j->n, c = j->c;
-    double *sg = graph_alloc(g, (size_t)c * sizeof *sg), *sgx = graph_alloc(g, (size_t)c * sizeof *sgx);
+    double *sg = graph_alloc(g, (size_t)c * sizeof *sg),
+           *sgx = graph_alloc(g, (size_t)c * sizeof *sgx);
     for (int64_t ch = 0; ch < c; ch++)
         sg[ch] = sgx[ch] = 0;
     for (int64_t i = 0; i < n; i++)

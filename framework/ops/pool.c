@@ -19,11 +19,11 @@ struct pool_ctx {
 /* ---- max, 2x2 windows, stride 2 ------------------------------------------------------------ */
 
 struct pool2_job {
-    const float *x; // (P, H, W)
-    float *y;       // (P, OH, OW)
-    float *dx;      // (P, H, W) backward
+    const float *x;  // (P, H, W)
+    float *y;        // (P, OH, OW)
+    float *dx;       // (P, H, W) backward
     const float *dy; // (P, OH, OW) backward
-    uint8_t *win;   // (P, OH, OW) or NULL
+    uint8_t *win;    // (P, OH, OW) or NULL
     int64_t h, w, oh, ow;
 };
 
@@ -58,7 +58,7 @@ static void maxpool2_backward_planes(void *arg, int64_t lo, int64_t hi)
 {
     const struct pool2_job *j = arg;
     for (int64_t p = lo; p < hi; p++) {
-        float *dx = j->dx + p * j->h * j->w;        // (H, W)
+        float *dx = j->dx + p * j->h * j->w;         // (H, W)
         const float *dy = j->dy + p * j->oh * j->ow; // (OH, OW)
         const uint8_t *win = j->win + p * j->oh * j->ow;
         for (int64_t oy = 0; oy < j->oh; oy++)

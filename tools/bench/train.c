@@ -341,11 +341,11 @@ static double measure_case(int i)
             "moco", "moco",
             (const char *[]){"queue", "4096", "momentum", "0.99", "temperature", "0.1", NULL}, 2);
     case 1:
-        return measure("instdisc", "instdisc",
-                       (const char *[]){"softmax", "nonparametric", NULL}, 1);
+        return measure("instdisc", "instdisc", (const char *[]){"softmax", "nonparametric", NULL},
+                       1);
     case 2:
-        return measure("nce", "instdisc",
-                       (const char *[]){"softmax", "nce", "nce_k", "4096", NULL}, 1);
+        return measure("nce", "instdisc", (const char *[]){"softmax", "nce", "nce_k", "4096", NULL},
+                       1);
     default:
         return measure("inference", NULL, NULL, 0);
     }
@@ -372,9 +372,8 @@ int main(int argc, char **argv)
                 if (strcmp(argv[a], case_names[i]) == 0)
                     want[i] = found = 1;
             if (!found) {
-                fprintf(stderr,
-                        "usage: bench_train [--no-reference] [--steps N] "
-                        "[moco|instdisc|nce|inference ...]\n");
+                fprintf(stderr, "usage: bench_train [--no-reference] [--steps N] "
+                                "[moco|instdisc|nce|inference ...]\n");
                 return 2;
             }
         }
