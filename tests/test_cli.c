@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "invar/kmeans.h"
 #include "invar/store.h"
 #include "invar_process.h"
 
@@ -439,4 +440,283 @@ Test(cli, new_scaffolds_source_build_and_test)
     cr_assert_eq(INVAR("new", "augment", "brighten", "--dir", dir), 1);
     cr_assert_eq(INVAR("new", "augmentation", "x"), 2);
     cr_assert_eq(INVAR("new", "encoder", "Bad-Name"), 2);
+}
+
+/* ---- eval --cluster ----------------------------------------------------------------------- */
+
+/* A tiny run on the synthetic dataset: 4 classes, a balanced test split of 256 samples
+ * (sample i has label i mod 4), so clustering scores can be worked out by hand. */
+static int64_t train_synthetic_run(char *ref, size_t n)
+{
+    cr_assert_eq(INVAR("run", fixture("tiny.yaml"), "data.plugin=synthetic", "data.classes=4",
+                       "data.train_count=512", "data.test_count=256", "eval.linear.epochs=0"),
+                 0, "%s", err_text);
+    int64_t id = run_id_from_stdout();
+    snprintf(ref, n, "%lld", (long long)id);
+    return id;
+}
+
+/* The numbers after "cluster_acc " and "cluster_nmi " on stdout, as printed. */
+static void printed_cluster(char *acc, char *nmi)
+{
+    const char *a = strstr(out_text, " cluster_acc "), *m = strstr(out_text, " cluster_nmi ");
+    cr_assert(a && m, "stdout: %s", out_text);
+    cr_assert_eq(sscanf(a, " cluster_acc %31s", acc), 1);
+    cr_assert_eq(sscanf(m, " cluster_nmi %31s", nmi), 1);
+}
+
+static struct invar_store_metric_list metric_series(int64_t id, const char *key)
+{
+    struct invar_store *db;
+    struct invar_error err = {{0}};
+    cr_assert_eq(invar_store_open(&db, db_path, &err), INVAR_OK, "%s", err.msg);
+    struct invar_store_metric_list ms = {0};
+    cr_assert_eq(invar_store_read_metrics(db, id, key, &ms, &err), INVAR_OK, "%s", err.msg);
+    invar_store_close(db);
+    return ms;
+}
+
+static const char *stored_param(int64_t id, const char *key, char *out, size_t n)
+{
+    struct invar_store *db;
+    struct invar_error err = {{0}};
+    cr_assert_eq(invar_store_open(&db, db_path, &err), INVAR_OK, "%s", err.msg);
+    struct invar_store_param_list ps = {0};
+    cr_assert_eq(invar_store_read_params(db, id, &ps, &err), INVAR_OK, "%s", err.msg);
+    const char *v = param(&ps, key);
+    snprintf(out, n, "%s", v ? v : "(none)");
+    invar_store_param_list_deinit(&ps);
+    invar_store_close(db);
+    return out;
+}
+
+Test(cli, eval_cluster_stores_metrics_and_protocol_reproducibly, .timeout = 300)
+{
+    char ref[32];
+    int64_t id = train_synthetic_run(ref, sizeof ref);
+
+    /* The default (no flag) is still kNN and the linear probe, without clustering. */
+    cr_assert_eq(INVAR("eval", ref), 0, "%s", err_text);
+    cr_assert_not_null(strstr(out_text, " knn_top1 "), "%s", out_text);
+    cr_assert_not_null(strstr(out_text, " linear_top1 "), "%s", out_text);
+    cr_assert_null(strstr(out_text, "cluster"), "%s", out_text);
+    struct invar_store_metric_list acc = metric_series(id, "cluster_acc");
+    cr_assert_eq(acc.count, 0u);
+    invar_store_metric_list_deinit(&acc);
+
+    cr_assert_eq(INVAR("eval", ref, "--cluster"), 0, "%s", err_text);
+    cr_assert(strncmp(out_text, "run ", 4) == 0, "%s", out_text);
+    cr_assert_null(strstr(out_text, "knn_top1"), "--cluster alone ran kNN: %s", out_text);
+    char acc_txt[32], nmi_txt[32];
+    printed_cluster(acc_txt, nmi_txt);
+
+    /* Stored as printed, at the step and epoch of the run's final kNN evaluation. */
+    acc = metric_series(id, "cluster_acc");
+    struct invar_store_metric_list nmi = metric_series(id, "cluster_nmi");
+    struct invar_store_metric_list knn = metric_series(id, "knn_top1");
+    cr_assert_eq(acc.count, 1u);
+    cr_assert_eq(nmi.count, 1u);
+    double a = acc.items[0].value, m = nmi.items[0].value;
+    char want[32];
+    snprintf(want, sizeof want, "%.2f", a);
+    cr_assert_str_eq(acc_txt, want);
+    snprintf(want, sizeof want, "%.4f", m);
+    cr_assert_str_eq(nmi_txt, want);
+    cr_assert_eq(acc.items[0].step, knn.items[0].step);
+    cr_assert_eq(acc.items[0].epoch, knn.items[0].epoch);
+    cr_assert_eq(acc.items[0].epoch, 0);
+    cr_assert_eq(nmi.items[0].step, knn.items[0].step);
+    /* Ranges: a one-to-one matching of 4 clusters to 4 balanced classes gets at least the
+     * average over all matchings, 1/4; and the accuracy is a whole number of the 256 rows. */
+    cr_assert(a >= 25.0 - 1e-9 && a <= 100.0, "cluster_acc %g", a);
+    double rows = a / 100.0 * 256;
+    cr_assert_float_eq(rows, round(rows), 1e-9, "cluster_acc %g is no count of 256", a);
+    cr_assert(m >= 0.0 && m <= 1.0, "cluster_nmi %g", m);
+
+    /* The protocol beside the results. */
+    char v[128];
+    cr_assert_str_eq(stored_param(id, "eval.cluster.k", v, sizeof v), "4");
+    cr_assert_str_eq(stored_param(id, "eval.cluster.split", v, sizeof v), "test");
+    cr_assert_str_eq(stored_param(id, "eval.cluster.restarts", v, sizeof v), "10");
+    cr_assert_str_eq(stored_param(id, "eval.cluster.iters", v, sizeof v), "100");
+    cr_assert_str_eq(stored_param(id, "eval.cluster.seed", v, sizeof v), "1");
+    cr_assert_str_eq(stored_param(id, "eval.cluster.l2_normalize", v, sizeof v), "1");
+    cr_assert_str_eq(stored_param(id, "eval.cluster.pca_whiten", v, sizeof v), "0");
+
+    /* Together with kNN in one call; the clustering figures are the same to the bit. */
+    cr_assert_eq(INVAR("eval", ref, "--knn", "--cluster"), 0, "%s", err_text);
+    snprintf(want, sizeof want, " knn_top1 %.2f ", knn.items[0].value);
+    cr_assert_not_null(strstr(out_text, want), "`%s` not in %s", want, out_text);
+    printed_cluster(acc_txt, nmi_txt);
+    invar_store_metric_list_deinit(&acc);
+    invar_store_metric_list_deinit(&nmi);
+    acc = metric_series(id, "cluster_acc");
+    nmi = metric_series(id, "cluster_nmi");
+    cr_assert_eq(acc.count, 2u);
+    cr_assert_eq(nmi.count, 2u);
+    cr_assert(memcmp(&acc.items[0].value, &acc.items[1].value, sizeof(double)) == 0,
+              "cluster_acc %.17g then %.17g", acc.items[0].value, acc.items[1].value);
+    cr_assert(memcmp(&nmi.items[0].value, &nmi.items[1].value, sizeof(double)) == 0,
+              "cluster_nmi %.17g then %.17g", nmi.items[0].value, nmi.items[1].value);
+    snprintf(want, sizeof want, "%.2f", a);
+    cr_assert_str_eq(acc_txt, want);
+    invar_store_metric_list_deinit(&acc);
+    invar_store_metric_list_deinit(&nmi);
+    invar_store_metric_list_deinit(&knn);
+}
+
+/* The data of an .npy file written by `embed` (count elements of 4 bytes). */
+static void read_npy(const char *path, void *data, size_t count)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    unsigned char pre[10];
+    cr_assert_eq(fread(pre, 1, 10, f), 10u);
+    size_t hlen = pre[8] | (size_t)pre[9] << 8;
+    cr_assert_eq(fseek(f, (long)(10 + hlen), SEEK_SET), 0);
+    cr_assert_eq(fread(data, 4, count, f), count);
+    fclose(f);
+}
+
+Test(cli, eval_cluster_figures_by_hand_and_from_the_embedding, .timeout = 300)
+{
+    enum { N = 256, K = 4, DIM = 32 }; /* the synthetic test split, the mlp's dim */
+    char ref[32];
+    int64_t id = train_synthetic_run(ref, sizeof ref);
+    struct invar_error err = {{0}};
+
+    /* One cluster: the matching scores one class, 64 of 256 rows, and the partition says
+     * nothing about the labels, NMI 0. */
+    cr_assert_eq(INVAR("eval", ref, "--cluster", "--k", "1"), 0, "%s", err_text);
+    char acc_txt[32], nmi_txt[32], v[64];
+    printed_cluster(acc_txt, nmi_txt);
+    cr_assert_str_eq(acc_txt, "25.00");
+    cr_assert_str_eq(nmi_txt, "0.0000");
+    cr_assert_str_eq(stored_param(id, "eval.cluster.k", v, sizeof v), "1");
+    struct invar_store_metric_list acc = metric_series(id, "cluster_acc");
+    struct invar_store_metric_list nmi = metric_series(id, "cluster_nmi");
+    cr_assert_float_eq(acc.items[acc.count - 1].value, 25.0, 1e-9);
+    cr_assert_float_eq(nmi.items[nmi.count - 1].value, 0.0, 1e-12);
+    invar_store_metric_list_deinit(&acc);
+    invar_store_metric_list_deinit(&nmi);
+
+    /* One cluster per sample (k-means++ never picks a point twice, so every point is its own
+     * centroid): only 4 clusters can be matched, accuracy 4/256; I = H(labels) = ln 4 and
+     * H(clusters) = ln 256, so NMI = 2 ln 4 / (ln 4 + ln 256) = 4/10. */
+    cr_assert_eq(INVAR("eval", ref, "--cluster", "--k", "256"), 0, "%s", err_text);
+    printed_cluster(acc_txt, nmi_txt);
+    cr_assert_str_eq(acc_txt, "1.56");
+    acc = metric_series(id, "cluster_acc");
+    nmi = metric_series(id, "cluster_nmi");
+    cr_assert_float_eq(acc.items[acc.count - 1].value, 100.0 * 4 / 256, 1e-9);
+    cr_assert_float_eq(nmi.items[nmi.count - 1].value, 0.4, 1e-12);
+    invar_store_metric_list_deinit(&acc);
+    invar_store_metric_list_deinit(&nmi);
+
+    /* The default k (the dataset's 4 classes), recomputed here from `embed`'s test features
+     * by the documented protocol: L2-normalised rows, k-means++ and 100 Lloyd iterations with
+     * seeds 1..10, the lowest inertia kept; accuracy by trying all 4! matchings and NMI from
+     * the contingency table. */
+    cr_assert_eq(INVAR("eval", ref, "--cluster"), 0, "%s", err_text);
+    cr_assert_str_eq(stored_param(id, "eval.cluster.k", v, sizeof v), "4");
+    double inertia_printed;
+    const char *in = strstr(err_text, "(inertia ");
+    cr_assert(in && sscanf(in, "(inertia %lg)", &inertia_printed) == 1, "%s", err_text);
+    acc = metric_series(id, "cluster_acc");
+    nmi = metric_series(id, "cluster_nmi");
+    double a = acc.items[acc.count - 1].value, m = nmi.items[nmi.count - 1].value;
+    invar_store_metric_list_deinit(&acc);
+    invar_store_metric_list_deinit(&nmi);
+
+    char npy[400], lab[400];
+    snprintf(npy, sizeof npy, "%s/test.npy", tmp);
+    snprintf(lab, sizeof lab, "%s/test.labels.npy", tmp);
+    cr_assert_eq(INVAR("embed", ref, "--out", npy), 0, "%s", err_text);
+    static float x[N * DIM], cent[K * DIM];
+    int32_t y[N], assign[N], best[N];
+    read_npy(npy, x, N * DIM);
+    read_npy(lab, y, N);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(y[i], i % K);
+        double s = 0;
+        for (int j = 0; j < DIM; j++)
+            s += (double)x[i * DIM + j] * x[i * DIM + j];
+        cr_assert(s > 0);
+        float inv = (float)(1.0 / sqrt(s));
+        for (int j = 0; j < DIM; j++)
+            x[i * DIM + j] *= inv;
+    }
+    double best_inertia = INFINITY;
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        double inertia;
+        cr_assert_eq(invar_kmeans(x, N, DIM, K, 100, seed, cent, assign, &inertia, &err), INVAR_OK,
+                     "%s", err.msg);
+        if (inertia < best_inertia) {
+            best_inertia = inertia;
+            memcpy(best, assign, sizeof best);
+        }
+    }
+    cr_assert_float_eq(inertia_printed, best_inertia, 1e-5 * best_inertia);
+    double count[K][K] = {{0}}, rows[K] = {0}, cols[K] = {0};
+    for (int i = 0; i < N; i++) {
+        count[best[i]][y[i]] += 1;
+        rows[best[i]] += 1;
+        cols[y[i]] += 1;
+    }
+    double most = 0;
+    for (int p = 0; p < K * K * K * K; p++) { /* every map cluster -> class; keep bijections */
+        int to[K], used = 0;
+        for (int c = 0, q = p; c < K; c++, q /= K)
+            to[c] = q % K, used |= 1 << to[c];
+        if (used != (1 << K) - 1)
+            continue;
+        double hit = 0;
+        for (int c = 0; c < K; c++)
+            hit += count[c][to[c]];
+        most = hit > most ? hit : most;
+    }
+    double mi = 0, hc = 0, hy = 0;
+    for (int c = 0; c < K; c++) {
+        if (rows[c] > 0)
+            hc -= rows[c] / N * log(rows[c] / N);
+        hy -= cols[c] / N * log(cols[c] / N);
+        for (int t = 0; t < K; t++)
+            if (count[c][t] > 0)
+                mi += count[c][t] / N * log(N * count[c][t] / (rows[c] * cols[t]));
+    }
+    cr_assert_float_eq(a, 100.0 * most / N, 1e-9);
+    cr_assert_float_eq(m, mi / (0.5 * (hc + hy)), 1e-12);
+}
+
+Test(cli, eval_cluster_refuses_bad_arguments_with_clear_messages, .timeout = 300)
+{
+    /* Arguments are checked before any database is opened. */
+    cr_assert_eq(INVAR("eval", "1", "--cluster", "--k", "0"), 2);
+    assert_one_line_message();
+    cr_assert_str_eq(err_text, "invar: eval: --k 0: the number of clusters must be an integer "
+                               "from 1 to 4096\n");
+    cr_assert_eq(INVAR("eval", "1", "--cluster", "--k", "3x"), 2);
+    cr_assert_not_null(strstr(err_text, "--k 3x:"), "%s", err_text);
+    cr_assert_eq(INVAR("eval", "1", "--cluster", "--k"), 2);
+    cr_assert_str_eq(err_text, "invar: eval: --k needs a number of clusters\n");
+    cr_assert_eq(INVAR("eval", "1", "--k", "5"), 2);
+    cr_assert_str_eq(err_text,
+                     "invar: eval: --k sets the number of clusters and needs --cluster\n");
+    cr_assert_eq(INVAR("eval", "--cluster"), 2);
+    cr_assert_not_null(strstr(err_text, "which run?"), "%s", err_text);
+
+    char ref[32];
+    int64_t id = train_synthetic_run(ref, sizeof ref);
+    cr_assert_eq(INVAR("eval", "999", "--cluster"), 1);
+    assert_one_line_message();
+    cr_assert_not_null(strstr(err_text, "no run `999'"), "%s", err_text);
+    /* More clusters than test samples. */
+    cr_assert_eq(INVAR("eval", ref, "--cluster", "--k", "257"), 1);
+    assert_one_line_message();
+    cr_assert_str_eq(err_text, "invar: eval: --k 257 is more clusters than the 256 samples of "
+                               "the test split\n");
+    /* Nothing was stored by the refusals. */
+    struct invar_store_metric_list acc = metric_series(id, "cluster_acc");
+    cr_assert_eq(acc.count, 0u);
+    invar_store_metric_list_deinit(&acc);
 }

@@ -9,6 +9,10 @@
 /* conv.c's test hook: chunk size and kept-col limit in bytes, smallest loop split across
  * threads; (0, 0, 0) restores the defaults. */
 void conv_set_limits(size_t chunk_bytes, size_t keep_bytes, int64_t par_min);
+/* conv.c's test hook: stride-1 layers take the direct path by shape (0), always (1), never (-1) */
+void conv_set_direct(int mode);
+/* conv.c's default chunk size, given explicitly so that par_min can be set alone */
+#define CONV_TEST_CHUNK ((size_t)16 << 20)
 
 /* ---- conv2d -------------------------------------------------------------------------------- */
 
@@ -93,6 +97,18 @@ Test(conv, gradcheck_chunked)
     conv_set_limits(0, 0, 0);
 }
 
+/* Every stride-1 case through the direct path (tiny planes would otherwise take im2col),
+ * single-threaded and split across threads. */
+Test(conv, gradcheck_direct_path)
+{
+    conv_set_direct(1);
+    conv_run_gradchecks();
+    conv_set_limits(CONV_TEST_CHUNK, CONV_TEST_CHUNK, 1);
+    conv_run_gradchecks();
+    conv_set_limits(0, 0, 0);
+    conv_set_direct(0);
+}
+
 /* A first layer: the input needs no gradient, so dx is skipped while dw and db still flow. */
 Test(conv, gradcheck_no_input_grad)
 {
@@ -139,7 +155,11 @@ Test(conv, matches_direct_convolution)
     conv_check_values();
     conv_set_limits(1, 0, 1);
     conv_check_values();
+    conv_set_direct(1);
+    conv_check_values();
     conv_set_limits(0, 0, 0);
+    conv_check_values();
+    conv_set_direct(0);
 }
 
 /* Gradients against the direct formulas at sizes large enough that the copy loops split across
@@ -206,6 +226,70 @@ Test(conv, backward_matches_direct)
     conv_check_backward(1, 1, 1);
     conv_check_backward(2, 0, 1);
     conv_set_limits(0, 0, 0);
+    /* 23 columns take the direct path by default; the im2col path at stride 1 too */
+    conv_set_direct(-1);
+    conv_check_backward(1, 1, 1);
+    conv_check_backward(1, 0, 0);
+    conv_set_direct(1);
+    conv_check_backward(1, 2, 1); /* pad > k-1: direct forward, im2col backward */
+    conv_set_direct(0);
+}
+
+/* One forward+backward at a size where the direct path runs: y, dx, dw, db into out. */
+static void conv_direct_step(float *out, const struct invar_tensor *x0,
+                             const struct invar_tensor *w0, const struct invar_tensor *b0,
+                             const struct invar_tensor *dy)
+{
+    struct invar_tensor *x = gc_tensor(4, x0->shape, 1), *w = gc_tensor(4, w0->shape, 1);
+    struct invar_tensor *b = gc_tensor(1, b0->shape, 1);
+    memcpy(x->data, x0->data, (size_t)x->numel * sizeof(float));
+    memcpy(w->data, w0->data, (size_t)w->numel * sizeof(float));
+    memcpy(b->data, b0->data, (size_t)b->numel * sizeof(float));
+    struct invar_graph *g = invar_graph_create(1 << 20);
+    struct invar_tensor *y = invar_conv2d(g, x, w, b, 1, 1);
+    struct invar_tensor *loss = invar_graph_tensor(g, 1, (int64_t[]){1});
+    loss->data[0] = 0;
+    struct gc_dot_ctx dc = {dy->data};
+    invar_custom_op(g, "dot", loss, &y, 1, gc_dot_backward, &dc);
+    invar_graph_backward(g, loss);
+    const struct invar_tensor *parts[4] = {y, x, w, b};
+    for (int i = 0; i < 4; i++) {
+        const float *src = i == 0 ? parts[i]->data : parts[i]->grad;
+        memcpy(out, src, (size_t)parts[i]->numel * sizeof(float));
+        out += parts[i]->numel;
+    }
+    invar_graph_destroy(g);
+    gc_free(x), gc_free(w), gc_free(b);
+}
+
+/* The direct path gives the same bits on one thread and split across threads (its slices are
+ * fixed), and agrees with the im2col path to float rounding. */
+Test(conv, direct_path_is_reproducible_and_matches_im2col)
+{
+    const int64_t n = 5, c = 6, h = 14, wd = 17, o = 7;
+    struct invar_tensor *x = gc_tensor(4, (int64_t[]){n, c, h, wd}, 0);
+    struct invar_tensor *w = gc_tensor(4, (int64_t[]){o, c, 3, 3}, 0);
+    struct invar_tensor *b = gc_tensor(1, (int64_t[]){o}, 0);
+    struct invar_tensor *dy = gc_tensor(4, (int64_t[]){n, o, h, wd}, 0);
+    const int64_t total = dy->numel + x->numel + w->numel + b->numel; // y, dx, dw, db
+    float *one = malloc((size_t)total * sizeof(float)), *two = malloc((size_t)total * sizeof(float));
+    float *ref = malloc((size_t)total * sizeof(float));
+    conv_set_direct(1);
+    conv_set_limits(CONV_TEST_CHUNK, CONV_TEST_CHUNK, INT64_MAX);
+    conv_direct_step(one, x, w, b, dy);
+    conv_set_limits(CONV_TEST_CHUNK, CONV_TEST_CHUNK, 1);
+    conv_direct_step(two, x, w, b, dy);
+    conv_set_direct(-1);
+    conv_direct_step(ref, x, w, b, dy);
+    conv_set_limits(0, 0, 0);
+    conv_set_direct(0);
+    cr_assert(memcmp(one, two, (size_t)total * sizeof(float)) == 0,
+              "the direct path differs between one thread and two");
+    for (int64_t i = 0; i < total; i++)
+        cr_assert(fabsf(one[i] - ref[i]) < 1e-4f * (1 + fabsf(ref[i])), "element %lld: %g vs %g",
+                  (long long)i, one[i], ref[i]);
+    free(one), free(two), free(ref);
+    gc_free(x), gc_free(w), gc_free(b), gc_free(dy);
 }
 
 /* 3x3 "same" conv of ones by ones counts the real cells under each window: 4 at corners, 6 on

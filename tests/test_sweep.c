@@ -571,7 +571,7 @@ Test(sweep, report_writes_one_html_file_with_inline_svg_and_escaped_text)
 Test(sweep, the_html_report_renders_in_headless_chromium, .timeout = 120)
 {
     if (system("command -v chromium >/dev/null 2>&1") != 0)
-        cr_skip_test("chromium is not installed (it is not part of tools/setup)");
+        cr_skip_test("chromium is not installed (tools/setup installs it)");
     build_db("abl");
     char html[400], dom[400], cmd[1400];
     snprintf(html, sizeof html, "%s/r.html", tmp);

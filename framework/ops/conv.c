@@ -138,6 +138,7 @@ struct conv_shape {
 struct conv_ctx {
     struct conv_shape s;
     float *col; /* (K, N*OH*OW) chunk after chunk, or NULL: rebuilt in backward */
+    int direct; /* the forward took the direct path */
 };
 
 static void conv_shape_init(struct conv_shape *s, const struct invar_tensor *x,
@@ -317,6 +318,420 @@ static void bias_grad_channels(const struct conv_job *job, int64_t lo, int64_t h
         }
 }
 
+/* ---- the direct path: stride 1, no im2col --------------------------------------------------
+ *
+ * A stride-1 convolution reads, for output (oy, ox) and tap (c, ky, kx), the padded input at
+ * (c, oy+ky, ox+kx). Laid out as flat padded planes xp (C, HP*WP), that is xp[c][q + ky*WP + kx]
+ * for the flat position q = oy*WP + ox: every tap is the same flat vector shifted by a constant
+ * offset. So the convolution is a GEMM whose "col" matrix is never built: a tile of 4 output
+ * channels x 24 consecutive positions loops over the C*KH*KW taps, loading 24 contiguous
+ * inputs at the tap's offset and broadcasting 4 weights, 12 FMAs per 7 loads, all in registers.
+ * Positions with ox >= OW (the last KW-1 columns of each flat row) are computed and dropped:
+ * 2/30 of the work at 28x28, 2/16 at 14x14, which is why small planes keep the im2col path.
+ *     forward  y  (O, Q) = w (O, K) "@" xp        per image, into a flat buffer, then copied
+ *     dx       dx (C, Q') = flip(w)^T "@" dyp     the same kernel on dy padded by KH-1-PH
+ *     dw       dw (O, K) += dyf (O, Q) "@" xp^T   dyf is dy on the flat grid, zero at dropped
+ *                                                 positions; a 4 x 3 tile of dot products
+ * Each thread takes a fixed half of the batch with its own buffers and its own dw partial,
+ * and the partials are summed in a fixed order: results depend on neither scheduling nor
+ * whether a thread could start. The GEMMs here never go through OpenBLAS. */
+#define DIR_MR 4  /* output channels per tile */
+#define DIR_NR 24 /* flat positions per tile: three vectors of 8 */
+#define DIR_DR 3  /* output channels per dw tile */
+#define DIR_KR 3  /* taps per dw tile: 3 x 3 accumulators and 3 + 3 loaded vectors, 6 loads per
+                   * 9 FMAs (a 4 x 3 tile ran out of registers and was load-bound) */
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define CONV_HAVE_DIRECT 1
+#else
+#define CONV_HAVE_DIRECT 0
+#endif
+
+/* Planes narrower than this keep the im2col path: the dropped columns and short rows would
+ * cost more than OpenBLAS's packing. */
+#define CONV_DIRECT_MIN_OW 12
+static int conv_direct_mode; /* test hook: 0 by shape, 1 always (stride 1), -1 never */
+
+GRAPH_HIDDEN void conv_set_direct(int mode);
+void conv_set_direct(int mode) { conv_direct_mode = mode; }
+
+/* One stride-1 convolution on flat padded planes: src (C, H, W) -> dst (O, OH, OW). */
+struct direct_geom {
+    int64_t c, h, w, o, or4; /* channels in and out (or4: rounded up to DIR_MR) */
+    int64_t kh, kw, ph, pw;
+    int64_t wp, hpwp; /* padded row and plane */
+    int64_t oh, ow;   /* valid output plane */
+    int64_t q, qr;    /* flat output positions oh*wp, rounded up to DIR_NR */
+    int64_t k;        /* taps c*kh*kw */
+    int64_t xp_len;   /* floats of one padded image, with the tiles' read slack */
+};
+
+static void direct_geom_init(struct direct_geom *d, int64_t c, int64_t h, int64_t w, int64_t o,
+                             int64_t kh, int64_t kw, int64_t ph, int64_t pw)
+{
+    *d = (struct direct_geom){.c = c, .h = h, .w = w, .o = o, .kh = kh, .kw = kw, .ph = ph,
+                              .pw = pw};
+    d->or4 = (o + DIR_MR - 1) / DIR_MR * DIR_MR;
+    d->wp = w + 2 * pw;
+    d->hpwp = (h + 2 * ph) * d->wp;
+    d->oh = h + 2 * ph - kh + 1, d->ow = d->wp - kw + 1;
+    d->q = d->oh * d->wp;
+    d->qr = (d->q + DIR_NR - 1) / DIR_NR * DIR_NR;
+    d->k = c * kh * kw;
+    /* the last tile reads up to (c-1)*hpwp + (kh-1)*wp + kw-1 + qr-1 < c*hpwp + kw + DIR_NR */
+    d->xp_len = c * d->hpwp + kw + DIR_NR;
+}
+
+/* off[j]: tap j = (c, ky, kx)'s offset in the flat padded image. */
+static void direct_offsets(const struct direct_geom *d, int32_t *off)
+{
+    for (int64_t j = 0; j < d->k; j++) {
+        const int64_t c = j / (d->kh * d->kw), ky = j / d->kw % d->kh, kx = j % d->kw;
+        off[j] = (int32_t)(c * d->hpwp + ky * d->wp + kx);
+    }
+}
+
+/* src (N, C, H, W) image i into the interior of xp; the padding was zeroed once and is never
+ * written. */
+static void direct_pad(const struct direct_geom *d, float *xp, const float *src)
+{
+    for (int64_t c = 0; c < d->c; c++)
+        for (int64_t y = 0; y < d->h; y++)
+            memcpy(xp + c * d->hpwp + (y + d->ph) * d->wp + d->pw, src + (c * d->h + y) * d->w,
+                   (size_t)d->w * sizeof(float));
+}
+
+#if CONV_HAVE_DIRECT
+/* y (4, 24) rows ys apart = sum over taps j of wp[j] (4) outer x[off[j] .. +24]. */
+static inline void direct_tile(const float *x, const int32_t *off, const float *wp, int64_t k,
+                               float *y, int64_t ys)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    for (int64_t j = 0; j < k; j++, wp += DIR_MR) {
+        const float *s = x + off[j];
+        const __m256 x0 = _mm256_loadu_ps(s), x1 = _mm256_loadu_ps(s + 8);
+        const __m256 x2 = _mm256_loadu_ps(s + 16);
+        __m256 b = _mm256_broadcast_ss(wp);
+        a0 = _mm256_fmadd_ps(b, x0, a0), a1 = _mm256_fmadd_ps(b, x1, a1);
+        a2 = _mm256_fmadd_ps(b, x2, a2);
+        b = _mm256_broadcast_ss(wp + 1);
+        a3 = _mm256_fmadd_ps(b, x0, a3), a4 = _mm256_fmadd_ps(b, x1, a4);
+        a5 = _mm256_fmadd_ps(b, x2, a5);
+        b = _mm256_broadcast_ss(wp + 2);
+        a6 = _mm256_fmadd_ps(b, x0, a6), a7 = _mm256_fmadd_ps(b, x1, a7);
+        a8 = _mm256_fmadd_ps(b, x2, a8);
+        b = _mm256_broadcast_ss(wp + 3);
+        a9 = _mm256_fmadd_ps(b, x0, a9), a10 = _mm256_fmadd_ps(b, x1, a10);
+        a11 = _mm256_fmadd_ps(b, x2, a11);
+    }
+    _mm256_storeu_ps(y, a0), _mm256_storeu_ps(y + 8, a1), _mm256_storeu_ps(y + 16, a2);
+    y += ys;
+    _mm256_storeu_ps(y, a3), _mm256_storeu_ps(y + 8, a4), _mm256_storeu_ps(y + 16, a5);
+    y += ys;
+    _mm256_storeu_ps(y, a6), _mm256_storeu_ps(y + 8, a7), _mm256_storeu_ps(y + 16, a8);
+    y += ys;
+    _mm256_storeu_ps(y, a9), _mm256_storeu_ps(y + 8, a10), _mm256_storeu_ps(y + 16, a11);
+}
+
+static inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* dw (mr, nr) rows dws apart += dy (mr, q8) rows dys apart "@" x at the nr taps' offsets. mr and
+ * nr are constants at every call, so the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void
+direct_dw_tile(int mr, int nr, const float *dy, int64_t dys, const float *x, const int32_t *off,
+               int64_t q8, float *dw, int64_t dws)
+{
+    __m256 acc[DIR_DR][DIR_KR];
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++)
+            acc[i][j] = _mm256_setzero_ps();
+    for (int64_t q = 0; q < q8; q += 8) {
+        __m256 g[DIR_DR], xv[DIR_KR];
+        /* the empty asm keeps each vector in a register: the compiler would otherwise fold a
+         * load of it into every FMA that uses it */
+        for (int i = 0; i < mr; i++) {
+            g[i] = _mm256_loadu_ps(dy + i * dys + q);
+            __asm__("" : "+x"(g[i]));
+        }
+        for (int j = 0; j < nr; j++) {
+            xv[j] = _mm256_loadu_ps(x + off[j] + q);
+            __asm__("" : "+x"(xv[j]));
+        }
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++)
+                acc[i][j] = _mm256_fmadd_ps(g[i], xv[j], acc[i][j]);
+    }
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++)
+            dw[i * dws + j] += hsum8(acc[i][j]);
+}
+#else
+static void direct_tile(const float *x, const int32_t *off, const float *wp, int64_t k, float *y,
+                        int64_t ys)
+{
+    (void)x, (void)off, (void)wp, (void)k, (void)y, (void)ys;
+    INVAR_ASSERT(!"the direct conv path needs AVX2 and FMA");
+}
+#endif
+
+/* dw (O, K) += the image's dy (O, qr, zero at dropped positions) "@" its padded input. */
+static void direct_dw_image(const struct direct_geom *d, const int32_t *off, const float *xp,
+                            const float *dyf, float *dw)
+{
+#if CONV_HAVE_DIRECT
+    const int64_t q8 = (d->q + 7) / 8 * 8;
+    for (int64_t o0 = 0; o0 < d->o; o0 += DIR_DR) {
+        const int64_t mr = d->o - o0 < DIR_DR ? d->o - o0 : DIR_DR;
+        const float *dy = dyf + o0 * d->qr;
+        float *dwr = dw + o0 * d->k;
+        for (int64_t j = 0; j < d->k; j += DIR_KR) {
+            const int64_t nr = d->k - j < DIR_KR ? d->k - j : DIR_KR;
+            /* (mr, nr) as constants: one specialised tile per case */
+#define DW_TILE(M, N) direct_dw_tile(M, N, dy, d->qr, xp, off + j, q8, dwr + j, d->k)
+            switch (mr * 4 + nr) {
+            case 3 * 4 + 3: DW_TILE(3, 3); break;
+            case 3 * 4 + 2: DW_TILE(3, 2); break;
+            case 3 * 4 + 1: DW_TILE(3, 1); break;
+            case 2 * 4 + 3: DW_TILE(2, 3); break;
+            case 2 * 4 + 2: DW_TILE(2, 2); break;
+            case 2 * 4 + 1: DW_TILE(2, 1); break;
+            case 1 * 4 + 3: DW_TILE(1, 3); break;
+            case 1 * 4 + 2: DW_TILE(1, 2); break;
+            default: DW_TILE(1, 1); break;
+            }
+#undef DW_TILE
+        }
+    }
+#else
+    (void)d, (void)off, (void)xp, (void)dyf, (void)dw;
+    INVAR_ASSERT(!"the direct conv path needs AVX2 and FMA");
+#endif
+}
+
+/* dst (O, OH, OW) (=, + bias | +=) the convolution of the padded image xp, through yf. */
+static void direct_image(const struct direct_geom *d, const int32_t *off, const float *wpk,
+                         const float *xp, float *yf, float *dst, const float *bias, int accumulate)
+{
+    for (int64_t q0 = 0; q0 < d->qr; q0 += DIR_NR)
+        for (int64_t ob = 0; ob < d->or4 / DIR_MR; ob++)
+            direct_tile(xp + q0, off, wpk + ob * d->k * DIR_MR, d->k, yf + ob * DIR_MR * d->qr + q0,
+                        d->qr);
+    for (int64_t o = 0; o < d->o; o++)
+        for (int64_t oy = 0; oy < d->oh; oy++) {
+            const float *row = yf + o * d->qr + oy * d->wp;
+            float *out = dst + (o * d->oh + oy) * d->ow;
+            if (accumulate) {
+                for (int64_t ox = 0; ox < d->ow; ox++)
+                    out[ox] += row[ox];
+            } else {
+                const float bo = bias ? bias[o] : 0.0f;
+                for (int64_t ox = 0; ox < d->ow; ox++)
+                    out[ox] = row[ox] + bo;
+            }
+        }
+}
+
+/* Everything a direct pass needs, shared by the threads; bufs are per thread. */
+struct direct_job {
+    const struct direct_geom *fg, *bg; /* forward geometry; dx's (backward) or NULL */
+    const int32_t *foff, *boff;
+    const float *wpk, *wtpk; /* packed w (forward) and flipped w^T (dx), (or4/4, K, 4) */
+    const float *x, *bias;   /* (N, C, H, W), (O) or NULL */
+    float *y;                /* forward output (N, O, OH, OW) */
+    const float *dy;         /* backward: (N, O, OH, OW) */
+    float *dx, *dw;          /* backward: x->grad or NULL; per-thread dw partials or NULL */
+    float *bufs[CONV_THREADS];
+    size_t buf_floats;
+};
+
+/* The per-thread scratch: forward [xp | yf]; backward [xp | dyf | dyp | dxf]. */
+static size_t direct_buf_floats(const struct direct_job *j)
+{
+    const struct direct_geom *f = j->fg, *b = j->bg;
+    if (!j->dy)
+        return (size_t)(f->xp_len + f->or4 * f->qr);
+    size_t n = 0;
+    if (j->dw)
+        n += (size_t)(f->xp_len + f->o * f->qr);
+    if (j->dx)
+        n += (size_t)(b->xp_len + b->or4 * b->qr);
+    return n;
+}
+
+static void direct_forward_slice(const struct direct_job *j, int t, int64_t lo, int64_t hi)
+{
+    const struct direct_geom *d = j->fg;
+    float *xp = j->bufs[t], *yf = xp + d->xp_len;
+    memset(xp, 0, (size_t)d->xp_len * sizeof *xp);
+    for (int64_t i = lo; i < hi; i++) {
+        direct_pad(d, xp, j->x + i * d->c * d->h * d->w);
+        direct_image(d, j->foff, j->wpk, xp, yf, j->y + i * d->o * d->oh * d->ow, j->bias, 0);
+    }
+}
+
+static void direct_backward_slice(const struct direct_job *j, int t, int64_t lo, int64_t hi)
+{
+    const struct direct_geom *f = j->fg, *b = j->bg;
+    float *p = j->bufs[t];
+    float *xp = NULL, *dyf = NULL, *dyp = NULL, *dxf = NULL;
+    if (j->dw) {
+        xp = p, dyf = xp + f->xp_len, p = dyf + f->o * f->qr;
+        memset(xp, 0, (size_t)(p - xp) * sizeof *p);
+    }
+    if (j->dx) {
+        dyp = p, dxf = dyp + b->xp_len;
+        memset(dyp, 0, (size_t)b->xp_len * sizeof *p);
+    }
+    float *dw = j->dw ? j->dw + (int64_t)t * f->o * f->k : NULL;
+    if (dw)
+        memset(dw, 0, (size_t)(f->o * f->k) * sizeof *dw);
+    const int64_t img_in = f->c * f->h * f->w, img_out = f->o * f->oh * f->ow;
+    for (int64_t i = lo; i < hi; i++) {
+        const float *dy = j->dy + i * img_out; // (O, OH, OW)
+        if (dw) {
+            direct_pad(f, xp, j->x + i * img_in);
+            for (int64_t o = 0; o < f->o; o++)
+                for (int64_t oy = 0; oy < f->oh; oy++)
+                    memcpy(dyf + o * f->qr + oy * f->wp, dy + (o * f->oh + oy) * f->ow,
+                           (size_t)f->ow * sizeof *dyf);
+            direct_dw_image(f, j->foff, xp, dyf, dw);
+        }
+        if (j->dx) {
+            direct_pad(b, dyp, dy);
+            direct_image(b, j->boff, j->wtpk, dyp, dxf, j->dx + i * img_in, NULL, 1);
+        }
+    }
+}
+
+typedef void (*direct_slice_fn)(const struct direct_job *j, int t, int64_t lo, int64_t hi);
+
+struct direct_part {
+    direct_slice_fn fn;
+    const struct direct_job *job;
+    int64_t n;
+    int t;
+};
+
+static void *direct_part_run(void *arg)
+{
+    const struct direct_part *pt = arg;
+    pt->fn(pt->job, pt->t, pt->n * pt->t / CONV_THREADS, pt->n * (pt->t + 1) / CONV_THREADS);
+    return NULL;
+}
+
+/* fn over images [0, n) in CONV_THREADS fixed slices, each with its own buffers, on threads
+ * when the work is large; a slice whose thread fails to start runs here afterwards. */
+static void direct_parallel(direct_slice_fn fn, const struct direct_job *job, int64_t n,
+                            int64_t work)
+{
+    struct direct_part pt[CONV_THREADS];
+    pthread_t th[CONV_THREADS];
+    int started[CONV_THREADS] = {0};
+    for (int t = 0; t < CONV_THREADS; t++)
+        pt[t] = (struct direct_part){fn, job, n, t};
+    for (int t = 1; t < CONV_THREADS && work >= conv_par_min; t++)
+        started[t] = pthread_create(&th[t], NULL, direct_part_run, &pt[t]) == 0;
+    direct_part_run(&pt[0]);
+    for (int t = 1; t < CONV_THREADS; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            direct_part_run(&pt[t]);
+    }
+}
+
+/* w (O, C, KH, KW) packed as (or4/4, K, 4): tile ob's 4 weights of tap j side by side; rows
+ * past O are zero. flip: the dx kernel, (C, O*KH*KW) with the taps reversed. */
+static float *direct_pack(struct invar_graph *g, const float *w, int64_t o, int64_t c, int64_t kh,
+                          int64_t kw, int flip)
+{
+    const int64_t rows = flip ? c : o, k = (flip ? o : c) * kh * kw, kk = kh * kw;
+    const int64_t r4 = (rows + DIR_MR - 1) / DIR_MR * DIR_MR;
+    float *p = graph_alloc(g, (size_t)(r4 * k) * sizeof(float));
+    for (int64_t r = 0; r < r4; r++)
+        for (int64_t j = 0; j < k; j++) {
+            float v = 0.0f;
+            if (r < rows && !flip)
+                v = w[r * k + j];
+            else if (r < rows) /* j = (o, tap): w[o][r][kk-1-tap] */
+                v = w[((j / kk) * c + r) * kk + kk - 1 - j % kk];
+            p[((r / DIR_MR) * k + j) * DIR_MR + r % DIR_MR] = v;
+        }
+    return p;
+}
+
+/* Whether a stride-1 layer of this shape takes the direct path. */
+static int conv_direct_ok(const struct conv_shape *s)
+{
+    if (!CONV_HAVE_DIRECT || s->fwd.stride != 1 || conv_direct_mode < 0)
+        return 0;
+    return conv_direct_mode > 0 || s->fwd.ow >= CONV_DIRECT_MIN_OW;
+}
+
+static void conv_forward_direct(struct invar_graph *g, const struct conv_shape *s,
+                                const struct invar_tensor *x, const struct invar_tensor *w,
+                                const struct invar_tensor *b, struct invar_tensor *y)
+{
+    const struct im2col_geom *q = &s->fwd;
+    struct direct_geom d;
+    direct_geom_init(&d, q->c, q->h, q->w, s->o, q->kh, q->kw, q->ph, q->pw);
+    int32_t *off = graph_alloc(g, (size_t)d.k * sizeof *off);
+    direct_offsets(&d, off);
+    struct direct_job j = {.fg = &d,
+                           .foff = off,
+                           .wpk = direct_pack(g, w->data, s->o, q->c, q->kh, q->kw, 0),
+                           .x = x->data,
+                           .bias = b ? b->data : NULL,
+                           .y = y->data};
+    j.buf_floats = direct_buf_floats(&j);
+    for (int t = 0; t < CONV_THREADS; t++)
+        j.bufs[t] = graph_alloc(g, j.buf_floats * sizeof(float));
+    direct_parallel(direct_forward_slice, &j, s->n, s->n * s->o * d.q * d.k);
+}
+
+static void conv_backward_direct(struct invar_graph *g, const struct conv_shape *s,
+                                 struct invar_tensor *x, struct invar_tensor *w, const float *dy,
+                                 int need_dx, int need_dw)
+{
+    const struct im2col_geom *q = &s->fwd, *bq = &s->bwd;
+    struct direct_geom f, bk;
+    direct_geom_init(&f, q->c, q->h, q->w, s->o, q->kh, q->kw, q->ph, q->pw);
+    direct_geom_init(&bk, s->o, q->oh, q->ow, q->c, q->kh, q->kw, bq->ph, bq->pw);
+    struct direct_job j = {.fg = &f, .bg = &bk, .x = x->data, .dy = dy};
+    int32_t *off = graph_alloc(g, (size_t)f.k * sizeof *off);
+    direct_offsets(&f, off);
+    j.foff = off;
+    if (need_dw)
+        j.dw = graph_alloc(g, (size_t)(CONV_THREADS * f.o * f.k) * sizeof(float));
+    if (need_dx) {
+        int32_t *boff = graph_alloc(g, (size_t)bk.k * sizeof *boff);
+        direct_offsets(&bk, boff);
+        j.boff = boff;
+        j.wtpk = direct_pack(g, w->data, s->o, q->c, q->kh, q->kw, 1);
+        j.dx = x->grad;
+    }
+    j.buf_floats = direct_buf_floats(&j);
+    for (int t = 0; t < CONV_THREADS; t++)
+        j.bufs[t] = graph_alloc(g, j.buf_floats * sizeof(float));
+    direct_parallel(direct_backward_slice, &j, s->n,
+                    s->n * s->o * f.q * f.k * (need_dx + need_dw));
+    /* the partials in a fixed order, whoever finished first */
+    for (int64_t i = 0; need_dw && i < f.o * f.k; i++) {
+        float acc = 0.0f;
+        for (int t = 0; t < CONV_THREADS; t++)
+            acc += j.dw[t * f.o * f.k + i];
+        w->grad[i] += acc;
+    }
+}
+
 static void conv_backward(struct invar_graph *g, struct invar_node *node)
 {
     const struct conv_ctx *ctx = node->ctx;
@@ -335,6 +750,10 @@ static void conv_backward(struct invar_graph *g, struct invar_node *node)
     const int need_dx = x->requires_grad && x->grad, need_dw = w->requires_grad && w->grad;
     if (!need_dx && !need_dw)
         return;
+    if (ctx->direct && (!need_dx || s->dx_gemm)) {
+        conv_backward_direct(g, s, x, w, dy, need_dx, need_dw);
+        return;
+    }
 
     const int64_t m = s->chunk;
     const int need_dyc = need_dw || (need_dx && !s->dx_gemm);
@@ -398,6 +817,36 @@ static void conv_backward(struct invar_graph *g, struct invar_node *node)
     }
 }
 
+static float *conv_forward_im2col(struct invar_graph *g, const struct conv_shape *sp,
+                                  const struct invar_tensor *x, const struct invar_tensor *w,
+                                  const struct invar_tensor *b, struct invar_tensor *y, int record)
+{
+    const struct conv_shape s = *sp;
+    const struct im2col_geom *q = &s.fwd;
+    const int64_t ohw = q->oh * q->ow, img_in = q->c * q->h * q->w, img_out = s.o * ohw;
+    const size_t col_all = (size_t)(s.k * s.n * ohw) * sizeof(float);
+    /* dw needs col again in backward; keep it when it is cheap to hold */
+    const int keep = record && w->requires_grad && col_all <= conv_keep_bytes;
+    float *kept = keep ? graph_alloc(g, col_all) : NULL;
+    float *col = keep ? NULL : graph_alloc(g, (size_t)(s.k * s.chunk * ohw) * sizeof(float));
+    float *yc = graph_alloc(g, (size_t)(s.o * s.chunk * ohw) * sizeof(float)); // (O, P)
+    for (int64_t n0 = 0; n0 < s.n; n0 += s.chunk) {
+        const int64_t nb = s.n - n0 < s.chunk ? s.n - n0 : s.chunk, p = nb * ohw;
+        float *colc = keep ? kept + s.k * n0 * ohw : col; // (K, P)
+        conv_im2col(colc, x->data + n0 * img_in, nb, q);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s.o, (int)p, (int)s.k, 1.0f,
+                    w->data, (int)s.k, colc, (int)p, 0.0f, yc, (int)p);
+        const struct conv_job job = {.dst = y->data + n0 * img_out,
+                                     .src = yc,
+                                     .bias = b ? b->data : NULL,
+                                     .nb = nb,
+                                     .o = s.o,
+                                     .sp = ohw};
+        conv_parallel(scatter_bias_planes, &job, nb * s.o, nb * img_out);
+    }
+    return kept;
+}
+
 struct invar_tensor *invar_conv2d(struct invar_graph *g, struct invar_tensor *x,
                                   struct invar_tensor *w, struct invar_tensor *b, int stride,
                                   int pad)
@@ -415,28 +864,12 @@ struct invar_tensor *invar_conv2d(struct invar_graph *g, struct invar_tensor *x,
     struct invar_tensor *in[3] = {x, w, b};
     const int n_in = b ? 3 : 2;
     const int record = graph_needs_grad(g, in, n_in);
-    const int64_t ohw = q->oh * q->ow, img_in = q->c * q->h * q->w, img_out = s.o * ohw;
-    const size_t col_all = (size_t)(s.k * s.n * ohw) * sizeof(float);
-    /* dw needs col again in backward; keep it when it is cheap to hold */
-    const int keep = record && w->requires_grad && col_all <= conv_keep_bytes;
-    float *kept = keep ? graph_alloc(g, col_all) : NULL;
-    float *col = keep ? NULL : graph_alloc(g, (size_t)(s.k * s.chunk * ohw) * sizeof(float));
-    float *yc = graph_alloc(g, (size_t)(s.o * s.chunk * ohw) * sizeof(float)); // (O, P)
-
-    for (int64_t n0 = 0; n0 < s.n; n0 += s.chunk) {
-        const int64_t nb = s.n - n0 < s.chunk ? s.n - n0 : s.chunk, p = nb * ohw;
-        float *colc = keep ? kept + s.k * n0 * ohw : col; // (K, P)
-        conv_im2col(colc, x->data + n0 * img_in, nb, q);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s.o, (int)p, (int)s.k, 1.0f,
-                    w->data, (int)s.k, colc, (int)p, 0.0f, yc, (int)p);
-        const struct conv_job job = {.dst = y->data + n0 * img_out,
-                                     .src = yc,
-                                     .bias = b ? b->data : NULL,
-                                     .nb = nb,
-                                     .o = s.o,
-                                     .sp = ohw};
-        conv_parallel(scatter_bias_planes, &job, nb * s.o, nb * img_out);
-    }
+    const int direct = conv_direct_ok(&s);
+    float *kept = NULL;
+    if (direct)
+        conv_forward_direct(g, &s, x, w, b, y);
+    else
+        kept = conv_forward_im2col(g, &s, x, w, b, y, record);
 
     struct invar_node *node =
         graph_record(g, "conv2d", y, in, n_in, conv_backward, sizeof(struct conv_ctx));
@@ -444,6 +877,7 @@ struct invar_tensor *invar_conv2d(struct invar_graph *g, struct invar_tensor *x,
         struct conv_ctx *ctx = node->ctx;
         ctx->s = s;
         ctx->col = kept;
+        ctx->direct = direct;
     }
     return y;
 }

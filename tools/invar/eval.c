@@ -1,8 +1,12 @@
-/* invar eval RUN [--knn] [--linear]  and  invar embed RUN --out F.npy [--split train|test] */
+/* invar eval RUN [--knn] [--linear] [--cluster [--k N]]  and
+ * invar embed RUN --out F.npy [--split train|test] */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <invar/kmeans.h>
 
 #include "job.h"
 
@@ -62,16 +66,209 @@ static void eval_metric(void *user, const char *key, int64_t step, int64_t epoch
         cli_warn("%s", err.msg);
 }
 
+/* ---- clustering (--cluster) ------------------------------------------------------------- */
+
+/* The clustering protocol. It is fixed, not configurable, so that cluster_acc and cluster_nmi
+ * of two runs are comparable and a run's figures are reproducible to the bit: the test split's
+ * features, L2-normalised (the geometry kNN's cosine similarity uses) and not PCA-whitened,
+ * k-means++ then Lloyd, restarted with seeds SEED, SEED + 1, ... and the restart with the
+ * lowest inertia kept (the first one on a tie). */
+#define CLUSTER_SPLIT "test"
+#define CLUSTER_RESTARTS 10
+#define CLUSTER_ITERS 100
+#define CLUSTER_SEED 1
+#define CLUSTER_MAX_K 4096 /* invar_cluster_accuracy's bound on the contingency table */
+
+struct cluster_result {
+    int64_t n, dim;  /* features clustered */
+    int64_t k;       /* clusters */
+    int32_t classes; /* the dataset's number of classes */
+    double inertia;  /* of the kept restart */
+    double acc;      /* percent, Hungarian matching of clusters to classes */
+    double nmi;      /* in [0, 1] */
+};
+
+/* Unit rows; an all-zero row stays zero (it has no direction to keep). */
+static void l2_normalize_rows(float *x, int64_t n, int64_t d) // x (N, D)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float *row = x + i * d;
+        double s = 0;
+        for (int64_t j = 0; j < d; j++)
+            s += (double)row[j] * row[j];
+        if (s > 0) {
+            float inv = (float)(1.0 / sqrt(s));
+            for (int64_t j = 0; j < d; j++)
+                row[j] *= inv;
+        }
+    }
+}
+
+/* k-means on the run's test features (k = the dataset's classes when k_opt is 0), scored
+ * against the true labels. Prints and returns nonzero on failure. */
+static int cluster_eval(const struct loaded_run *l, int64_t k_opt, struct cluster_result *r)
+{
+    const struct invar_job *job = &l->j.job;
+    struct invar_error err = {{0}};
+    struct invar_dataset *d = NULL;
+    struct invar_embedding e = {0};
+    float *cent = NULL;
+    int32_t *assign = NULL, *best = NULL;
+    int rc = 1;
+    /* The split is opened for its declared class count: a limited test split may miss a class
+     * among its labels, and k still follows the dataset. */
+    if (invar_dataset_open(&d, &job->dataset, CLUSTER_SPLIT, job->test_limit, &err) != INVAR_OK) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    r->classes = invar_dataset_num_classes(d);
+    invar_dataset_destroy(d);
+    if (r->classes < 1 || r->classes > CLUSTER_MAX_K) {
+        cli_error("eval: the dataset has %ld classes: --cluster scores clusters against 1 to %d "
+                  "classes",
+                  (long)r->classes, CLUSTER_MAX_K);
+        goto done;
+    }
+    r->k = k_opt > 0 ? k_opt : r->classes; /* k_opt is within [1, CLUSTER_MAX_K] */
+    if (invar_checkpoint_embed(job, l->row.checkpoint, CLUSTER_SPLIT, &e, &err) != INVAR_OK) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    r->n = e.n;
+    r->dim = e.dim;
+    if (r->k > e.n) {
+        cli_error("eval: --k %lld is more clusters than the %lld samples of the %s split",
+                  (long long)r->k, (long long)e.n, CLUSTER_SPLIT);
+        goto done;
+    }
+    for (int64_t i = 0; i < e.n; i++)
+        if (e.labels[i] < 0 || e.labels[i] >= r->classes) {
+            cli_error("eval: sample %lld of the %s split has label %ld outside its %ld classes",
+                      (long long)i, CLUSTER_SPLIT, (long)e.labels[i], (long)r->classes);
+            goto done;
+        }
+    l2_normalize_rows(e.features, e.n, e.dim);
+    cent = malloc((size_t)(r->k * e.dim) * sizeof *cent); // (k, D)
+    assign = malloc((size_t)e.n * sizeof *assign);        // (N) of the current restart
+    best = malloc((size_t)e.n * sizeof *best);            // (N) of the kept one
+    if (!cent || !assign || !best) {
+        cli_error("eval: out of memory for k-means (%lld x %lld features)", (long long)e.n,
+                  (long long)e.dim);
+        goto done;
+    }
+    r->inertia = INFINITY;
+    for (int64_t s = 0; s < CLUSTER_RESTARTS; s++) {
+        double inertia;
+        if (invar_kmeans(e.features, e.n, e.dim, r->k, CLUSTER_ITERS, CLUSTER_SEED + (uint64_t)s,
+                         cent, assign, &inertia, &err) != INVAR_OK) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
+        if (inertia < r->inertia) {
+            r->inertia = inertia;
+            memcpy(best, assign, (size_t)e.n * sizeof *best);
+        }
+    }
+    /* Accuracy matches clusters to classes one-to-one on a square table: with fewer clusters
+     * than classes, the classes left unmatched count as misses. */
+    int64_t side = r->k > r->classes ? r->k : r->classes;
+    double acc;
+    if (invar_cluster_accuracy(best, e.labels, e.n, side, &acc, &err) != INVAR_OK ||
+        invar_nmi(best, e.labels, e.n, &r->nmi, &err) != INVAR_OK) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    r->acc = 100.0 * acc;
+    rc = 0;
+done:
+    free(cent), free(assign), free(best);
+    invar_embedding_deinit(&e);
+    return rc;
+}
+
+/* The protocol beside the results (DESIGN §6), then the two metrics at the run's last step
+ * and epoch, where the trainer's own final evaluation logs. A later --cluster with another
+ * --k replaces these params: they describe the latest cluster_* rows. */
+static int cluster_store(const struct loaded_run *l, int64_t epoch, const struct cluster_result *r)
+{
+    struct invar_error err = {{0}};
+    char k[32], restarts[32], iters[32], seed[32];
+    snprintf(k, sizeof k, "%lld", (long long)r->k);
+    snprintf(restarts, sizeof restarts, "%d", CLUSTER_RESTARTS);
+    snprintf(iters, sizeof iters, "%d", CLUSTER_ITERS);
+    snprintf(seed, sizeof seed, "%d", CLUSTER_SEED);
+    const struct invar_store_param ps[] = {
+        {"eval.cluster.split", CLUSTER_SPLIT},
+        {"eval.cluster.features", "online encoder output, un-augmented normalised images"},
+        {"eval.cluster.l2_normalize", "1"},
+        {"eval.cluster.pca_whiten", "0"},
+        {"eval.cluster.k", k},
+        {"eval.cluster.init", "k-means++"},
+        {"eval.cluster.restarts", restarts},
+        {"eval.cluster.iters", iters},
+        {"eval.cluster.seed", seed},
+        {"eval.cluster.keep", "lowest inertia"},
+        {"eval.cluster.match", "hungarian"},
+    };
+    /* The step of the run's last loss, which is the step of its final kNN evaluation. */
+    struct invar_store_metric_list ms = {0};
+    int64_t step = 0;
+    if (invar_store_read_metrics(l->db, l->row.id, "loss", &ms, &err) != INVAR_OK) {
+        cli_error("%s", err.msg);
+        return 1;
+    }
+    if (ms.count)
+        step = ms.items[ms.count - 1].step;
+    invar_store_metric_list_deinit(&ms);
+    const struct invar_store_metric m[] = {
+        {"cluster_acc", step, epoch, r->acc, 0},
+        {"cluster_nmi", step, epoch, r->nmi, 0},
+    };
+    if (invar_store_log_params(l->db, l->row.id, ps, sizeof ps / sizeof ps[0], &err) != INVAR_OK ||
+        invar_store_log_metrics(l->db, l->row.id, m, sizeof m / sizeof m[0], &err) != INVAR_OK) {
+        cli_error("%s", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- invar eval --------------------------------------------------------------------------- */
+
+/* "--k N": 1 <= N <= CLUSTER_MAX_K, the whole argument a decimal number. */
+static int parse_k(const char *s, int64_t *k)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > CLUSTER_MAX_K) {
+        cli_error("eval: --k %s: the number of clusters must be an integer from 1 to %d", s,
+                  CLUSTER_MAX_K);
+        return 1;
+    }
+    *k = v;
+    return 0;
+}
+
 int cmd_eval(const struct cli_globals *g, int argc, char **argv)
 {
     const char *ref = NULL;
-    int knn = 0, linear = 0;
+    int knn = 0, linear = 0, cluster = 0;
+    int64_t k = 0; /* 0: the dataset's number of classes */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--knn"))
             knn = 1;
         else if (!strcmp(argv[i], "--linear"))
             linear = 1;
-        else if (argv[i][0] != '-' && !ref)
+        else if (!strcmp(argv[i], "--cluster"))
+            cluster = 1;
+        else if (!strcmp(argv[i], "--k")) {
+            if (i + 1 == argc) {
+                cli_error("eval: --k needs a number of clusters");
+                return 2;
+            }
+            if (parse_k(argv[++i], &k))
+                return 2;
+        } else if (argv[i][0] != '-' && !ref)
             ref = argv[i];
         else {
             cli_error("eval: unexpected argument `%s` (see `invar eval --help`)", argv[i]);
@@ -82,7 +279,13 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
         cli_error("eval: which run? (an id, a uuid prefix or `latest`)");
         return 2;
     }
-    if (!knn && !linear)
+    if (k && !cluster) {
+        /* Not silently ignored, and not taken for kNN's k (the experiment's eval.knn.k). */
+        cli_error("eval: --k sets the number of clusters and needs --cluster");
+        return 2;
+    }
+    /* No flag at all: the trainer's own final evaluation, kNN and the linear probe. */
+    if (!knn && !linear && !cluster)
         knn = linear = 1;
     static struct loaded_run l;
     memset(&l, 0, sizeof l);
@@ -95,30 +298,44 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
         cli_error("%s", err.msg);
         goto out;
     }
-    /* Resuming at the checkpoint's own epoch trains nothing and evaluates: the trainer's
-     * evaluation, with its protocol, on the restored encoder. */
-    struct invar_job *job = &l.j.job;
-    job->epochs = next_epoch;
-    job->resume = 1;
-    job->checkpoint_path = l.row.checkpoint;
-    job->eval.knn_every = 0;
-    if (!linear)
-        job->eval.linear_epochs = 0;
-    else if (job->eval.linear_epochs == 0)
-        job->eval.linear_epochs = 10;
-    struct eval_ctx c = {l.db, l.row.id, 0};
-    job->on_metric = eval_metric;
-    job->user = &c;
-    struct invar_result res;
-    if (invar_train(job, &res, &err) != INVAR_OK) {
-        cli_error("%s", err.msg);
-        goto out;
+    struct invar_result res = {.knn_top1 = -1, .knn_top5 = -1, .linear_top1 = -1};
+    if (knn || linear) {
+        /* Resuming at the checkpoint's own epoch trains nothing and evaluates: the trainer's
+         * evaluation, with its protocol, on the restored encoder. */
+        struct invar_job *job = &l.j.job;
+        job->epochs = next_epoch;
+        job->resume = 1;
+        job->checkpoint_path = l.row.checkpoint;
+        job->eval.knn_every = 0;
+        if (!linear)
+            job->eval.linear_epochs = 0;
+        else if (job->eval.linear_epochs == 0)
+            job->eval.linear_epochs = 10;
+        struct eval_ctx c = {l.db, l.row.id, 0};
+        job->on_metric = eval_metric;
+        job->user = &c;
+        if (invar_train(job, &res, &err) != INVAR_OK) {
+            cli_error("%s", err.msg);
+            goto out;
+        }
     }
-    printf("run %lld epoch %lld knn_top1 %.2f knn_top5 %.2f", (long long)l.row.id,
-           (long long)next_epoch, res.knn_top1, res.knn_top5);
+    struct cluster_result cr = {0};
+    if (cluster && (cluster_eval(&l, k, &cr) || cluster_store(&l, next_epoch - 1, &cr)))
+        goto out;
+    printf("run %lld epoch %lld", (long long)l.row.id, (long long)next_epoch);
+    if (knn || linear) /* the trainer's evaluation always includes kNN */
+        printf(" knn_top1 %.2f knn_top5 %.2f", res.knn_top1, res.knn_top5);
     if (res.linear_top1 >= 0)
         printf(" linear_top1 %.2f", res.linear_top1);
+    if (cluster)
+        printf(" cluster_acc %.2f cluster_nmi %.4f", cr.acc, cr.nmi);
     printf("\n");
+    if (cluster)
+        fprintf(stderr,
+                "cluster: k-means, k %lld, %lld x %lld L2-normalised %s features, best of %d "
+                "restarts (inertia %.6g), %ld classes\n",
+                (long long)cr.k, (long long)cr.n, (long long)cr.dim, CLUSTER_SPLIT,
+                CLUSTER_RESTARTS, cr.inertia, (long)cr.classes);
     rc = 0;
 out:
     loaded_run_deinit(&l);
