@@ -389,3 +389,43 @@ Test(maxpool2, matches_definition_threaded_or_not)
     free(first);
     gc_free(x), gc_free(dy);
 }
+
+/* ---- cross-entropy ----------------------------------------------------------------------------
+ */
+
+/* Wide rows (a ragged 1003 columns, logits over +-30 and a few far below the max, where exp
+ * underflows): the loss and every gradient against log-sum-exp and softmax in double. */
+Test(cross_entropy, wide_rows_match_double_reference)
+{
+    const int64_t n = 3, c = 1003;
+    struct invar_tensor *x = gc_tensor(2, (int64_t[]){n, c}, 1);
+    for (int64_t i = 0; i < x->numel; i++)
+        x->data[i] *= i % 97 == 5 ? 200.0f : 30.0f;
+    const int32_t labels[3] = {0, 500, 1002};
+    struct invar_graph *g = invar_graph_create(1 << 20);
+    x->grad = invar_graph_zeros(g, 2, x->shape)->data;
+    struct invar_tensor *loss = invar_cross_entropy(g, x, labels);
+    invar_graph_backward(g, loss);
+    double want = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *r = x->data + i * c;
+        double m = r[0], s = 0;
+        for (int64_t j = 1; j < c; j++)
+            m = r[j] > m ? r[j] : m;
+        for (int64_t j = 0; j < c; j++)
+            s += exp(r[j] - m);
+        const double lse = m + log(s);
+        want += (lse - r[labels[i]]) / (double)n;
+        for (int64_t j = 0; j < c; j++) {
+            const double p = exp(r[j] - lse), d = (p - (j == labels[i])) / (double)n;
+            const float got = x->grad[i * c + j];
+            cr_assert(fabs(got - d) <= 1e-6 * fabs(d) + 1e-12, "dx[%lld][%lld] %.9g vs %.9g",
+                      (long long)i, (long long)j, got, d);
+        }
+    }
+    cr_assert(fabs(loss->data[0] - want) <= 1e-6 * fabs(want), "loss %.9g vs %.9g", loss->data[0],
+              want);
+    x->grad = NULL;
+    invar_graph_destroy(g);
+    gc_free(x);
+}
