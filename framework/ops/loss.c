@@ -8,7 +8,9 @@
 
 #include "graph_internal.h"
 
-/* Row maximum and log(sum(exp(x - max))), the latter accumulated in double. */
+/* Row maximum and log(sum(exp(x - max))), the latter accumulated in double. x - max is a
+ * float already, and expf of it is within an ulp: the double exp this replaced cost twice as
+ * much on the (256, 60000) logits of instdisc for nothing the float result can show. */
 static void row_logsumexp(const float *restrict x, int64_t C, float *max_out, float *lse_out)
 {
     float m = x[0];
@@ -16,7 +18,7 @@ static void row_logsumexp(const float *restrict x, int64_t C, float *max_out, fl
         m = x[j] > m ? x[j] : m;
     double s = 0;
     for (int64_t j = 0; j < C; j++)
-        s += exp((double)(x[j] - m));
+        s += expf(x[j] - m);
     *max_out = m;
     *lse_out = (float)log(s);
 }

@@ -1,12 +1,109 @@
-/* Pooling over (N, C, H, W): max, average (count_include_pad) and global average. */
+/* Pooling over (N, C, H, W): max, average (count_include_pad) and global average.
+ *
+ * Max pooling with 2x2 windows, stride 2 and no padding (the encoders' pooling) has its own
+ * loops: the same scan order and tie rule as the general one, the winner kept as a byte (its
+ * place in the window) instead of an int32 plane index, and planes split over two threads in
+ * fixed slices (parallel.h), so the results do not depend on the path or the scheduling.
+ */
 #include <math.h>
 
 #include "graph_internal.h"
+#include "parallel.h"
 
 struct pool_ctx {
     int k, stride, pad;
     int32_t *argmax; /* (N, C, OH, OW) flat index into the (H, W) plane; max pooling only */
+    uint8_t *win;    /* (N, C, OH, OW) the 2x2 fast path's winner: dy * 2 + dx */
 };
+
+/* ---- max, 2x2 windows, stride 2 ------------------------------------------------------------ */
+
+struct pool2_job {
+    const float *x;  // (P, H, W)
+    float *y;        // (P, OH, OW)
+    float *dx;       // (P, H, W) backward
+    const float *dy; // (P, OH, OW) backward
+    uint8_t *win;    // (P, OH, OW) or NULL
+    int64_t h, w, oh, ow;
+};
+
+static void maxpool2_planes(void *arg, int64_t lo, int64_t hi)
+{
+    const struct pool2_job *j = arg;
+    for (int64_t p = lo; p < hi; p++) {
+        const float *src = j->x + p * j->h * j->w; // (H, W)
+        float *dst = j->y + p * j->oh * j->ow;     // (OH, OW)
+        uint8_t *win = j->win ? j->win + p * j->oh * j->ow : NULL;
+        for (int64_t oy = 0; oy < j->oh; oy++) {
+            const float *r0 = src + 2 * oy * j->w, *r1 = r0 + j->w;
+            for (int64_t ox = 0; ox < j->ow; ox++) {
+                /* row by row, strict >: ties go to the first cell, as in the general loop */
+                float best = r0[2 * ox];
+                uint8_t at = 0;
+                if (r0[2 * ox + 1] > best)
+                    best = r0[2 * ox + 1], at = 1;
+                if (r1[2 * ox] > best)
+                    best = r1[2 * ox], at = 2;
+                if (r1[2 * ox + 1] > best)
+                    best = r1[2 * ox + 1], at = 3;
+                dst[oy * j->ow + ox] = best;
+                if (win)
+                    win[oy * j->ow + ox] = at;
+            }
+        }
+    }
+}
+
+static void maxpool2_backward_planes(void *arg, int64_t lo, int64_t hi)
+{
+    const struct pool2_job *j = arg;
+    for (int64_t p = lo; p < hi; p++) {
+        float *dx = j->dx + p * j->h * j->w;         // (H, W)
+        const float *dy = j->dy + p * j->oh * j->ow; // (OH, OW)
+        const uint8_t *win = j->win + p * j->oh * j->ow;
+        for (int64_t oy = 0; oy < j->oh; oy++)
+            for (int64_t ox = 0; ox < j->ow; ox++) {
+                const uint8_t at = win[oy * j->ow + ox];
+                dx[(2 * oy + (at >> 1)) * j->w + 2 * ox + (at & 1)] += dy[oy * j->ow + ox];
+            }
+    }
+}
+
+static void maxpool2_backward(struct invar_graph *g, struct invar_node *n)
+{
+    (void)g;
+    const struct pool_ctx *ctx = n->ctx;
+    struct invar_tensor *x = n->in[0], *y = n->out;
+    struct pool2_job j = {.dx = x->grad,
+                          .dy = y->grad,
+                          .win = ctx->win,
+                          .h = x->shape[2],
+                          .w = x->shape[3],
+                          .oh = y->shape[2],
+                          .ow = y->shape[3]};
+    ops_parallel_for(maxpool2_backward_planes, &j, x->shape[0] * x->shape[1], x->numel);
+}
+
+static struct invar_tensor *maxpool2(struct invar_graph *g, struct invar_tensor *x,
+                                     struct invar_tensor *y)
+{
+    const int record = graph_needs_grad(g, &x, 1);
+    struct pool2_job j = {.x = x->data,
+                          .y = y->data,
+                          .win = record ? graph_alloc(g, (size_t)y->numel) : NULL,
+                          .h = x->shape[2],
+                          .w = x->shape[3],
+                          .oh = y->shape[2],
+                          .ow = y->shape[3]};
+    ops_parallel_for(maxpool2_planes, &j, x->shape[0] * x->shape[1], x->numel);
+    struct invar_node *n =
+        graph_record(g, "maxpool2d", y, &x, 1, maxpool2_backward, sizeof(struct pool_ctx));
+    if (n) {
+        struct pool_ctx *ctx = n->ctx;
+        *ctx = (struct pool_ctx){2, 2, 0, NULL, j.win};
+    }
+    return y;
+}
 
 static struct invar_tensor *pool_output(struct invar_graph *g, const struct invar_tensor *x, int k,
                                         int stride, int pad)
@@ -43,6 +140,8 @@ struct invar_tensor *invar_maxpool2d(struct invar_graph *g, struct invar_tensor 
                                      int stride, int pad)
 {
     struct invar_tensor *y = pool_output(g, x, k, stride, pad);
+    if (k == 2 && stride == 2 && pad == 0)
+        return maxpool2(g, x, y);
     const int64_t planes = x->shape[0] * x->shape[1], h = x->shape[2], w = x->shape[3];
     const int64_t oh = y->shape[2], ow = y->shape[3];
     const int record = graph_needs_grad(g, &x, 1);
@@ -71,7 +170,7 @@ struct invar_tensor *invar_maxpool2d(struct invar_graph *g, struct invar_tensor 
         graph_record(g, "maxpool2d", y, &x, 1, maxpool_backward, sizeof(struct pool_ctx));
     if (n) {
         struct pool_ctx *ctx = n->ctx;
-        *ctx = (struct pool_ctx){k, stride, pad, argmax};
+        *ctx = (struct pool_ctx){k, stride, pad, argmax, NULL};
     }
     return y;
 }
@@ -125,7 +224,7 @@ struct invar_tensor *invar_avgpool2d(struct invar_graph *g, struct invar_tensor 
         graph_record(g, "avgpool2d", y, &x, 1, avgpool_backward, sizeof(struct pool_ctx));
     if (n) {
         struct pool_ctx *ctx = n->ctx;
-        *ctx = (struct pool_ctx){k, stride, pad, NULL};
+        *ctx = (struct pool_ctx){k, stride, pad, NULL, NULL};
     }
     return y;
 }

@@ -49,6 +49,13 @@ static inline struct invar_tensor *bn_forward(const struct bn *b, struct invar_g
     return invar_batchnorm(g, x, b->gamma, b->beta, b->mean, b->var, BN_MOMENTUM, BN_EPS);
 }
 
+/* relu(bn(x)), fused: one pass each way and no intermediate tensor */
+static inline struct invar_tensor *bn_relu_forward(const struct bn *b, struct invar_graph *g,
+                                                   struct invar_tensor *x)
+{
+    return invar_batchnorm_relu(g, x, b->gamma, b->beta, b->mean, b->var, BN_MOMENTUM, BN_EPS);
+}
+
 /* conv3x3 (no bias: BN follows) -> BN -> ReLU */
 struct conv_bn {
     struct invar_tensor *w; /* (O, C, 3, 3) */
@@ -69,7 +76,7 @@ static inline void conv_bn_declare(struct conv_bn *l, struct invar_params *p, co
 static inline struct invar_tensor *conv_bn_forward(const struct conv_bn *l, struct invar_graph *g,
                                                    struct invar_tensor *x)
 {
-    return invar_relu(g, bn_forward(&l->bn, g, invar_conv2d(g, x, l->w, NULL, l->stride, 1)));
+    return bn_relu_forward(&l->bn, g, invar_conv2d(g, x, l->w, NULL, l->stride, 1));
 }
 
 /* conv3x3 -> BN without the ReLU: the second unit of a residual block, whose ReLU comes after

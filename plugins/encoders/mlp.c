@@ -58,7 +58,7 @@ static struct invar_tensor *mlp_forward(void *self, struct invar_graph *g, struc
     struct mlp *m = self;
     x = invar_reshape(g, x, 2, (int64_t[]){x->shape[0], m->in_features}); /* (N, C*H*W) */
     for (int64_t i = 0; i < m->depth; i++)
-        x = invar_relu(g, bn_forward(&m->bn[i], g, linear_forward(&m->fc[i], g, x)));
+        x = bn_relu_forward(&m->bn[i], g, linear_forward(&m->fc[i], g, x));
     return linear_forward(&m->fc[m->depth], g, x); /* (N, dim) */
 }
 

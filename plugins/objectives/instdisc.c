@@ -152,14 +152,14 @@ static struct invar_tensor *instdisc_loss(void *self, struct invar_graph *g,
 
     struct invar_tensor *loss;
     switch (m->cfg.softmax) {
-    case SOFTMAX_NONPARAMETRIC: {
-        struct invar_tensor *logits = invar_matmul(g, v, m->bank, 0, 1); /* (B, N) */
-        loss = invar_cross_entropy(g, invar_scale(g, logits, (float)inv_t, 0), labels);
-        break;
-    }
+    case SOFTMAX_NONPARAMETRIC:
     case SOFTMAX_PARAMETRIC: {
-        struct invar_tensor *logits = invar_matmul(g, v, m->weight, 0, 1); /* (B, N) */
-        loss = invar_cross_entropy(g, invar_scale(g, logits, (float)inv_t, 0), labels);
+        /* v / T (B, D) rather than logits / T: the (B, N) logits come out of the GEMM already
+         * scaled, sparing a pass, a tensor and a gradient buffer of B x N floats each way */
+        struct invar_tensor *vt = invar_scale(g, v, (float)inv_t, 0);
+        struct invar_tensor *w = m->cfg.softmax == SOFTMAX_PARAMETRIC ? m->weight : m->bank;
+        struct invar_tensor *logits = invar_matmul(g, vt, w, 0, 1); /* (B, N) */
+        loss = invar_cross_entropy(g, logits, labels);
         break;
     }
     default: { /* SOFTMAX_NCE */

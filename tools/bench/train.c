@@ -13,6 +13,11 @@
  * `RESULT moco_img_s=... moco_ratio=... instdisc_img_s=... instdisc_ratio=... nce_img_s=...
  * nce_ratio=... infer_img_s=... infer_ratio=...` with ratio = ours / PyTorch (nan when torch
  * is absent).
+ *
+ * `bench_train [--no-reference] [--steps N] [CASE...]` (CASE: moco, instdisc, nce, inference)
+ * runs only the named cases with N timed steps and skips PyTorch, for profiling one step under
+ * `perf record` or `perf stat`. Each case also prints the process CPU time of its median step
+ * (every thread, BLAS's included), a steadier figure than wall time on a loaded machine.
  */
 #define _POSIX_C_SOURCE 200809L // popen
 #include <math.h>
@@ -30,6 +35,7 @@
 #define BATCH 256
 #define WARMUP 2
 #define REPEATS 7
+#define MAX_REPEATS 1000
 #define THREADS 2
 #define DATASET 60000
 
@@ -52,6 +58,15 @@ static int cmp_double(const void *a, const void *b)
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int repeats = REPEATS;
 
 static double median(double *t, int n)
 {
@@ -232,26 +247,28 @@ static double measure(const char *name, const char *objective, const char *const
 {
     struct bench b;
     bench_open(&b, objective, kv, n_views);
-    double t[REPEATS];
-    if (objective) {
-        for (int i = 0; i < WARMUP; i++)
-            train_step(&b, i);
-        for (int i = 0; i < REPEATS; i++)
-            t[i] = train_step(&b, WARMUP + i);
-    } else {
-        invar_graph_set_grad(b.g, 0);
-        invar_graph_set_training(b.g, 0);
-        for (int i = 0; i < WARMUP; i++)
-            infer_step(&b);
-        for (int i = 0; i < REPEATS; i++)
-            t[i] = infer_step(&b);
+    static double t[MAX_REPEATS], cpu[MAX_REPEATS];
+    for (int i = 0; i < WARMUP + repeats; i++) {
+        double c0 = cpu_now();
+        double dt;
+        if (objective) {
+            dt = train_step(&b, i);
+        } else {
+            invar_graph_set_grad(b.g, 0);
+            invar_graph_set_training(b.g, 0);
+            dt = infer_step(&b);
+        }
+        if (i >= WARMUP) {
+            t[i - WARMUP] = dt;
+            cpu[i - WARMUP] = cpu_now() - c0;
+        }
     }
     double best = t[0];
-    for (int i = 1; i < REPEATS; i++)
+    for (int i = 1; i < repeats; i++)
         best = fmin(best, t[i]);
-    double med = median(t, REPEATS);
-    printf("invar  %-9s %8.1f img/s  (median %.1f ms, best %.1f ms)\n", name, BATCH / med,
-           1e3 * med, 1e3 * best);
+    double med = median(t, repeats), cpu_med = median(cpu, repeats);
+    printf("invar  %-9s %8.1f img/s  (median %.1f ms, best %.1f ms, cpu %.1f ms/step)\n", name,
+           BATCH / med, 1e3 * med, 1e3 * best, 1e3 * cpu_med);
     fflush(stdout);
     bench_close(&b);
     return BATCH / med;
@@ -314,26 +331,68 @@ static int run_reference(double rates[4])
     return got && status == 0;
 }
 
-int main(void)
+static const char *const case_names[4] = {"moco", "instdisc", "nce", "inference"};
+
+static double measure_case(int i)
 {
+    switch (i) {
+    case 0:
+        return measure(
+            "moco", "moco",
+            (const char *[]){"queue", "4096", "momentum", "0.99", "temperature", "0.1", NULL}, 2);
+    case 1:
+        return measure("instdisc", "instdisc", (const char *[]){"softmax", "nonparametric", NULL},
+                       1);
+    case 2:
+        return measure("nce", "instdisc", (const char *[]){"softmax", "nce", "nce_k", "4096", NULL},
+                       1);
+    default:
+        return measure("inference", NULL, NULL, 0);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int want[4] = {1, 1, 1, 1}, reference = 1, named = 0;
+    for (int a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--no-reference") == 0) {
+            reference = 0;
+        } else if (strcmp(argv[a], "--steps") == 0 && a + 1 < argc) {
+            repeats = atoi(argv[++a]);
+            if (repeats < 1 || repeats > MAX_REPEATS) {
+                fprintf(stderr, "bench_train: --steps must be in 1..%d\n", MAX_REPEATS);
+                return 2;
+            }
+        } else {
+            int found = 0;
+            if (!named)
+                memset(want, 0, sizeof want);
+            named = 1;
+            for (int i = 0; i < 4; i++)
+                if (strcmp(argv[a], case_names[i]) == 0)
+                    want[i] = found = 1;
+            if (!found) {
+                fprintf(stderr, "usage: bench_train [--no-reference] [--steps N] "
+                                "[moco|instdisc|nce|inference ...]\n");
+                return 2;
+            }
+        }
+    }
+    if (named)
+        reference = 0; /* the ratios need every case */
     struct invar_error err = {0};
     if (invar_registry_create(&reg) != INVAR_OK || invar_registry_scan(reg, NULL, &err) != INVAR_OK)
         die("plugins", &err);
     openblas_set_num_threads(THREADS);
     printf("convnet-s, batch %d, 28x28, %d threads; median of %d steps after %d warm-up\n", BATCH,
-           THREADS, REPEATS, WARMUP);
-    double ours[4];
-    ours[0] = measure(
-        "moco", "moco",
-        (const char *[]){"queue", "4096", "momentum", "0.99", "temperature", "0.1", NULL}, 2);
-    ours[1] =
-        measure("instdisc", "instdisc", (const char *[]){"softmax", "nonparametric", NULL}, 1);
-    ours[2] =
-        measure("nce", "instdisc", (const char *[]){"softmax", "nce", "nce_k", "4096", NULL}, 1);
-    ours[3] = measure("inference", NULL, NULL, 0);
+           THREADS, repeats, WARMUP);
+    double ours[4] = {NAN, NAN, NAN, NAN};
+    for (int i = 0; i < 4; i++)
+        if (want[i])
+            ours[i] = measure_case(i);
 
     double torch_rates[4];
-    int have = run_reference(torch_rates);
+    int have = reference && run_reference(torch_rates);
     if (!have)
         printf("PyTorch reference skipped: no ratios\n");
     static const char *const keys[4] = {"moco", "instdisc", "nce", "infer"};

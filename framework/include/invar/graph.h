@@ -106,6 +106,14 @@ INVAR_API struct invar_tensor *invar_batchnorm(struct invar_graph *g, struct inv
                                                struct invar_tensor *running_mean,
                                                struct invar_tensor *running_var,
                                                float momentum, float eps);
+/* max(invar_batchnorm(...), 0) as one op: the same arguments and statistics, one pass each way
+ * instead of three, and no intermediate tensor (conv-BN-ReLU units use it). */
+INVAR_API struct invar_tensor *invar_batchnorm_relu(struct invar_graph *g, struct invar_tensor *x,
+                                                    struct invar_tensor *gamma,
+                                                    struct invar_tensor *beta,
+                                                    struct invar_tensor *running_mean,
+                                                    struct invar_tensor *running_var,
+                                                    float momentum, float eps);
 /* Rows of x (N, D) divided by max(||row||, eps). */
 INVAR_API struct invar_tensor *invar_l2_normalize(struct invar_graph *g, struct invar_tensor *x,
                                                   float eps);
