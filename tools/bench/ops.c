@@ -17,6 +17,8 @@
 
 #include <invar/graph.h>
 
+#include "../blas_env.h"
+
 #define REPEATS 7
 #define BATCH 256
 
@@ -105,8 +107,10 @@ static void layer_state_init(struct layer_state *st, const struct layer *l, unsi
     st->w.requires_grad = st->b.requires_grad = 1;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    blas_env_apply(argv); /* the OpenBLAS settings invar runs with, as `invar run` has them */
     openblas_set_num_threads(2);
     struct layer_state st[N_LAYERS];
     for (size_t i = 0; i < N_LAYERS; i++)

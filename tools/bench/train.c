@@ -32,6 +32,8 @@
 #include <invar/registry.h>
 #include <invar/train.h>
 
+#include "../blas_env.h"
+
 #define BATCH 256
 #define WARMUP 2
 #define REPEATS 7
@@ -353,6 +355,7 @@ static double measure_case(int i)
 
 int main(int argc, char **argv)
 {
+    blas_env_apply(argv); /* the OpenBLAS settings invar runs with, as `invar run` has them */
     int want[4] = {1, 1, 1, 1}, reference = 1, named = 0;
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--no-reference") == 0) {

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../blas_env.h"
 #include "cli.h"
 
 static const struct cli_command commands[] = {
@@ -236,6 +237,7 @@ static int take_globals(struct cli_globals *g, int *argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    blas_env_apply(argv);
     static char cmdline[8192];
     size_t len = 0;
     for (int i = 0; i < argc && len + 1 < sizeof cmdline; i++)
