@@ -327,19 +327,21 @@ static void bias_grad_channels(const struct conv_job *job, int64_t lo, int64_t h
  * channels x 24 consecutive positions loops over the C*KH*KW taps, loading 24 contiguous
  * inputs at the tap's offset and broadcasting 4 weights, 12 FMAs per 7 loads, all in registers.
  * Positions with ox >= OW (the last KW-1 columns of each flat row) are computed and dropped:
- * 2/30 of the work at 28x28, 2/16 at 14x14, which is why small planes keep the im2col path.
+ * 2/30 of the work at 28x28, 2/16 at 14x14, 2/9 at 7x7; narrower planes keep the im2col path.
  *     forward  y  (O, Q) = w (O, K) "@" xp        per image, into a flat buffer, then copied
  *     dx       dx (C, Q') = flip(w)^T "@" dyp     the same kernel on dy padded by KH-1-PH
- *     dw       dw (O, K) += dyf (O, Q) "@" xp^T   dyf is dy on the flat grid, zero at dropped
- *                                                 positions; a 4 x 3 tile of dot products
+ *     dw       dw^T (K, O) += xp^T "@" dyt (Q, O)  dyt is dy transposed onto the flat grid,
+ *                                                 zero at dropped positions: a tile of 6 taps x
+ *                                                 16 channels broadcasts 6 inputs per position
+ *                                                 against 2 vectors of dy, 12 FMAs per 8 loads
  * Each thread takes a fixed half of the batch with its own buffers and its own dw partial,
  * and the partials are summed in a fixed order: results depend on neither scheduling nor
  * whether a thread could start. The GEMMs here never go through OpenBLAS. */
 #define DIR_MR 4  /* output channels per tile */
 #define DIR_NR 24 /* flat positions per tile: three vectors of 8 */
-#define DIR_DR 3  /* output channels per dw tile */
-#define DIR_KR 3  /* taps per dw tile: 3 x 3 accumulators and 3 + 3 loaded vectors, 6 loads per
-                   * 9 FMAs (a 4 x 3 tile ran out of registers and was load-bound) */
+#define DIR_DO 16 /* output channels per dw tile: two vectors */
+#define DIR_DK 6  /* taps per dw tile (a tile of dot products along positions, 3 x 3, needed a
+                   * horizontal sum per entry and ran a third slower) */
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -349,8 +351,9 @@ static void bias_grad_channels(const struct conv_job *job, int64_t lo, int64_t h
 #endif
 
 /* Planes narrower than this keep the im2col path: the dropped columns and short rows would
- * cost more than OpenBLAS's packing. */
-#define CONV_DIRECT_MIN_OW 12
+ * cost more than OpenBLAS's packing. At 7 (the reference encoder's last layer, 7/9 of the work
+ * kept) the direct path measured 69-70 ms against im2col's 79 ms, forward and backward. */
+#define CONV_DIRECT_MIN_OW 7
 static int conv_direct_mode; /* test hook: 0 by shape, 1 always (stride 1), -1 never */
 
 GRAPH_HIDDEN void conv_set_direct(int mode);
@@ -435,43 +438,34 @@ static inline void direct_tile(const float *x, const int32_t *off, const float *
     _mm256_storeu_ps(y, a9), _mm256_storeu_ps(y + 8, a10), _mm256_storeu_ps(y + 16, a11);
 }
 
-static inline float hsum8(__m256 v)
+/* dwt (nr, 16) rows o16 apart += sum over positions p < q of x[off[j] + p] * dyt[p] (16). nr is a
+ * constant at every call, so the 2 * nr accumulators stay in registers. */
+static inline __attribute__((always_inline)) void direct_dw_tile(int nr, const float *dyt,
+                                                                 int64_t o16, const float *x,
+                                                                 const int32_t *off, int64_t q,
+                                                                 float *dwt)
 {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* dw (mr, nr) rows dws apart += dy (mr, q8) rows dys apart "@" x at the nr taps' offsets. mr and
- * nr are constants at every call, so the accumulators stay in registers. */
-static inline __attribute__((always_inline)) void
-direct_dw_tile(int mr, int nr, const float *dy, int64_t dys, const float *x, const int32_t *off,
-               int64_t q8, float *dw, int64_t dws)
-{
-    __m256 acc[DIR_DR][DIR_KR];
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++)
-            acc[i][j] = _mm256_setzero_ps();
-    for (int64_t q = 0; q < q8; q += 8) {
-        __m256 g[DIR_DR], xv[DIR_KR];
-        /* the empty asm keeps each vector in a register: the compiler would otherwise fold a
-         * load of it into every FMA that uses it */
-        for (int i = 0; i < mr; i++) {
-            g[i] = _mm256_loadu_ps(dy + i * dys + q);
-            __asm__("" : "+x"(g[i]));
-        }
-        for (int j = 0; j < nr; j++) {
-            xv[j] = _mm256_loadu_ps(x + off[j] + q);
-            __asm__("" : "+x"(xv[j]));
-        }
-        for (int i = 0; i < mr; i++)
-            for (int j = 0; j < nr; j++)
-                acc[i][j] = _mm256_fmadd_ps(g[i], xv[j], acc[i][j]);
+    __m256 a[DIR_DK][2];
+    const float *xs[DIR_DK];
+    for (int j = 0; j < nr; j++) {
+        a[j][0] = a[j][1] = _mm256_setzero_ps();
+        xs[j] = x + off[j];
     }
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++)
-            dw[i * dws + j] += hsum8(acc[i][j]);
+    for (int64_t p = 0; p < q; p++, dyt += o16) {
+        __m256 g0 = _mm256_loadu_ps(dyt), g1 = _mm256_loadu_ps(dyt + 8);
+        /* keep both in registers: the compiler would otherwise fold a load into each FMA */
+        __asm__("" : "+x"(g0), "+x"(g1));
+        for (int j = 0; j < nr; j++) {
+            const __m256 b = _mm256_broadcast_ss(xs[j] + p);
+            a[j][0] = _mm256_fmadd_ps(g0, b, a[j][0]);
+            a[j][1] = _mm256_fmadd_ps(g1, b, a[j][1]);
+        }
+    }
+    for (int j = 0; j < nr; j++) {
+        float *d = dwt + j * o16;
+        _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), a[j][0]));
+        _mm256_storeu_ps(d + 8, _mm256_add_ps(_mm256_loadu_ps(d + 8), a[j][1]));
+    }
 }
 #else
 static void direct_tile(const float *x, const int32_t *off, const float *wp, int64_t k, float *y,
@@ -482,36 +476,29 @@ static void direct_tile(const float *x, const int32_t *off, const float *wp, int
 }
 #endif
 
-/* dw (O, K) += the image's dy (O, qr, zero at dropped positions) "@" its padded input. */
+/* Rows of dw^T, (K, o16), += the image's padded input "@" its dy on the flat grid (q, o16). */
 static void direct_dw_image(const struct direct_geom *d, const int32_t *off, const float *xp,
-                            const float *dyf, float *dw)
+                            const float *dyt, int64_t o16, float *dwt)
 {
 #if CONV_HAVE_DIRECT
-    const int64_t q8 = (d->q + 7) / 8 * 8;
-    for (int64_t o0 = 0; o0 < d->o; o0 += DIR_DR) {
-        const int64_t mr = d->o - o0 < DIR_DR ? d->o - o0 : DIR_DR;
-        const float *dy = dyf + o0 * d->qr;
-        float *dwr = dw + o0 * d->k;
-        for (int64_t j = 0; j < d->k; j += DIR_KR) {
-            const int64_t nr = d->k - j < DIR_KR ? d->k - j : DIR_KR;
-            /* (mr, nr) as constants: one specialised tile per case */
-#define DW_TILE(M, N) direct_dw_tile(M, N, dy, d->qr, xp, off + j, q8, dwr + j, d->k)
-            switch (mr * 4 + nr) {
-            case 3 * 4 + 3: DW_TILE(3, 3); break;
-            case 3 * 4 + 2: DW_TILE(3, 2); break;
-            case 3 * 4 + 1: DW_TILE(3, 1); break;
-            case 2 * 4 + 3: DW_TILE(2, 3); break;
-            case 2 * 4 + 2: DW_TILE(2, 2); break;
-            case 2 * 4 + 1: DW_TILE(2, 1); break;
-            case 1 * 4 + 3: DW_TILE(1, 3); break;
-            case 1 * 4 + 2: DW_TILE(1, 2); break;
-            default: DW_TILE(1, 1); break;
+    for (int64_t o0 = 0; o0 < o16; o0 += DIR_DO)
+        for (int64_t j = 0; j < d->k; j += DIR_DK) {
+            const float *dy = dyt + o0;
+            float *dw = dwt + j * o16 + o0;
+            /* nr as a constant: one specialised tile per case */
+#define DW_TILE(N) direct_dw_tile(N, dy, o16, xp, off + j, d->q, dw)
+            switch (d->k - j < DIR_DK ? d->k - j : DIR_DK) {
+            case 6: DW_TILE(6); break;
+            case 5: DW_TILE(5); break;
+            case 4: DW_TILE(4); break;
+            case 3: DW_TILE(3); break;
+            case 2: DW_TILE(2); break;
+            default: DW_TILE(1); break;
             }
 #undef DW_TILE
         }
-    }
 #else
-    (void)d, (void)off, (void)xp, (void)dyf, (void)dw;
+    (void)d, (void)off, (void)xp, (void)dyt, (void)o16, (void)dwt;
     INVAR_ASSERT(!"the direct conv path needs AVX2 and FMA");
 #endif
 }
@@ -552,7 +539,13 @@ struct direct_job {
     size_t buf_floats;
 };
 
-/* The per-thread scratch: forward [xp | yf]; backward [xp | dyf | dyp | dxf]. */
+/* dy's transposed rows are padded to whole dw tiles; the padding stays zero. */
+static int64_t direct_o16(const struct direct_geom *f)
+{
+    return (f->o + DIR_DO - 1) / DIR_DO * DIR_DO;
+}
+
+/* The per-thread scratch: forward [xp | yf]; backward [xp | dyt | dyp | dxf]. */
 static size_t direct_buf_floats(const struct direct_job *j)
 {
     const struct direct_geom *f = j->fg, *b = j->bg;
@@ -560,7 +553,7 @@ static size_t direct_buf_floats(const struct direct_job *j)
         return (size_t)(f->xp_len + f->or4 * f->qr);
     size_t n = 0;
     if (j->dw)
-        n += (size_t)(f->xp_len + f->o * f->qr);
+        n += (size_t)(f->xp_len + f->q * direct_o16(f));
     if (j->dx)
         n += (size_t)(b->xp_len + b->or4 * b->qr);
     return n;
@@ -581,28 +574,32 @@ static void direct_backward_slice(const struct direct_job *j, int t, int64_t lo,
 {
     const struct direct_geom *f = j->fg, *b = j->bg;
     float *p = j->bufs[t];
-    float *xp = NULL, *dyf = NULL, *dyp = NULL, *dxf = NULL;
+    float *xp = NULL, *dyt = NULL, *dyp = NULL, *dxf = NULL;
+    const int64_t o16 = direct_o16(f);
     if (j->dw) {
-        xp = p, dyf = xp + f->xp_len, p = dyf + f->o * f->qr;
+        xp = p, dyt = xp + f->xp_len, p = dyt + f->q * o16;
         memset(xp, 0, (size_t)(p - xp) * sizeof *p);
     }
     if (j->dx) {
         dyp = p, dxf = dyp + b->xp_len;
         memset(dyp, 0, (size_t)b->xp_len * sizeof *p);
     }
-    float *dw = j->dw ? j->dw + (int64_t)t * f->o * f->k : NULL;
-    if (dw)
-        memset(dw, 0, (size_t)(f->o * f->k) * sizeof *dw);
+    float *dwt = j->dw ? j->dw + (int64_t)t * f->k * o16 : NULL; // (K, o16)
+    if (dwt)
+        memset(dwt, 0, (size_t)(f->k * o16) * sizeof *dwt);
     const int64_t img_in = f->c * f->h * f->w, img_out = f->o * f->oh * f->ow;
     for (int64_t i = lo; i < hi; i++) {
         const float *dy = j->dy + i * img_out; // (O, OH, OW)
-        if (dw) {
+        if (dwt) {
             direct_pad(f, xp, j->x + i * img_in);
             for (int64_t o = 0; o < f->o; o++)
-                for (int64_t oy = 0; oy < f->oh; oy++)
-                    memcpy(dyf + o * f->qr + oy * f->wp, dy + (o * f->oh + oy) * f->ow,
-                           (size_t)f->ow * sizeof *dyf);
-            direct_dw_image(f, j->foff, xp, dyf, dw);
+                for (int64_t oy = 0; oy < f->oh; oy++) {
+                    const float *src = dy + (o * f->oh + oy) * f->ow;
+                    float *dst = dyt + oy * f->wp * o16 + o;
+                    for (int64_t ox = 0; ox < f->ow; ox++)
+                        dst[ox * o16] = src[ox];
+                }
+            direct_dw_image(f, j->foff, xp, dyt, o16, dwt);
         }
         if (j->dx) {
             direct_pad(b, dyp, dy);
@@ -709,8 +706,9 @@ static void conv_backward_direct(struct invar_graph *g, const struct conv_shape 
     int32_t *off = graph_alloc(g, (size_t)f.k * sizeof *off);
     direct_offsets(&f, off);
     j.foff = off;
-    if (need_dw)
-        j.dw = graph_alloc(g, (size_t)(CONV_THREADS * f.o * f.k) * sizeof(float));
+    const int64_t o16 = direct_o16(&f);
+    if (need_dw) /* per thread, (K, o16) */
+        j.dw = graph_alloc(g, (size_t)(CONV_THREADS * f.k * o16) * sizeof(float));
     if (need_dx) {
         int32_t *boff = graph_alloc(g, (size_t)bk.k * sizeof *boff);
         direct_offsets(&bk, boff);
@@ -723,13 +721,14 @@ static void conv_backward_direct(struct invar_graph *g, const struct conv_shape 
         j.bufs[t] = graph_alloc(g, j.buf_floats * sizeof(float));
     direct_parallel(direct_backward_slice, &j, s->n,
                     s->n * s->o * f.q * f.k * (need_dx + need_dw));
-    /* the partials in a fixed order, whoever finished first */
-    for (int64_t i = 0; need_dw && i < f.o * f.k; i++) {
-        float acc = 0.0f;
-        for (int t = 0; t < CONV_THREADS; t++)
-            acc += j.dw[t * f.o * f.k + i];
-        w->grad[i] += acc;
-    }
+    /* the partials in a fixed order, whoever finished first, back to (O, K) */
+    for (int64_t o = 0; need_dw && o < f.o; o++)
+        for (int64_t k = 0; k < f.k; k++) {
+            float acc = 0.0f;
+            for (int t = 0; t < CONV_THREADS; t++)
+                acc += j.dw[(t * f.k + k) * o16 + o];
+            w->grad[o * f.k + k] += acc;
+        }
 }
 
 static void conv_backward(struct invar_graph *g, struct invar_node *node)
