@@ -412,6 +412,8 @@ static inline void direct_tile(const float *x, const int32_t *off, const float *
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
     __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    /* two taps per iteration: 32->32 and 64->64 forward 36-38 -> 34-37 ms in A/B runs */
+#pragma GCC unroll 2
     for (int64_t j = 0; j < k; j++, wp += DIR_MR) {
         const float *s = x + off[j];
         const __m256 x0 = _mm256_loadu_ps(s), x1 = _mm256_loadu_ps(s + 8);
