@@ -419,7 +419,7 @@ static int invariance_eval(const struct loaded_run *l, struct invariance_result 
         int64_t b = n - s < INVARIANCE_BATCH ? n - s : INVARIANCE_BATCH;
         embed_images(enc, g, invar_dataset_sample(test, s), b, shape, pm, ps, orig + s * dim);
     }
-    /* Sums in sample order, in double: the figures do not depend on batching or threads. */
+    /* Sums in sample order, in double. */
     double sum = 0;
     for (int64_t i = 0; i < n; i++)
         sum += cosine(orig + i * dim, orig + ((i + n / 2) % n) * dim, dim);
