@@ -720,3 +720,171 @@ Test(cli, eval_cluster_refuses_bad_arguments_with_clear_messages, .timeout = 300
     cr_assert_eq(acc.count, 0u);
     invar_store_metric_list_deinit(&acc);
 }
+
+/* ---- eval --invariance -------------------------------------------------------------------- */
+
+/* The value printed on the line "KEY VALUE" of stdout, as text. */
+static void printed_line(const char *key, char *value, size_t n)
+{
+    char want[160];
+    snprintf(want, sizeof want, "%s ", key);
+    const char *at = strstr(out_text, want);
+    /* At the start of a line, not inside a longer key (".1" of ".10"). */
+    while (at && at != out_text && at[-1] != '\n')
+        at = strstr(at + 1, want);
+    cr_assert_not_null(at, "no line `%s` on stdout: %s", key, out_text);
+    at += strlen(want);
+    size_t len = strcspn(at, "\n");
+    cr_assert(len < n);
+    memcpy(value, at, len);
+    value[len] = 0;
+}
+
+/* Two views with their own chains on the synthetic dataset: crop (the same step in both views,
+ * counted once), hflip with p 0 (never applied: an identity), and two gaussian_noise steps of
+ * different strength (named by order of appearance). */
+static int64_t train_invariance_run(char *ref, size_t n)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/invariance.yaml", tmp);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("name: invariance\n"
+          "seed: 1\n"
+          "data: {plugin: synthetic, classes: 4, train_count: 512, test_count: 256}\n"
+          "views:\n"
+          "  - - {plugin: crop, padding: 2}\n"
+          "    - {plugin: hflip, p: 0}\n"
+          "    - {plugin: gaussian_noise, std: 0.05}\n"
+          "  - - {plugin: crop, padding: 2}\n"
+          "    - {plugin: gaussian_noise, std: 0.5}\n"
+          "encoder: {plugin: mlp, hidden: 64, depth: 1, dim: 32}\n"
+          "objective: {plugin: moco, queue: 256, momentum: 0.99, temperature: 0.2}\n"
+          "optim: {name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 5e-4, schedule: cosine}\n"
+          "train: {epochs: 1, batch_size: 64, threads: 1}\n"
+          "eval: {knn: {k: 20, t: 0.1}, linear: {epochs: 0}}\n",
+          f);
+    cr_assert_eq(fclose(f), 0);
+    cr_assert_eq(INVAR("run", path), 0, "%s", err_text);
+    int64_t id = run_id_from_stdout();
+    snprintf(ref, n, "%lld", (long long)id);
+    return id;
+}
+
+Test(cli, eval_invariance_stores_one_figure_per_step_reproducibly, .timeout = 300)
+{
+    static const char *const keys[] = {"invariance/crop", "invariance/hflip",
+                                       "invariance/gaussian_noise.1", "invariance/gaussian_noise.2",
+                                       "invariance/baseline"};
+    enum { NK = sizeof keys / sizeof keys[0] };
+    char ref[32], v[128], txt[32];
+    int64_t id = train_invariance_run(ref, sizeof ref);
+    struct invar_store_metric_list knn = metric_series(id, "knn_top1");
+    cr_assert_eq(knn.count, 1u);
+    int64_t step = knn.items[0].step, epoch = knn.items[0].epoch;
+    invar_store_metric_list_deinit(&knn);
+
+    cr_assert_eq(INVAR("eval", ref, "--invariance"), 0, "%s", err_text);
+    cr_assert_null(strstr(out_text, "knn_top1"), "--invariance alone ran kNN: %s", out_text);
+    cr_assert_null(strstr(out_text, "invariance/crop."), "one crop step, no suffix: %s", out_text);
+    double first[NK];
+    for (int k = 0; k < NK; k++) {
+        struct invar_store_metric_list m = metric_series(id, keys[k]);
+        cr_assert_eq(m.count, 1u, "%s: %zu rows", keys[k], m.count);
+        double x = m.items[0].value;
+        /* Beside the trainer's final evaluation. */
+        cr_assert_eq(m.items[0].step, step);
+        cr_assert_eq(m.items[0].epoch, epoch);
+        invar_store_metric_list_deinit(&m);
+        cr_assert(x >= -1.0 - 1e-9 && x <= 1.0 + 1e-9, "%s %.17g", keys[k], x);
+        printed_line(keys[k], txt, sizeof txt);
+        snprintf(v, sizeof v, "%.6f", x);
+        cr_assert_str_eq(txt, v, "%s printed %s, stored %.17g", keys[k], txt, x);
+        first[k] = x;
+    }
+    /* hflip with p 0 never flips: both images are the same, their features too. */
+    cr_assert_float_eq(first[1], 1.0, 1e-6);
+    /* The image itself is always closer to its slightly noisy copy than to a heavily noisy
+     * one; an augmented copy is closer than a different image. */
+    cr_assert_gt(first[2], first[3]);
+    cr_assert_gt(first[2], first[4]);
+    cr_assert_lt(first[0], 1.0 - 1e-6, "crop moved nothing: %.17g", first[0]);
+
+    /* The protocol beside the figures. */
+    cr_assert_str_eq(stored_param(id, "eval.invariance.split", v, sizeof v), "test");
+    cr_assert_str_eq(stored_param(id, "eval.invariance.images", v, sizeof v), "256");
+    cr_assert_str_eq(stored_param(id, "eval.invariance.seed", v, sizeof v), "1");
+    cr_assert_str_eq(stored_param(id, "eval.invariance.baseline", v, sizeof v),
+                     "image i against image (i + N/2) mod N");
+
+    /* Again, together with kNN: the same figures to the bit, and kNN's as before. */
+    cr_assert_eq(INVAR("eval", ref, "--invariance", "--knn"), 0, "%s", err_text);
+    cr_assert_not_null(strstr(out_text, " knn_top1 "), "%s", out_text);
+    for (int k = 0; k < NK; k++) {
+        struct invar_store_metric_list m = metric_series(id, keys[k]);
+        cr_assert_eq(m.count, 2u, "%s: %zu rows", keys[k], m.count);
+        cr_assert_eq(m.items[1].value, first[k], "%s: %.17g then %.17g", keys[k], first[k],
+                     m.items[1].value);
+        invar_store_metric_list_deinit(&m);
+    }
+    knn = metric_series(id, "knn_top1");
+    cr_assert_eq(knn.count, 2u);
+    cr_assert_eq(knn.items[1].value, knn.items[0].value);
+    invar_store_metric_list_deinit(&knn);
+}
+
+/* The baseline recomputed from `embed`'s test features: the encoder rebuilt for --invariance
+ * embeds the originals as the trainer's evaluation does. */
+Test(cli, eval_invariance_baseline_from_the_embedding, .timeout = 300)
+{
+    enum { N = 256, DIM = 32 };
+    char ref[32];
+    int64_t id = train_invariance_run(ref, sizeof ref);
+    cr_assert_eq(INVAR("eval", ref, "--invariance"), 0, "%s", err_text);
+    struct invar_store_metric_list b = metric_series(id, "invariance/baseline");
+    cr_assert_eq(b.count, 1u);
+    double baseline = b.items[0].value;
+    invar_store_metric_list_deinit(&b);
+
+    char npy[400];
+    snprintf(npy, sizeof npy, "%s/test.npy", tmp);
+    cr_assert_eq(INVAR("embed", ref, "--out", npy), 0, "%s", err_text);
+    static float x[N * DIM];
+    read_npy(npy, x, N * DIM);
+    double norm[N], sum = 0;
+    for (int i = 0; i < N; i++) {
+        double s = 0;
+        for (int j = 0; j < DIM; j++)
+            s += (double)x[i * DIM + j] * x[i * DIM + j];
+        cr_assert(s > 0);
+        norm[i] = sqrt(s);
+    }
+    for (int i = 0; i < N; i++) {
+        int o = (i + N / 2) % N;
+        double s = 0;
+        for (int j = 0; j < DIM; j++)
+            s += (double)x[i * DIM + j] * x[o * DIM + j];
+        sum += s / (norm[i] * norm[o]);
+    }
+    cr_assert_float_eq(baseline, sum / N, 1e-5, "stored %.17g, from the embedding %.17g", baseline,
+                       sum / N);
+    /* Different images of a trained encoder are not all alike. */
+    cr_assert_lt(baseline, 0.999);
+}
+
+Test(cli, eval_invariance_refuses_a_too_small_split, .timeout = 300)
+{
+    char ref[32];
+    cr_assert_eq(INVAR("run", fixture("tiny.yaml"), "data.plugin=synthetic", "data.classes=4",
+                       "data.train_count=512", "data.test_count=1", "eval.linear.epochs=0"),
+                 0, "%s", err_text);
+    int64_t id = run_id_from_stdout();
+    snprintf(ref, sizeof ref, "%lld", (long long)id);
+    cr_assert_eq(INVAR("eval", ref, "--invariance"), 1);
+    assert_one_line_message();
+    cr_assert_str_eq(err_text, "invar: eval: --invariance needs at least 2 images in the test "
+                               "split, it has 1\n");
+    struct invar_store_metric_list b = metric_series(id, "invariance/baseline");
+    cr_assert_eq(b.count, 0u);
+    invar_store_metric_list_deinit(&b);
+}

@@ -35,6 +35,21 @@ static enum invar_status load_online(struct invar_encoder *e, const char *path,
     return st;
 }
 
+enum invar_status invar_checkpoint_encoder(const struct invar_job *job, const char *path,
+                                          const int64_t data_shape[3],
+                                          struct invar_encoder **out, struct invar_error *err)
+{
+    /* The trainer builds the encoder for the first view's output shape. */
+    int64_t in_shape[3];
+    invar_view_out_shape(&job->views[0], data_shape, in_shape);
+    enum invar_status st = encoder_create(out, &job->encoder, in_shape, job->seed, err);
+    if (st == INVAR_OK && (st = load_online(*out, path, err)) != INVAR_OK) {
+        encoder_destroy(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
 enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char *path,
                                          const char *split, struct invar_embedding *out,
                                          struct invar_error *err)
@@ -61,12 +76,7 @@ enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char
         }
         invar_dataset_stats(train, mean, std);
     }
-    /* The trainer builds the encoder for the first view's output shape. */
-    int64_t in_shape[3];
-    invar_view_out_shape(&job->views[0], shape, in_shape);
-    st = encoder_create(&enc, &job->encoder, in_shape, job->seed, err);
-    if (st == INVAR_OK)
-        st = load_online(enc, path, err);
+    st = invar_checkpoint_encoder(job, path, shape, &enc, err);
     if (st != INVAR_OK)
         goto done;
     g = invar_graph_create(64u << 20);

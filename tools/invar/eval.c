@@ -1,4 +1,4 @@
-/* invar eval RUN [--knn] [--linear] [--cluster [--k N]]  and
+/* invar eval RUN [--knn] [--linear] [--cluster [--k N]] [--invariance]  and
  * invar embed RUN --out F.npy [--split train|test] */
 #include <errno.h>
 #include <math.h>
@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <invar/graph.h>
 #include <invar/kmeans.h>
 
 #include "job.h"
@@ -186,6 +187,21 @@ done:
     return rc;
 }
 
+/* The step of the run's last loss, which is the step of its final kNN evaluation: where the
+ * figures computed here are stored, beside the trainer's own. */
+static int final_step(const struct loaded_run *l, int64_t *step)
+{
+    struct invar_error err = {{0}};
+    struct invar_store_metric_list ms = {0};
+    if (invar_store_read_metrics(l->db, l->row.id, "loss", &ms, &err) != INVAR_OK) {
+        cli_error("%s", err.msg);
+        return 1;
+    }
+    *step = ms.count ? ms.items[ms.count - 1].step : 0;
+    invar_store_metric_list_deinit(&ms);
+    return 0;
+}
+
 /* The protocol beside the results (DESIGN §6), then the two metrics at the run's last step
  * and epoch, where the trainer's own final evaluation logs. A later --cluster with another
  * --k replaces these params: they describe the latest cluster_* rows. */
@@ -210,22 +226,262 @@ static int cluster_store(const struct loaded_run *l, int64_t epoch, const struct
         {"eval.cluster.keep", "lowest inertia"},
         {"eval.cluster.match", "hungarian"},
     };
-    /* The step of the run's last loss, which is the step of its final kNN evaluation. */
-    struct invar_store_metric_list ms = {0};
-    int64_t step = 0;
-    if (invar_store_read_metrics(l->db, l->row.id, "loss", &ms, &err) != INVAR_OK) {
-        cli_error("%s", err.msg);
+    int64_t step;
+    if (final_step(l, &step))
         return 1;
-    }
-    if (ms.count)
-        step = ms.items[ms.count - 1].step;
-    invar_store_metric_list_deinit(&ms);
     const struct invar_store_metric m[] = {
         {"cluster_acc", step, epoch, r->acc, 0},
         {"cluster_nmi", step, epoch, r->nmi, 0},
     };
     if (invar_store_log_params(l->db, l->row.id, ps, sizeof ps / sizeof ps[0], &err) != INVAR_OK ||
         invar_store_log_metrics(l->db, l->row.id, m, sizeof m / sizeof m[0], &err) != INVAR_OK) {
+        cli_error("%s", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- invariance (--invariance) ---------------------------------------------------------- */
+
+/* The invariance protocol, fixed like clustering's so that two runs' figures compare and a
+ * run's figures reproduce to the bit. For each distinct augmentation step of the experiment
+ * (every entry of `augment:`, or of the per-view `views:` lists, a step repeated with the same
+ * plugin, p and parameters counted once), every test image x_i is augmented by that step
+ * alone, as the loader applies it: its probability p drawn first, randomness keyed by
+ * (INVARIANCE_SEED, epoch 0, sample i, view 0). Both x_i and its augmented copy are
+ * normalised like the trainer's inputs and embedded by the checkpoint's online encoder in eval
+ * mode; the figure is the mean over i of the cosine similarity of the two features, so 1 means
+ * the features do not move at all. An all-zero feature has no direction and scores 0.
+ * Cosines are taken in double from the float features and clamped to [-1, 1].
+ * The baseline is the same mean for two different images, x_i against x_(i + N/2) mod N, so
+ * that a high figure can be told apart from features that are alike for every image. */
+#define INVARIANCE_SPLIT "test"
+#define INVARIANCE_SEED 1
+#define INVARIANCE_BATCH 256
+#define INVARIANCE_MAX_STEPS (INVAR_MAX_VIEWS * INVAR_MAX_AUGMENTS)
+
+struct invariance_step {
+    const struct invar_plugin_use *use;
+    char key[128]; /* "invariance/<plugin>" or, for a plugin with several steps, ".<k>" */
+    double value;  /* mean cosine similarity, in [-1, 1] */
+};
+
+struct invariance_result {
+    struct invariance_step steps[INVARIANCE_MAX_STEPS];
+    size_t n;
+    double baseline;
+    int64_t images, dim;
+};
+
+static int same_step(const struct invar_plugin_use *a, const struct invar_plugin_use *b)
+{
+    return a == b || (a->plugin == b->plugin && a->p == b->p &&
+                      memcmp(a->config, b->config, a->plugin->config_size) == 0);
+}
+
+/* The experiment's distinct steps in order of first appearance, and their metric names: the
+ * plugin's name, suffixed ".1", ".2", ... by order of appearance when the plugin has more than
+ * one distinct step (byol's two gaussian_blur steps with p 1 and p 0.1). */
+static void invariance_steps(const struct invar_job *job, struct invariance_result *r)
+{
+    r->n = 0;
+    for (int v = 0; v < job->n_views; v++)
+        for (size_t i = 0; i < job->views[v].n_augs; i++) {
+            const struct invar_plugin_use *u = &job->views[v].augs[i];
+            size_t j = 0;
+            while (j < r->n && !same_step(r->steps[j].use, u))
+                j++;
+            if (j == r->n) /* cli_job_init bounds views and steps per view */
+                r->steps[r->n++].use = u;
+        }
+    for (size_t j = 0; j < r->n; j++) {
+        const char *name = r->steps[j].use->plugin->name;
+        size_t nth = 0, total = 0;
+        for (size_t k = 0; k < r->n; k++)
+            if (!strcmp(r->steps[k].use->plugin->name, name)) {
+                total++;
+                if (k <= j)
+                    nth++;
+            }
+        if (total > 1)
+            snprintf(r->steps[j].key, sizeof r->steps[j].key, "invariance/%s.%zu", name, nth);
+        else
+            snprintf(r->steps[j].key, sizeof r->steps[j].key, "invariance/%s", name);
+    }
+}
+
+/* Features (b, dim) of b images x (b, C, H, W) in eval mode, normalised like the
+ * trainer's inputs when mean is set. */
+static void embed_images(struct invar_encoder *enc, struct invar_graph *g, const float *x,
+                         int64_t b, const int64_t shape[3], const float *mean, const float *std,
+                         float *out)
+{
+    int64_t numel = shape[0] * shape[1] * shape[2], hw = shape[1] * shape[2];
+    int64_t dim = invar_encoder_dim(enc);
+    invar_graph_reset(g);
+    struct invar_tensor *t = invar_graph_tensor(g, 4, (int64_t[]){b, shape[0], shape[1], shape[2]});
+    memcpy(t->data, x, (size_t)(b * numel) * sizeof *x);
+    if (mean)
+        for (int64_t i = 0; i < b; i++)
+            for (int64_t c = 0; c < shape[0]; c++) {
+                float *p = t->data + i * numel + c * hw, m = mean[c], inv = 1.0f / std[c];
+                for (int64_t j = 0; j < hw; j++)
+                    p[j] = (p[j] - m) * inv;
+            }
+    struct invar_tensor *f = invar_encoder_forward(enc, g, t);
+    memcpy(out, f->data, (size_t)(b * dim) * sizeof *out);
+}
+
+/* Cosine similarity in double; 0 when either feature is all zeros (it has no direction).
+ * Clamped to [-1, 1]: the rounding of float features can carry a feature's similarity with
+ * itself a few ulps past 1. */
+static double cosine(const float *a, const float *b, int64_t n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    if (aa == 0 || bb == 0)
+        return 0;
+    double c = ab / sqrt(aa * bb);
+    return c > 1 ? 1 : c < -1 ? -1 : c;
+}
+
+/* Computes every step's figure and the baseline. Prints and returns nonzero on failure. */
+static int invariance_eval(const struct loaded_run *l, struct invariance_result *r)
+{
+    const struct invar_job *job = &l->j.job;
+    struct invar_error err = {{0}};
+    struct invar_dataset *train = NULL, *test = NULL;
+    struct invar_encoder *enc = NULL;
+    struct invar_graph *g = NULL;
+    float *orig = NULL, *feat = NULL, *img = NULL, *scratch = NULL;
+    float mean[4], std[4];
+    int rc = 1;
+    invariance_steps(job, r);
+    /* The training split gives the encoder's input shape and the normalisation statistics,
+     * as in the trainer. */
+    if (invar_dataset_open(&train, &job->dataset, "train", job->limit, &err) != INVAR_OK ||
+        invar_dataset_open(&test, &job->dataset, INVARIANCE_SPLIT, job->test_limit, &err) !=
+            INVAR_OK ||
+        invar_checkpoint_encoder(job, l->row.checkpoint, invar_dataset_shape(train), &enc, &err) !=
+            INVAR_OK) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    const int64_t *shape = invar_dataset_shape(test);
+    if (job->normalize) {
+        if (shape[0] > 4) {
+            cli_error("eval: normalize: at most 4 channels");
+            goto done;
+        }
+        invar_dataset_stats(train, mean, std);
+    }
+    const float *pm = job->normalize ? mean : NULL, *ps = job->normalize ? std : NULL;
+    int64_t n = invar_dataset_count(test), dim = invar_encoder_dim(enc);
+    r->images = n;
+    r->dim = dim;
+    if (n < 2) {
+        cli_error("eval: --invariance needs at least 2 images in the %s split, it has %lld",
+                  INVARIANCE_SPLIT, (long long)n);
+        goto done;
+    }
+    /* The largest image any step makes, and the scratch its chain needs. */
+    int64_t most = shape[0] * shape[1] * shape[2], scratch_n = 0;
+    for (size_t j = 0; j < r->n; j++) {
+        struct invar_view one = {r->steps[j].use, 1};
+        int64_t out[3], s = invar_view_scratch_numel(&one, shape);
+        invar_view_out_shape(&one, shape, out);
+        if (out[0] != shape[0]) {
+            cli_error("eval: %s: %s turns %lld channels into %lld: the encoder takes %lld",
+                      r->steps[j].key, r->steps[j].use->plugin->name, (long long)shape[0],
+                      (long long)out[0], (long long)shape[0]);
+            goto done;
+        }
+        most = out[0] * out[1] * out[2] > most ? out[0] * out[1] * out[2] : most;
+        scratch_n = s > scratch_n ? s : scratch_n;
+    }
+    g = invar_graph_create(64u << 20);
+    orig = malloc((size_t)(n * dim) * sizeof *orig);                // (N, D)
+    feat = malloc((size_t)(INVARIANCE_BATCH * dim) * sizeof *feat); // (B, D)
+    img = malloc((size_t)(INVARIANCE_BATCH * most) * sizeof *img);  // (B, C, H', W')
+    scratch = malloc((size_t)(scratch_n ? scratch_n : 1) * sizeof *scratch);
+    if (!g || !orig || !feat || !img || !scratch) {
+        cli_error("eval: out of memory for --invariance (%lld images of %lld features)",
+                  (long long)n, (long long)dim);
+        goto done;
+    }
+    invar_graph_set_grad(g, 0);
+    invar_graph_set_training(g, 0);
+    for (int64_t s = 0; s < n; s += INVARIANCE_BATCH) {
+        int64_t b = n - s < INVARIANCE_BATCH ? n - s : INVARIANCE_BATCH;
+        embed_images(enc, g, invar_dataset_sample(test, s), b, shape, pm, ps, orig + s * dim);
+    }
+    /* Sums in sample order, in double. */
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++)
+        sum += cosine(orig + i * dim, orig + ((i + n / 2) % n) * dim, dim);
+    r->baseline = sum / (double)n;
+    for (size_t j = 0; j < r->n; j++) {
+        struct invar_view one = {r->steps[j].use, 1};
+        int64_t out[3];
+        invar_view_out_shape(&one, shape, out);
+        int64_t numel = out[0] * out[1] * out[2];
+        sum = 0;
+        for (int64_t s = 0; s < n; s += INVARIANCE_BATCH) {
+            int64_t b = n - s < INVARIANCE_BATCH ? n - s : INVARIANCE_BATCH;
+            for (int64_t i = 0; i < b; i++)
+                invar_view_apply(&one, INVARIANCE_SEED, 0, s + i, 0,
+                                 invar_dataset_sample(test, s + i), shape, img + i * numel, scratch,
+                                 scratch_n);
+            embed_images(enc, g, img, b, out, pm, ps, feat);
+            for (int64_t i = 0; i < b; i++)
+                sum += cosine(orig + (s + i) * dim, feat + i * dim, dim);
+        }
+        r->steps[j].value = sum / (double)n;
+    }
+    rc = 0;
+done:
+    free(orig), free(feat), free(img), free(scratch);
+    invar_graph_destroy(g);
+    invar_encoder_destroy(enc);
+    invar_dataset_destroy(test);
+    invar_dataset_destroy(train);
+    return rc;
+}
+
+/* The protocol beside the results, then one metric per step and the baseline at the run's
+ * last step and epoch. */
+static int invariance_store(const struct loaded_run *l, int64_t epoch,
+                            const struct invariance_result *r)
+{
+    struct invar_error err = {{0}};
+    char seed[32], images[32], batch[32];
+    snprintf(seed, sizeof seed, "%d", INVARIANCE_SEED);
+    snprintf(images, sizeof images, "%lld", (long long)r->images);
+    snprintf(batch, sizeof batch, "%d", INVARIANCE_BATCH);
+    const struct invar_store_param ps[] = {
+        {"eval.invariance.split", INVARIANCE_SPLIT},
+        {"eval.invariance.images", images},
+        {"eval.invariance.features", "online encoder output in eval mode, normalised inputs"},
+        {"eval.invariance.similarity", "cosine"},
+        {"eval.invariance.augment", "each distinct step alone, with its probability p"},
+        {"eval.invariance.rng", "seed, epoch 0, sample index, view 0"},
+        {"eval.invariance.seed", seed},
+        {"eval.invariance.batch", batch},
+        {"eval.invariance.baseline", "image i against image (i + N/2) mod N"},
+    };
+    struct invar_store_metric m[INVARIANCE_MAX_STEPS + 1];
+    int64_t step;
+    if (final_step(l, &step))
+        return 1;
+    for (size_t j = 0; j < r->n; j++)
+        m[j] = (struct invar_store_metric){r->steps[j].key, step, epoch, r->steps[j].value, 0};
+    m[r->n] = (struct invar_store_metric){"invariance/baseline", step, epoch, r->baseline, 0};
+    if (invar_store_log_params(l->db, l->row.id, ps, sizeof ps / sizeof ps[0], &err) != INVAR_OK ||
+        invar_store_log_metrics(l->db, l->row.id, m, r->n + 1, &err) != INVAR_OK) {
         cli_error("%s", err.msg);
         return 1;
     }
@@ -252,7 +508,7 @@ static int parse_k(const char *s, int64_t *k)
 int cmd_eval(const struct cli_globals *g, int argc, char **argv)
 {
     const char *ref = NULL;
-    int knn = 0, linear = 0, cluster = 0;
+    int knn = 0, linear = 0, cluster = 0, invariance = 0;
     int64_t k = 0; /* 0: the dataset's number of classes */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--knn"))
@@ -261,6 +517,8 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
             linear = 1;
         else if (!strcmp(argv[i], "--cluster"))
             cluster = 1;
+        else if (!strcmp(argv[i], "--invariance"))
+            invariance = 1;
         else if (!strcmp(argv[i], "--k")) {
             if (i + 1 == argc) {
                 cli_error("eval: --k needs a number of clusters");
@@ -285,7 +543,7 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
         return 2;
     }
     /* No flag at all: the trainer's own final evaluation, kNN and the linear probe. */
-    if (!knn && !linear && !cluster)
+    if (!knn && !linear && !cluster && !invariance)
         knn = linear = 1;
     static struct loaded_run l;
     memset(&l, 0, sizeof l);
@@ -298,6 +556,12 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
         cli_error("%s", err.msg);
         goto out;
     }
+    /* Before the trainer's evaluation, which sets OpenBLAS's thread count to the
+     * experiment's: GEMM's rounding depends on it, and the figures are the same to the bit
+     * whether --knn or --linear come along or not. */
+    static struct invariance_result ir;
+    if (invariance && (invariance_eval(&l, &ir) || invariance_store(&l, next_epoch - 1, &ir)))
+        goto out;
     struct invar_result res = {.knn_top1 = -1, .knn_top5 = -1, .linear_top1 = -1};
     if (knn || linear) {
         /* Resuming at the checkpoint's own epoch trains nothing and evaluates: the trainer's
@@ -336,6 +600,17 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
                 "restarts (inertia %.6g), %ld classes\n",
                 (long long)cr.k, (long long)cr.n, (long long)cr.dim, CLUSTER_SPLIT,
                 CLUSTER_RESTARTS, cr.inertia, (long)cr.classes);
+    /* One line per figure, the metric's name then its value, so that a script can read them
+     * as it reads the database. */
+    for (size_t j = 0; invariance && j < ir.n; j++)
+        printf("%s %.6f\n", ir.steps[j].key, ir.steps[j].value);
+    if (invariance) {
+        printf("invariance/baseline %.6f\n", ir.baseline);
+        fprintf(stderr,
+                "invariance: mean cosine similarity over the %lld %s images (%lld features) of "
+                "each image and its augmented copy (baseline: another image)\n",
+                (long long)ir.images, INVARIANCE_SPLIT, (long long)ir.dim);
+    }
     rc = 0;
 out:
     loaded_run_deinit(&l);

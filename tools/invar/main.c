@@ -24,13 +24,17 @@ static const struct cli_command commands[] = {
      "invar sweep EXP.yaml [-j N] [KEY=V1,V2,...] [KEY=V...] [--dry-run] [--name NAME]"},
     {"report", cmd_report, "tables (mean ± std over seeds) and plots of a sweep",
      "invar report [--sweep NAME] [--by KEYS] [--metric M] [--csv F] [--html F]"},
-    {"eval", cmd_eval, "evaluate a run's encoder from its checkpoint (kNN, linear probe, k-means)",
-     "invar eval RUN [--knn] [--linear] [--cluster [--k N]]\n\n"
+    {"eval", cmd_eval, "evaluate a run's checkpoint: kNN, linear probe, k-means, invariance",
+     "invar eval RUN [--knn] [--linear] [--cluster [--k N]] [--invariance]\n\n"
      "  --knn        weighted kNN, training features as memory (knn_top1, knn_top5)\n"
      "  --linear     the linear probe (linear_top1; also runs kNN)\n"
      "  --cluster    k-means on the L2-normalised test features, scored against the labels:\n"
      "               cluster_acc (percent, Hungarian matching) and cluster_nmi (0 to 1)\n"
      "  --k N        clusters for --cluster (default: the dataset's number of classes)\n"
+     "  --invariance for each augmentation step, the mean cosine similarity of the test\n"
+     "               images' features and their augmented copies' (1: invariant), as\n"
+     "               invariance/<plugin> (invariance/<plugin>.K when a plugin has several\n"
+     "               steps), and invariance/baseline: two different images' similarity\n"
      "\nWith no flag: --knn --linear. Results are added to the run's metrics."},
     {"embed", cmd_embed, "write a split's embeddings as NumPy .npy (float32) plus labels",
      "invar embed RUN --out F.npy [--split train|test]"},

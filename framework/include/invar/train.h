@@ -113,6 +113,15 @@ INVAR_API double invar_collapse_std(const float *features, int64_t n, int64_t di
 INVAR_API enum invar_status invar_checkpoint_next_epoch(const char *path, int64_t *next_epoch,
                                                         struct invar_error *err);
 
+/* A checkpoint's online encoder as the trainer built it: job's encoder for the output shape
+ * of its first view on samples of data_shape (C, H, W), weights and BN statistics ("online.*")
+ * loaded from path. Free with invar_encoder_destroy. For measurements on inputs of one's own
+ * (`invar eval --invariance` embeds augmented images). */
+INVAR_API enum invar_status invar_checkpoint_encoder(const struct invar_job *job, const char *path,
+                                                     const int64_t data_shape[3],
+                                                     struct invar_encoder **out,
+                                                     struct invar_error *err);
+
 /* Features of one dataset split under a checkpoint's online encoder. */
 struct invar_embedding {
     int64_t n, dim;
