@@ -1,4 +1,7 @@
-/* conv2d: im2col + one sgemm per chunk of images, forward and backward side by side.
+/* conv2d, forward and backward side by side, by one of two paths: stride-1 layers on planes at
+ * least CONV_DIRECT_MIN_OW wide take the direct path (further down: register-tiled kernels over
+ * flat padded planes, no im2col, no OpenBLAS); every other layer takes im2col + one sgemm per
+ * chunk of images, described here.
  *
  * Layout. A chunk of nb images is unrolled into col (K, P) with K = C*KH*KW rows ordered like
  * the weight's (c, kh, kw) and P = nb*OH*OW columns ordered (n, oh, ow), so each GEMM has the
