@@ -222,8 +222,9 @@ static void bn_stats(const struct bn_job *j, int64_t lo, int64_t hi)
     }
 }
 
-static void bn_forward_channels(void *arg, int64_t lo, int64_t hi)
+static void bn_forward_channels(void *arg, int slice, int64_t lo, int64_t hi)
 {
+    (void)slice;
     const struct bn_job *j = arg;
     const int64_t m = j->n * j->sp;
     if (j->training)
@@ -263,8 +264,9 @@ static void bn_forward_channels(void *arg, int64_t lo, int64_t hi)
         }
 }
 
-static void bn_backward_channels(void *arg, int64_t lo, int64_t hi)
+static void bn_backward_channels(void *arg, int slice, int64_t lo, int64_t hi)
 {
+    (void)slice;
     const struct bn_job *j = arg;
     const int64_t m = j->n * j->sp;
     for (int64_t ch = lo; ch < hi; ch++)

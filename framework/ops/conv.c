@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "graph_internal.h"
+#include "parallel.h"
 
 /* Target size of one chunk's col buffer (at least one image per chunk), and the largest
  * whole-batch col kept for backward. 16 MB beat 6 and 48 MB on the ops benchmark: fewer GEMM
@@ -55,6 +56,7 @@ void conv_set_limits(size_t chunk_bytes, size_t keep_bytes, int64_t par_min)
     conv_chunk_bytes = dflt ? CONV_CHUNK_BYTES : chunk_bytes;
     conv_keep_bytes = dflt ? CONV_KEEP_BYTES : keep_bytes;
     conv_par_min = dflt ? CONV_PAR_MIN : par_min;
+    ops_set_par_min(dflt ? 0 : par_min); /* the direct path's slices */
 }
 
 /* How images (C, H, W) unroll under a KH x KW window into (OH, OW) positions. */
@@ -337,9 +339,9 @@ static void bias_grad_channels(const struct conv_job *job, int64_t lo, int64_t h
  *                                                 zero at dropped positions: a tile of 6 taps x
  *                                                 16 channels broadcasts 6 inputs per position
  *                                                 against 2 vectors of dy, 12 FMAs per 8 loads
- * Each thread takes a fixed half of the batch with its own buffers and its own dw partial,
- * and the partials are summed in a fixed order: results depend on neither scheduling nor
- * whether a thread could start. The GEMMs here never go through OpenBLAS. */
+ * Each of ops_parallel_for's fixed slices (half the batch) has its own buffers and its own dw
+ * partial, and the partials are summed in a fixed order: results depend on neither scheduling
+ * nor whether a thread ran. The GEMMs here never go through OpenBLAS. */
 #define DIR_MR 4  /* output channels per tile */
 #define DIR_NR 24 /* flat positions per tile: three vectors of 8 */
 #define DIR_DO 16 /* output channels per dw tile: two vectors */
@@ -540,7 +542,7 @@ struct direct_job {
     float *y;                /* forward output (N, O, OH, OW) */
     const float *dy;         /* backward: (N, O, OH, OW) */
     float *dx, *dw;          /* backward: x->grad or NULL; per-thread dw partials or NULL */
-    float *bufs[CONV_THREADS];
+    float *bufs[OPS_THREADS]; /* per slice */
     size_t buf_floats;
 };
 
@@ -564,8 +566,10 @@ static size_t direct_buf_floats(const struct direct_job *j)
     return n;
 }
 
-static void direct_forward_slice(const struct direct_job *j, int t, int64_t lo, int64_t hi)
+/* Images [lo, hi) of one of ops_parallel_for's fixed slices, with slice t's buffers. */
+static void direct_forward_slice(void *arg, int t, int64_t lo, int64_t hi)
 {
+    const struct direct_job *j = arg;
     const struct direct_geom *d = j->fg;
     float *xp = j->bufs[t], *yf = xp + d->xp_len;
     memset(xp, 0, (size_t)d->xp_len * sizeof *xp);
@@ -575,8 +579,9 @@ static void direct_forward_slice(const struct direct_job *j, int t, int64_t lo, 
     }
 }
 
-static void direct_backward_slice(const struct direct_job *j, int t, int64_t lo, int64_t hi)
+static void direct_backward_slice(void *arg, int t, int64_t lo, int64_t hi)
 {
+    const struct direct_job *j = arg;
     const struct direct_geom *f = j->fg, *b = j->bg;
     float *p = j->bufs[t];
     float *xp = NULL, *dyt = NULL, *dyp = NULL, *dxf = NULL;
@@ -610,43 +615,6 @@ static void direct_backward_slice(const struct direct_job *j, int t, int64_t lo,
             direct_pad(b, dyp, dy);
             direct_image(b, j->boff, j->wtpk, dyp, dxf, j->dx + i * img_in, NULL, 1);
         }
-    }
-}
-
-typedef void (*direct_slice_fn)(const struct direct_job *j, int t, int64_t lo, int64_t hi);
-
-struct direct_part {
-    direct_slice_fn fn;
-    const struct direct_job *job;
-    int64_t n;
-    int t;
-};
-
-static void *direct_part_run(void *arg)
-{
-    const struct direct_part *pt = arg;
-    pt->fn(pt->job, pt->t, pt->n * pt->t / CONV_THREADS, pt->n * (pt->t + 1) / CONV_THREADS);
-    return NULL;
-}
-
-/* fn over images [0, n) in CONV_THREADS fixed slices, each with its own buffers, on threads
- * when the work is large; a slice whose thread fails to start runs here afterwards. */
-static void direct_parallel(direct_slice_fn fn, const struct direct_job *job, int64_t n,
-                            int64_t work)
-{
-    struct direct_part pt[CONV_THREADS];
-    pthread_t th[CONV_THREADS];
-    int started[CONV_THREADS] = {0};
-    for (int t = 0; t < CONV_THREADS; t++)
-        pt[t] = (struct direct_part){fn, job, n, t};
-    for (int t = 1; t < CONV_THREADS && work >= conv_par_min; t++)
-        started[t] = pthread_create(&th[t], NULL, direct_part_run, &pt[t]) == 0;
-    direct_part_run(&pt[0]);
-    for (int t = 1; t < CONV_THREADS; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            direct_part_run(&pt[t]);
     }
 }
 
@@ -694,9 +662,9 @@ static void conv_forward_direct(struct invar_graph *g, const struct conv_shape *
                            .bias = b ? b->data : NULL,
                            .y = y->data};
     j.buf_floats = direct_buf_floats(&j);
-    for (int t = 0; t < CONV_THREADS; t++)
+    for (int t = 0; t < OPS_THREADS; t++)
         j.bufs[t] = graph_alloc(g, j.buf_floats * sizeof(float));
-    direct_parallel(direct_forward_slice, &j, s->n, s->n * s->o * d.q * d.k);
+    ops_parallel_for(direct_forward_slice, &j, s->n, s->n * s->o * d.q * d.k);
 }
 
 static void conv_backward_direct(struct invar_graph *g, const struct conv_shape *s,
@@ -713,7 +681,7 @@ static void conv_backward_direct(struct invar_graph *g, const struct conv_shape 
     j.foff = off;
     const int64_t o16 = direct_o16(&f);
     if (need_dw) /* per thread, (K, o16) */
-        j.dw = graph_alloc(g, (size_t)(CONV_THREADS * f.k * o16) * sizeof(float));
+        j.dw = graph_alloc(g, (size_t)(OPS_THREADS * f.k * o16) * sizeof(float));
     if (need_dx) {
         int32_t *boff = graph_alloc(g, (size_t)bk.k * sizeof *boff);
         direct_offsets(&bk, boff);
@@ -722,15 +690,14 @@ static void conv_backward_direct(struct invar_graph *g, const struct conv_shape 
         j.dx = x->grad;
     }
     j.buf_floats = direct_buf_floats(&j);
-    for (int t = 0; t < CONV_THREADS; t++)
+    for (int t = 0; t < OPS_THREADS; t++)
         j.bufs[t] = graph_alloc(g, j.buf_floats * sizeof(float));
-    direct_parallel(direct_backward_slice, &j, s->n,
-                    s->n * s->o * f.q * f.k * (need_dx + need_dw));
+    ops_parallel_for(direct_backward_slice, &j, s->n, s->n * s->o * f.q * f.k * (need_dx + need_dw));
     /* the partials in a fixed order, whoever finished first, back to (O, K) */
     for (int64_t o = 0; need_dw && o < f.o; o++)
         for (int64_t k = 0; k < f.k; k++) {
             float acc = 0.0f;
-            for (int t = 0; t < CONV_THREADS; t++)
+            for (int t = 0; t < OPS_THREADS; t++)
                 acc += j.dw[(t * f.k + k) * o16 + o];
             w->grad[o * f.k + k] += acc;
         }

@@ -13,6 +13,7 @@ void ops_set_par_min(int64_t work)
 struct ops_slice {
     ops_slice_fn fn;
     void *arg;
+    int slice;
     int64_t lo, hi;
 };
 
@@ -20,7 +21,7 @@ static void *ops_slice_run(void *p)
 {
     const struct ops_slice *s = p;
     if (s->lo < s->hi)
-        s->fn(s->arg, s->lo, s->hi);
+        s->fn(s->arg, s->slice, s->lo, s->hi);
     return NULL;
 }
 
@@ -28,16 +29,12 @@ void ops_parallel_for(ops_slice_fn fn, void *arg, int64_t n, int64_t work)
 {
     if (n <= 0)
         return;
-    if (work < ops_par_min || n < 2) {
-        fn(arg, 0, n);
-        return;
-    }
     struct ops_slice s[OPS_THREADS];
     pthread_t th[OPS_THREADS];
     int started[OPS_THREADS] = {0};
     for (int t = 0; t < OPS_THREADS; t++)
-        s[t] = (struct ops_slice){fn, arg, n * t / OPS_THREADS, n * (t + 1) / OPS_THREADS};
-    for (int t = 1; t < OPS_THREADS; t++)
+        s[t] = (struct ops_slice){fn, arg, t, n * t / OPS_THREADS, n * (t + 1) / OPS_THREADS};
+    for (int t = 1; t < OPS_THREADS && work >= ops_par_min && n >= 2; t++)
         started[t] = pthread_create(&th[t], NULL, ops_slice_run, &s[t]) == 0;
     ops_slice_run(&s[0]);
     /* a slice whose thread did not start runs here: the same slice, so the same result */

@@ -1,6 +1,6 @@
 /* Fixed-slice parallel loops for the memory-bound ops (batch-norm, pooling, ...).
  *
- *     static void rows(void *arg, int64_t lo, int64_t hi) { ... items [lo, hi) ... }
+ *     static void rows(void *arg, int slice, int64_t lo, int64_t hi) { ... items [lo, hi) ... }
  *     ops_parallel_for(rows, &job, n_items, n_items * floats_per_item);
  *
  * [0, n) is cut into OPS_THREADS slices that depend on n alone, never on the machine or the
@@ -21,9 +21,11 @@
 #define OPS_THREADS 2
 #define OPS_PAR_MIN ((int64_t)1 << 17)
 
-typedef void (*ops_slice_fn)(void *arg, int64_t lo, int64_t hi);
+typedef void (*ops_slice_fn)(void *arg, int slice, int64_t lo, int64_t hi);
 
-/* fn(arg, lo, hi) over the slices of [0, n); work is the floats the whole loop touches. */
+/* fn(arg, slice, lo, hi) over the OPS_THREADS slices of [0, n); work is the floats the whole
+ * loop touches. Below OPS_PAR_MIN the slices run one after another on the caller, still cut the
+ * same way, so a loop that keeps one partial result per slice (conv's dw) sums the same bits. */
 GRAPH_HIDDEN void ops_parallel_for(ops_slice_fn fn, void *arg, int64_t n, int64_t work);
 
 /* Test hook: the smallest work that is split (0 restores OPS_PAR_MIN), so tests can run the

@@ -27,8 +27,9 @@ struct pool2_job {
     int64_t h, w, oh, ow;
 };
 
-static void maxpool2_planes(void *arg, int64_t lo, int64_t hi)
+static void maxpool2_planes(void *arg, int slice, int64_t lo, int64_t hi)
 {
+    (void)slice;
     const struct pool2_job *j = arg;
     for (int64_t p = lo; p < hi; p++) {
         const float *src = j->x + p * j->h * j->w; // (H, W)
@@ -54,8 +55,9 @@ static void maxpool2_planes(void *arg, int64_t lo, int64_t hi)
     }
 }
 
-static void maxpool2_backward_planes(void *arg, int64_t lo, int64_t hi)
+static void maxpool2_backward_planes(void *arg, int slice, int64_t lo, int64_t hi)
 {
+    (void)slice;
     const struct pool2_job *j = arg;
     for (int64_t p = lo; p < hi; p++) {
         float *dx = j->dx + p * j->h * j->w;         // (H, W)
