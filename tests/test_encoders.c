@@ -11,45 +11,14 @@
 #include "invar/train.h"
 
 #include "gradcheck.h"
+#include "registry_fixture.h"
 
-static struct invar_registry *reg;
-static void *configs[16];
-static int n_configs;
-
-static void suite_init(void)
-{
-    struct invar_error err = {0};
-    cr_assert_eq(invar_registry_create(&reg), INVAR_OK);
-    cr_assert_eq(invar_registry_scan(reg, NULL, &err), INVAR_OK, "%s", err.msg);
-}
-
-static void suite_fini(void)
-{
-    for (int i = 0; i < n_configs; i++)
-        invar_plugin_config_destroy(configs[i]);
-    n_configs = 0;
-    invar_registry_destroy(reg);
-    reg = NULL;
-}
-
-TestSuite(encoders, .init = suite_init, .fini = suite_fini);
+TestSuite(encoders, .init = rf_init, .fini = rf_fini);
 
 /* An encoder plugin with its defaults and the given KEY, VALUE pairs (NULL-terminated). */
 static struct invar_plugin_use encoder_use(const char *name, const char *const *kv)
 {
-    const struct invar_registry_entry *e = invar_registry_find(reg, INVAR_KIND_ENCODER, name);
-    cr_assert_not_null(e, "encoder %s is not in the build tree", name);
-    struct invar_error err = {0};
-    void *cfg = NULL;
-    cr_assert_eq(invar_plugin_config_create(e->desc, &cfg, &err), INVAR_OK, "%s", err.msg);
-    cr_assert_lt(n_configs, 16);
-    configs[n_configs++] = cfg;
-    for (; kv && kv[0]; kv += 2) {
-        const struct invar_param_spec *s = invar_param_find(e->desc->params, kv[0]);
-        cr_assert_not_null(s, "%s has no parameter %s", name, kv[0]);
-        cr_assert_eq(invar_param_set(s, cfg, kv[1], 0, &err), INVAR_OK, "%s", err.msg);
-    }
-    return (struct invar_plugin_use){e->desc, cfg, 1};
+    return rf_use(INVAR_KIND_ENCODER, name, kv);
 }
 
 static struct invar_encoder *encoder_new(const char *name, const char *const *kv,
@@ -217,6 +186,60 @@ Test(encoders, mlp_input_gradient_in_training_mode)
 
 /* ---- train vs eval ------------------------------------------------------------------------ */
 
+/* Train-mode passes on shifted inputs (seeds seed..seed+2) must move the running statistics rm
+ * and rv (every channel when all, else at least one); then an eval-mode pass differs from the
+ * training pass, leaves the buffers alone, repeats bit for bit, and gives sample 1 alone the
+ * same features (dim 4) as inside the batch. */
+static void check_eval_mode(struct invar_encoder *enc, const int64_t in[3],
+                            const struct invar_tensor *rm, const struct invar_tensor *rv,
+                            uint64_t seed, int all)
+{
+    struct invar_params *p = invar_encoder_params(enc);
+    struct invar_graph *g = invar_graph_create(1 << 22);
+    for (int s = 0; s < 3; s++) {
+        invar_graph_reset(g);
+        struct invar_tensor *x = random_input(g, 4, in, seed + (uint64_t)s);
+        for (int64_t i = 0; i < x->numel; i++)
+            x->data[i] = 3.0f * x->data[i] + 2.0f;
+        invar_encoder_forward(enc, g, x);
+    }
+    int moved = 0;
+    for (int64_t c = 0; c < rv->numel; c++)
+        moved += all ? rv->data[c] != 1.0f && rm->data[c] != 0.0f
+                     : rv->data[c] != 1.0f || rm->data[c] != 0.0f;
+    if (all)
+        cr_assert_eq(moved, rv->numel, "running statistics did not all move in training mode");
+    else
+        cr_assert_gt(moved, 0, "running statistics did not move in training mode");
+
+    size_t nb = invar_params_buffer_numel(p);
+    float *saved = malloc(nb * sizeof *saved);
+    invar_graph_reset(g);
+    struct invar_tensor *x = random_input(g, 2, in, 9);
+    struct invar_tensor *ytrain = invar_encoder_forward(enc, g, x);
+    memcpy(saved, invar_params_buffers(p), nb * sizeof *saved); /* after the training pass */
+    invar_graph_set_training(g, 0);
+    struct invar_tensor *yeval = invar_encoder_forward(enc, g, x);
+    double diff = 0;
+    for (int64_t i = 0; i < yeval->numel; i++)
+        diff = fmax(diff, fabs((double)yeval->data[i] - ytrain->data[i]));
+    cr_expect_gt(diff, 1e-3, "eval and train outputs agree (max diff %g)", diff);
+    cr_expect_eq(memcmp(saved, invar_params_buffers(p), nb * sizeof *saved), 0,
+                 "an eval-mode pass changed the running statistics");
+
+    /* eval is deterministic and per-sample */
+    struct invar_tensor *again = invar_encoder_forward(enc, g, x);
+    cr_expect_eq(memcmp(again->data, yeval->data, (size_t)yeval->numel * sizeof(float)), 0);
+    const int64_t img = in[0] * in[1] * in[2];
+    struct invar_tensor *x1 = invar_graph_tensor(g, 4, (int64_t[]){1, in[0], in[1], in[2]});
+    memcpy(x1->data, x->data + img, (size_t)img * sizeof(float));
+    struct invar_tensor *y1 = invar_encoder_forward(enc, g, x1);
+    for (int64_t j = 0; j < 4; j++)
+        cr_expect_float_eq(y1->data[j], yeval->data[4 + j], 1e-5);
+    free(saved);
+    invar_graph_destroy(g);
+}
+
 Test(encoders, eval_mode_uses_running_statistics)
 {
     int64_t in[3] = {1, 8, 8};
@@ -231,43 +254,7 @@ Test(encoders, eval_mode_uses_running_statistics)
         cr_assert_eq(rm->data[c], 0.0f);
         cr_assert_eq(rv->data[c], 1.0f);
     }
-    struct invar_graph *g = invar_graph_create(1 << 22);
-    /* a few training-mode passes on shifted inputs move the running statistics */
-    for (int s = 0; s < 3; s++) {
-        invar_graph_reset(g);
-        struct invar_tensor *x = random_input(g, 4, in, 100 + (uint64_t)s);
-        for (int64_t i = 0; i < x->numel; i++)
-            x->data[i] = 3.0f * x->data[i] + 2.0f;
-        invar_encoder_forward(enc, g, x);
-    }
-    int moved = 0;
-    for (int64_t c = 0; c < rm->numel; c++)
-        moved += rm->data[c] != 0.0f || rv->data[c] != 1.0f;
-    cr_assert_gt(moved, 0, "running statistics did not move in training mode");
-    size_t nb = invar_params_buffer_numel(p);
-    float *saved = malloc(nb * sizeof *saved);
-
-    invar_graph_reset(g);
-    struct invar_tensor *x = random_input(g, 2, in, 9);
-    struct invar_tensor *ytrain = invar_encoder_forward(enc, g, x);
-    memcpy(saved, invar_params_buffers(p), nb * sizeof *saved); /* after the training pass */
-    invar_graph_set_training(g, 0);
-    struct invar_tensor *yeval = invar_encoder_forward(enc, g, x);
-    double diff = 0;
-    for (int64_t i = 0; i < yeval->numel; i++)
-        diff = fmax(diff, fabs((double)yeval->data[i] - ytrain->data[i]));
-    cr_expect_gt(diff, 1e-3, "eval and train outputs agree (max diff %g)", diff);
-    cr_expect_eq(memcmp(saved, invar_params_buffers(p), nb * sizeof *saved), 0,
-                 "an eval-mode pass changed the running statistics");
-
-    /* eval mode treats samples independently: sample 1 alone gives the same features */
-    struct invar_tensor *x1 = invar_graph_tensor(g, 4, (int64_t[]){1, 1, 8, 8});
-    memcpy(x1->data, x->data + 64, 64 * sizeof(float));
-    struct invar_tensor *y1 = invar_encoder_forward(enc, g, x1);
-    for (int64_t j = 0; j < 4; j++)
-        cr_expect_float_eq(y1->data[j], yeval->data[4 + j], 1e-5);
-    free(saved);
-    invar_graph_destroy(g);
+    check_eval_mode(enc, in, rm, rv, 100, 0);
     invar_encoder_destroy(enc);
 }
 
@@ -509,45 +496,6 @@ Test(encoders, resnet_eval_mode_uses_running_statistics)
     struct invar_tensor *rm = invar_params_find(p, "layer4.0.shortcut.bn.running_mean");
     cr_assert_not_null(rv);
     cr_assert_not_null(rm);
-    struct invar_graph *g = invar_graph_create(1 << 22);
-    for (int s = 0; s < 3; s++) {
-        invar_graph_reset(g);
-        struct invar_tensor *x = random_input(g, 4, in, 200 + (uint64_t)s);
-        for (int64_t i = 0; i < x->numel; i++)
-            x->data[i] = 3.0f * x->data[i] + 2.0f;
-        invar_encoder_forward(enc, g, x);
-    }
-    int moved = 0;
-    for (int64_t c = 0; c < rv->numel; c++)
-        moved += rv->data[c] != 1.0f && rm->data[c] != 0.0f;
-    cr_assert_eq(moved, rv->numel, "running statistics of layer4 did not all move");
-
-    size_t nb = invar_params_buffer_numel(p);
-    float *saved = malloc(nb * sizeof *saved);
-    invar_graph_reset(g);
-    struct invar_tensor *x = random_input(g, 2, in, 9);
-    struct invar_tensor *ytrain = invar_encoder_forward(enc, g, x);
-    memcpy(saved, invar_params_buffers(p), nb * sizeof *saved);
-    invar_graph_set_training(g, 0);
-    struct invar_tensor *yeval = invar_encoder_forward(enc, g, x);
-    double diff = 0;
-    for (int64_t i = 0; i < yeval->numel; i++)
-        diff = fmax(diff, fabs((double)yeval->data[i] - ytrain->data[i]));
-    cr_expect_gt(diff, 1e-3, "eval and train outputs agree (max diff %g)", diff);
-    cr_expect_eq(memcmp(saved, invar_params_buffers(p), nb * sizeof *saved), 0,
-                 "an eval-mode pass changed the running statistics");
-
-    /* eval is deterministic and per-sample: a second pass repeats it bit for bit, and sample 1
-     * alone gives the same features as inside the batch */
-    struct invar_tensor *again = invar_encoder_forward(enc, g, x);
-    cr_expect_eq(memcmp(again->data, yeval->data, (size_t)yeval->numel * sizeof(float)), 0);
-    const int64_t img = 3 * 12 * 12;
-    struct invar_tensor *x1 = invar_graph_tensor(g, 4, (int64_t[]){1, 3, 12, 12});
-    memcpy(x1->data, x->data + img, (size_t)img * sizeof(float));
-    struct invar_tensor *y1 = invar_encoder_forward(enc, g, x1);
-    for (int64_t j = 0; j < 4; j++)
-        cr_expect_float_eq(y1->data[j], yeval->data[4 + j], 1e-5);
-    free(saved);
-    invar_graph_destroy(g);
+    check_eval_mode(enc, in, rm, rv, 200, 1);
     invar_encoder_destroy(enc);
 }

@@ -12,48 +12,12 @@
 #include "invar/train.h"
 
 #include "gradcheck.h"
+#include "registry_fixture.h"
 
 #define F 2 /* input features: views are (B, 1, 1, F) */
 #define D 3 /* feature size */
 
-static struct invar_registry *reg;
-static void *configs[32];
-static int n_configs;
-
-static void suite_init(void)
-{
-    struct invar_error err = {0};
-    cr_assert_eq(invar_registry_create(&reg), INVAR_OK);
-    cr_assert_eq(invar_registry_scan(reg, NULL, &err), INVAR_OK, "%s", err.msg);
-}
-
-static void suite_fini(void)
-{
-    for (int i = 0; i < n_configs; i++)
-        invar_plugin_config_destroy(configs[i]);
-    n_configs = 0;
-    invar_registry_destroy(reg);
-    reg = NULL;
-}
-
-TestSuite(objectives, .init = suite_init, .fini = suite_fini);
-
-static struct invar_plugin_use plugin_use(uint32_t kind, const char *name, const char *const *kv)
-{
-    const struct invar_registry_entry *e = invar_registry_find(reg, kind, name);
-    cr_assert_not_null(e, "plugin %s is not in the build tree", name);
-    struct invar_error err = {0};
-    void *cfg = NULL;
-    cr_assert_eq(invar_plugin_config_create(e->desc, &cfg, &err), INVAR_OK, "%s", err.msg);
-    cr_assert_lt(n_configs, 32);
-    configs[n_configs++] = cfg;
-    for (; kv && kv[0]; kv += 2) {
-        const struct invar_param_spec *s = invar_param_find(e->desc->params, kv[0]);
-        cr_assert_not_null(s, "%s has no parameter %s", name, kv[0]);
-        cr_assert_eq(invar_param_set(s, cfg, kv[1], 0, &err), INVAR_OK, "%s", err.msg);
-    }
-    return (struct invar_plugin_use){e->desc, cfg, 1};
-}
+TestSuite(objectives, .init = rf_init, .fini = rf_fini);
 
 /* ---- a hand-built objective context --------------------------------------------------------- */
 
@@ -99,8 +63,8 @@ static void harness_open(struct harness *h, const char *objective, const char *c
 {
     memset(h, 0, sizeof *h);
     h->enc_use =
-        plugin_use(INVAR_KIND_ENCODER, "mlp", (const char *[]){"depth", "0", "dim", "3", NULL});
-    h->obj_use = plugin_use(INVAR_KIND_OBJECTIVE, objective, kv);
+        rf_use(INVAR_KIND_ENCODER, "mlp", (const char *[]){"depth", "0", "dim", "3", NULL});
+    h->obj_use = rf_use(INVAR_KIND_OBJECTIVE, objective, kv);
     h->ops = h->obj_use.plugin->ops.objective;
     struct invar_error err = {0};
     cr_assert_eq(invar_encoder_create(&h->online, &h->enc_use, in_shape, 1, &err), INVAR_OK, "%s",
