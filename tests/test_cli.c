@@ -307,6 +307,26 @@ Test(cli, tiny_run_logs_params_and_metrics_then_eval_and_embed_reuse_it, .timeou
     invar_store_close(db);
 }
 
+/* Polls the database (every 20 ms, up to a minute) until the latest run has logged at least
+ * want epoch losses; returns how many it has, and its id in *id. */
+static size_t wait_for_epochs(size_t want, int64_t *id, struct invar_error *err)
+{
+    size_t logged = 0;
+    for (int tries = 0; tries < 3000 && logged < want; tries++) {
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+        struct invar_store *db;
+        if (invar_store_open(&db, db_path, err) != INVAR_OK)
+            continue;
+        struct invar_store_metric_list ms = {0};
+        if (invar_store_latest_run(db, id, err) == INVAR_OK &&
+            invar_store_read_metrics(db, *id, "loss", &ms, err) == INVAR_OK)
+            logged = ms.count;
+        invar_store_metric_list_deinit(&ms);
+        invar_store_close(db);
+    }
+    return logged;
+}
+
 Test(cli, sigterm_marks_the_run_killed_and_keeps_its_metrics, .timeout = 300)
 {
     pid_t pid = invar_start((const char *const[]){"run", fixture("tiny.yaml"), "train.epochs=200",
@@ -314,19 +334,7 @@ Test(cli, sigterm_marks_the_run_killed_and_keeps_its_metrics, .timeout = 300)
     /* Wait until the run has logged its first epoch, then interrupt it. */
     struct invar_error err = {{0}};
     int64_t id = 0;
-    size_t logged = 0;
-    for (int tries = 0; tries < 3000 && !logged; tries++) {
-        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
-        struct invar_store *db;
-        if (invar_store_open(&db, db_path, &err) != INVAR_OK)
-            continue;
-        struct invar_store_metric_list ms = {0};
-        if (invar_store_latest_run(db, &id, &err) == INVAR_OK &&
-            invar_store_read_metrics(db, id, "loss", &ms, &err) == INVAR_OK)
-            logged = ms.count;
-        invar_store_metric_list_deinit(&ms);
-        invar_store_close(db);
-    }
+    size_t logged = wait_for_epochs(1, &id, &err);
     cr_assert(logged > 0, "no epoch was logged: %s", err.msg);
     kill(pid, SIGTERM);
     cr_assert_eq(invar_wait(pid), 128 + SIGTERM, "%s", err_text);
@@ -355,19 +363,7 @@ Test(cli, resume_continues_a_killed_run_to_the_end, .timeout = 300)
                                                   "eval.linear.epochs=0", NULL});
     struct invar_error err = {{0}};
     int64_t id = 0;
-    size_t logged = 0;
-    for (int tries = 0; tries < 3000 && logged < 2; tries++) {
-        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
-        struct invar_store *db;
-        if (invar_store_open(&db, db_path, &err) != INVAR_OK)
-            continue;
-        struct invar_store_metric_list ms = {0};
-        if (invar_store_latest_run(db, &id, &err) == INVAR_OK &&
-            invar_store_read_metrics(db, id, "loss", &ms, &err) == INVAR_OK)
-            logged = ms.count;
-        invar_store_metric_list_deinit(&ms);
-        invar_store_close(db);
-    }
+    cr_assert_geq(wait_for_epochs(2, &id, &err), 2u, "two epochs were not logged: %s", err.msg);
     kill(pid, SIGINT);
     cr_assert_eq(invar_wait(pid), 128 + SIGINT, "%s", err_text);
 
