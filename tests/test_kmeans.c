@@ -319,3 +319,15 @@ Test(kmeans, pca_whitening_gives_identity_covariance)
     }
     free(x), free(out);
 }
+
+/* (3, 4) -> (0.6, 0.8) by hand; a zero row stays zero; every other row ends at norm 1. */
+Test(kmeans, l2_normalize_rows_by_hand)
+{
+    float x[3 * 2] = {3, 4, 0, 0, -1e-3f, 2e-3f};
+    invar_l2_normalize_rows(x, 3, 2);
+    cr_assert_float_eq(x[0], 0.6f, 1e-7);
+    cr_assert_float_eq(x[1], 0.8f, 1e-7);
+    cr_assert(x[2] == 0.0f && x[3] == 0.0f);
+    cr_assert_float_eq((double)x[4] * x[4] + (double)x[5] * x[5], 1.0, 1e-6);
+    cr_assert_float_eq(x[4], -1.0f / sqrtf(5.0f), 1e-6);
+}

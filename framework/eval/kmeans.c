@@ -219,6 +219,19 @@ done:
     return st;
 }
 
+void invar_l2_normalize_rows(float *x, int64_t n, int64_t d)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float *row = x + i * d; // (D)
+        double ss = 0;
+        for (int64_t j = 0; j < d; j++)
+            ss += (double)row[j] * row[j];
+        const float inv = (float)(1.0 / fmax(sqrt(ss), 1e-12));
+        for (int64_t j = 0; j < d; j++)
+            row[j] *= inv;
+    }
+}
+
 enum invar_status invar_kmeans(const float *x, int64_t n, int64_t d, int64_t k, int64_t iters,
                                uint64_t seed, float *centroids, int32_t *assign, double *inertia,
                                struct invar_error *err)

@@ -125,18 +125,6 @@ static enum invar_status deepcluster_create(const void *config, struct invar_obj
     return INVAR_OK;
 }
 
-static void l2_normalize_rows(float *x, int64_t n, int64_t d)
-{
-    for (int64_t i = 0; i < n; i++) {
-        float *row = x + i * d;
-        double ss = 0;
-        for (int64_t j = 0; j < d; j++)
-            ss += (double)row[j] * row[j];
-        float inv = (float)(1.0 / fmax(sqrt(ss), 1e-12));
-        for (int64_t j = 0; j < d; j++)
-            row[j] *= inv;
-    }
-}
 
 static enum invar_status deepcluster_epoch_begin(void *self, int64_t epoch, struct invar_error *err)
 {
@@ -155,7 +143,7 @@ static enum invar_status deepcluster_epoch_begin(void *self, int64_t epoch, stru
         x = m->white;
         dim = m->cfg.pca_dim;
     }
-    l2_normalize_rows(x, n, dim);
+    invar_l2_normalize_rows(x, n, dim);
     uint64_t seed = invar_rng_stream(ctx->seed, (uint64_t)epoch, 0xdc, 0);
     st = invar_kmeans(x, n, dim, k, m->cfg.kmeans_iters, seed, m->centroids, m->assign, &m->inertia,
                       err);

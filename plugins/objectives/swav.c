@@ -66,18 +66,6 @@ struct swav {
     double used;                     /* fraction of prototypes that are some row's argmax */
 };
 
-static void normalize_rows(float *x, int64_t n, int64_t d)
-{
-    for (int64_t i = 0; i < n; i++) {
-        float *row = x + i * d;
-        double ss = 0;
-        for (int64_t j = 0; j < d; j++)
-            ss += (double)row[j] * row[j];
-        float inv = (float)(1.0 / fmax(sqrt(ss), 1e-12));
-        for (int64_t j = 0; j < d; j++)
-            row[j] *= inv;
-    }
-}
 
 static enum invar_status swav_create(const void *config, struct invar_objective_ctx *ctx,
                                      void **self, struct invar_error *err)
@@ -108,7 +96,7 @@ static enum invar_status swav_init_state(void *self, struct invar_error *err)
 {
     (void)err;
     struct swav *m = self;
-    normalize_rows(m->protos->data, m->protos->shape[0], m->protos->shape[1]);
+    invar_l2_normalize_rows(m->protos->data, m->protos->shape[0], m->protos->shape[1]);
     m->fill = m->ptr = 0;
     return INVAR_OK;
 }
@@ -198,7 +186,7 @@ static void swav_after_step(void *self, struct invar_graph *g, const struct inva
 {
     (void)g, (void)info;
     struct swav *m = self;
-    normalize_rows(m->protos->data, m->protos->shape[0], m->protos->shape[1]);
+    invar_l2_normalize_rows(m->protos->data, m->protos->shape[0], m->protos->shape[1]);
     if (!m->queue)
         return;
     int64_t l = m->cfg.queue, d = m->queue->shape[2], b = m->z[0]->shape[0];

@@ -90,20 +90,6 @@ struct cluster_result {
 };
 
 /* Unit rows; an all-zero row stays zero (it has no direction to keep). */
-static void l2_normalize_rows(float *x, int64_t n, int64_t d) // x (N, D)
-{
-    for (int64_t i = 0; i < n; i++) {
-        float *row = x + i * d;
-        double s = 0;
-        for (int64_t j = 0; j < d; j++)
-            s += (double)row[j] * row[j];
-        if (s > 0) {
-            float inv = (float)(1.0 / sqrt(s));
-            for (int64_t j = 0; j < d; j++)
-                row[j] *= inv;
-        }
-    }
-}
 
 /* k-means on the run's test features (k = the dataset's classes when k_opt is 0), scored
  * against the true labels. Prints and returns nonzero on failure. */
@@ -148,7 +134,7 @@ static int cluster_eval(const struct loaded_run *l, int64_t k_opt, struct cluste
                       (long long)i, CLUSTER_SPLIT, (long)e.labels[i], (long)r->classes);
             goto done;
         }
-    l2_normalize_rows(e.features, e.n, e.dim);
+    invar_l2_normalize_rows(e.features, e.n, e.dim);
     cent = malloc((size_t)(r->k * e.dim) * sizeof *cent); // (k, D)
     assign = malloc((size_t)e.n * sizeof *assign);        // (N) of the current restart
     best = malloc((size_t)e.n * sizeof *best);            // (N) of the kept one

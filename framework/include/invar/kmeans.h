@@ -40,6 +40,11 @@ struct invar_kmeans_stats {
     int converged;    /* 1 when the last assignment step changed nothing */
 };
 
+/* Each row of x (N, D) divided by its L2 norm (summed in double), in place; a row of norm below
+ * 1e-12 is scaled by 1e12 instead, so an all-zero row stays zero. Features are compared by
+ * cosine, so clustering them starts here. */
+INVAR_API void invar_l2_normalize_rows(float *x, int64_t n, int64_t d);
+
 /* k-means++ seeding: the first centroid is a uniform draw, each next one a draw with
  * probability proportional to the squared distance to the nearest centroid chosen so far.
  * x (N, D), centroids (k, D) out. 1 <= k <= n. */
