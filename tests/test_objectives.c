@@ -58,12 +58,12 @@ static void set_linear(struct invar_encoder *e, const float w[D][F], const float
     memcpy(tb->data, b, sizeof(float) * D);
 }
 
-static void harness_open(struct harness *h, const char *objective, const char *const *kv,
-                         int64_t dataset_size, int64_t batch, int n_views)
+static void harness_open_with(struct harness *h, const char *const *enc_kv,
+                              const char *objective, const char *const *kv, int64_t dataset_size,
+                              int64_t batch, int n_views)
 {
     memset(h, 0, sizeof *h);
-    h->enc_use =
-        rf_use(INVAR_KIND_ENCODER, "mlp", (const char *[]){"depth", "0", "dim", "3", NULL});
+    h->enc_use = rf_use(INVAR_KIND_ENCODER, "mlp", enc_kv);
     h->obj_use = rf_use(INVAR_KIND_OBJECTIVE, objective, kv);
     h->ops = h->obj_use.plugin->ops.objective;
     struct invar_error err = {0};
@@ -86,6 +86,13 @@ static void harness_open(struct harness *h, const char *objective, const char *c
     cr_assert_eq(invar_params_finalize(h->ctx.params, 11, &err), INVAR_OK, "%s", err.msg);
     if (h->ops->init_state)
         cr_assert_eq(h->ops->init_state(h->obj, &err), INVAR_OK, "%s", err.msg);
+}
+
+static void harness_open(struct harness *h, const char *objective, const char *const *kv,
+                         int64_t dataset_size, int64_t batch, int n_views)
+{
+    harness_open_with(h, (const char *[]){"depth", "0", "dim", "3", NULL}, objective, kv,
+                      dataset_size, batch, n_views);
 }
 
 static void harness_close(struct harness *h)
@@ -421,6 +428,118 @@ Test(objectives, moco_symmetric_loss_and_enqueue)
     cr_expect_eq(ptr, 1);
     invar_graph_destroy(g);
     harness_close(&h);
+}
+
+/* The rows of normalize(e(x)) for a (b, 1, 1, F) batch x, in training mode, one batch-norm. */
+static void encode_rows(struct invar_encoder *e, int64_t b, const float *x, double out[][D])
+{
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    invar_graph_set_grad(g, 0);
+    struct invar_tensor *y = invar_encoder_forward(e, g, view(g, b, x));
+    for (int64_t i = 0; i < b; i++) {
+        double ss = 0;
+        for (int j = 0; j < D; j++)
+            ss += (double)y->data[i * D + j] * y->data[i * D + j];
+        for (int j = 0; j < D; j++)
+            out[i][j] = y->data[i * D + j] / sqrt(ss);
+    }
+    invar_graph_destroy(g);
+}
+
+/* shuffle_bn 2 on a batch of 6 through an encoder with batch-norm (mlp, one hidden layer):
+ * queries are normalised in the sub-batches {0, 1, 2} and {3, 4, 5}; every key is the encoding
+ * of its own image normalised together with exactly two others (recovered here by trying every
+ * pair), the sub-batches partition the batch, the keys land in the queue in batch order (the
+ * shuffle is undone), the loss is InfoNCE over those queries and keys, and over a few steps
+ * the keys are grouped otherwise than the queries. A batch the splits do not divide is refused. */
+Test(objectives, moco_shuffled_bn_normalises_keys_in_other_sub_batches)
+{
+    enum { B = 6, S = 3 }; /* batch, sub-batch */
+    const char *enc[] = {"depth", "1", "hidden", "4", "dim", "3", NULL};
+    struct harness h;
+    harness_open_with(&h, enc, "moco",
+                      (const char *[]){"queue", "6", "momentum", "1", "temperature", "0.5",
+                                       "shuffle_bn", "2", NULL},
+                      24, B, 2);
+    struct invar_encoder *key = moco_key_encoder(&h);
+    struct invar_tensor *queue = invar_params_find(h.ctx.params, "moco.queue");
+    static const float x0[B * F] = {1.0f, -0.5f, 0.3f, 2.0f,  -1.2f, 0.7f,
+                                    0.4f, -0.9f, 1.7f, -1.1f, -0.3f, 0.6f};
+    static const float x1[B * F] = {0.8f, -0.2f, 0.1f, 1.6f,  -1.5f, 0.2f,
+                                    0.9f, -0.6f, 1.2f, -1.4f, -0.1f, 0.9f};
+    double q[B][D];
+    encode_rows(h.online, S, x0, q);
+    encode_rows(h.online, S, x0 + S * F, q + S);
+    int crossed = 0; /* steps whose keys were not grouped as the queries were */
+    for (int64_t step = 0; step < 4; step++) {
+        float qv[B * D];
+        memcpy(qv, queue->data, sizeof qv);
+        struct invar_graph *g = invar_graph_create(1 << 16);
+        struct invar_tensor *views[2] = {view(g, B, x0), view(g, B, x1)};
+        int64_t idx[B] = {0, 1, 2, 3, 4, 5};
+        struct invar_step_info info = {0, step, step, 4, 0.1};
+        struct invar_tensor *loss = h.ops->loss(h.obj, g, views, 2, idx, &info);
+        cr_assert_eq(invar_graph_bn_splits(g), 1, "the graph's setting is restored");
+        h.ops->after_step(h.obj, g, &info); /* K = B: the keys fill the queue in batch order */
+
+        double k[B][D];
+        unsigned group[B]; /* bit set of the images key i was normalised with, itself included */
+        for (int i = 0; i < B; i++) {
+            group[i] = 0;
+            for (int j = 0; j < B; j++)
+                for (int l = j + 1; l < B; l++) {
+                    if (j == i || l == i)
+                        continue;
+                    float trio[S * F];
+                    double e[S][D];
+                    memcpy(trio, x1 + i * F, F * sizeof(float));
+                    memcpy(trio + F, x1 + j * F, F * sizeof(float));
+                    memcpy(trio + 2 * F, x1 + l * F, F * sizeof(float));
+                    encode_rows(key, S, trio, e);
+                    int same = 1;
+                    for (int c = 0; c < D; c++)
+                        same &= fabs(e[0][c] - queue->data[i * D + c]) < 1e-5;
+                    if (same) {
+                        cr_assert_eq(group[i], 0u, "key %d matches two sub-batches", i);
+                        group[i] = 1u << i | 1u << j | 1u << l;
+                        memcpy(k[i], e[0], sizeof k[i]);
+                    }
+                }
+            cr_assert_neq(group[i], 0u, "step %lld: key %d is not its image normalised with two "
+                          "others", (long long)step, i);
+        }
+        for (int i = 0; i < B; i++)
+            for (int j = 0; j < B; j++)
+                if (group[i] >> j & 1)
+                    cr_assert_eq(group[j], group[i], "sub-batches partition the batch");
+        crossed += group[0] != 07u;
+
+        double want = 0;
+        for (int b = 0; b < B; b++) {
+            double logits[1 + B] = {0};
+            for (int j = 0; j < D; j++)
+                logits[0] += q[b][j] * k[b][j];
+            for (int r = 0; r < B; r++)
+                logits[1 + r] = dot(q[b], qv + r * D);
+            for (int r = 0; r < 1 + B; r++)
+                logits[r] /= 0.5;
+            want += nll(logits, 1 + B, 0) / B;
+        }
+        cr_expect_float_eq(loss->data[0], want, 1e-5, "step %lld: loss %.7g, want %.7g",
+                           (long long)step, loss->data[0], want);
+        invar_graph_destroy(g);
+    }
+    cr_expect_gt(crossed, 0, "the keys were never shuffled across sub-batches");
+    harness_close(&h);
+
+    struct invar_plugin_use use = rf_use(INVAR_KIND_OBJECTIVE, "moco",
+                                         (const char *[]){"shuffle_bn", "4", NULL});
+    struct invar_objective_ctx ctx = {.batch_size = 6, .n_views = 2, .feature_dim = D};
+    struct invar_error err = {0};
+    void *obj = NULL;
+    cr_assert_eq(use.plugin->ops.objective->create(use.config, &ctx, &obj, &err),
+                 INVAR_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "shuffle_bn 4 does not divide the batch size 6"), "%s", err.msg);
 }
 
 struct loss_fn_ctx {

@@ -14,12 +14,14 @@
 struct bnr_args {
     int training, fused;
     struct invar_tensor *rm, *rv; /* (C) */
+    int splits;                   /* invar_graph_set_bn_splits; 0 means 1 */
 };
 
 static struct invar_tensor *bnr_f(struct invar_graph *g, struct invar_tensor **in, void *ctx)
 {
     const struct bnr_args *a = ctx;
     invar_graph_set_training(g, a->training);
+    invar_graph_set_bn_splits(g, a->splits ? a->splits : 1);
     struct invar_tensor *rm = a->training ? NULL : a->rm, *rv = a->training ? NULL : a->rv;
     if (a->fused)
         return invar_batchnorm_relu(g, in[0], in[1], in[2], rm, rv, 0.1f, 1e-5f);
@@ -29,7 +31,7 @@ static struct invar_tensor *bnr_f(struct invar_graph *g, struct invar_tensor **i
 static struct bnr_args bnr_args_make(int64_t c, int training, int fused)
 {
     struct bnr_args a = {training, fused, gc_tensor(1, (int64_t[]){c}, 0),
-                         gc_tensor(1, (int64_t[]){c}, 0)};
+                         gc_tensor(1, (int64_t[]){c}, 0), 1};
     for (int64_t i = 0; i < c; i++)
         a.rv->data[i] = 0.5f + a.rv->data[i] * a.rv->data[i]; /* a positive variance */
     return a;
@@ -47,11 +49,12 @@ static void bnr_inputs(struct invar_tensor *in[3], int ndim, const int64_t *shap
         in[2]->data[i] *= 0.5f;
 }
 
-static void bnr_gradcheck(int ndim, const int64_t *shape, int training)
+static void bnr_gradcheck_split(int ndim, const int64_t *shape, int training, int splits)
 {
     struct invar_tensor *in[3];
     bnr_inputs(in, ndim, shape);
     struct bnr_args a = bnr_args_make(shape[1], training, 1);
+    a.splits = splits;
     /* Keep every pre-activation away from 0, where the ReLU has no derivative: nudge the
      * offending x outward until none is left (moving x moves the batch statistics too). */
     const int64_t sp = ndim == 4 ? shape[2] * shape[3] : 1;
@@ -60,6 +63,7 @@ static void bnr_gradcheck(int ndim, const int64_t *shape, int training)
         struct invar_graph *g = invar_graph_create(1 << 16);
         invar_graph_set_grad(g, 0);
         invar_graph_set_training(g, training);
+        invar_graph_set_bn_splits(g, splits);
         struct invar_tensor *pre = invar_batchnorm(g, in[0], in[1], in[2], training ? NULL : a.rm,
                                                    training ? NULL : a.rv, 0.1f, 1e-5f);
         near = cut = kept = 0;
@@ -82,6 +86,11 @@ static void bnr_gradcheck(int ndim, const int64_t *shape, int training)
     gc_free(a.rm), gc_free(a.rv);
 }
 
+static void bnr_gradcheck(int ndim, const int64_t *shape, int training)
+{
+    bnr_gradcheck_split(ndim, shape, training, 1);
+}
+
 Test(batchnorm_relu, gradcheck_train_2d)
 {
     bnr_gradcheck(2, (int64_t[]){7, 3}, 1);
@@ -102,6 +111,118 @@ Test(batchnorm_relu, gradcheck_eval_2d)
 Test(batchnorm_relu, gradcheck_eval_4d)
 {
     bnr_gradcheck(4, (int64_t[]){2, 3, 4, 3}, 0);
+}
+
+/* Split batch-norm: every sub-batch normalised by its own statistics, so a sub-batch's outputs
+ * depend on the other sub-batches not at all; the finite differences see that too. */
+Test(batchnorm_relu, gradcheck_train_split_4d)
+{
+    bnr_gradcheck_split(4, (int64_t[]){6, 2, 3, 4}, 1, 3);
+}
+Test(batchnorm_relu, gradcheck_train_split_2d)
+{
+    bnr_gradcheck_split(2, (int64_t[]){8, 3}, 1, 2);
+}
+
+/* Splits G: outputs and input gradients bitwise equal to G separate calls on the sub-batches,
+ * gamma/beta gradients their sums, and the running statistics moved toward the mean over the
+ * sub-batches of each one's mean and unbiased variance (computed here in double). In eval mode
+ * the setting changes nothing. */
+static void bn_split_matches_separate_calls(int ndim, const int64_t *shape, int splits)
+{
+    const int64_t n = shape[0], c = shape[1], per = n / splits;
+    const int64_t sp = ndim == 4 ? shape[2] * shape[3] : 1, block = per * c * sp;
+    struct invar_tensor *in[3];
+    bnr_inputs(in, ndim, shape);
+    struct invar_tensor *w = gc_tensor(ndim, shape, 0);
+    struct bnr_args a = bnr_args_make(c, 1, 1);
+    float rm0[16], rv0[16];
+    cr_assert(c <= 16);
+    memcpy(rm0, a.rm->data, (size_t)c * sizeof(float));
+    memcpy(rv0, a.rv->data, (size_t)c * sizeof(float));
+
+    /* one call with splits */
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    cr_assert_eq(invar_graph_bn_splits(g), 1);
+    cr_assert_eq(invar_graph_set_bn_splits(g, splits), 1);
+    for (int k = 0; k < 3; k++)
+        in[k]->grad = invar_graph_zeros(g, in[k]->ndim, in[k]->shape)->data;
+    struct invar_tensor *y = invar_batchnorm_relu(g, in[0], in[1], in[2], a.rm, a.rv, 0.1f, 1e-5f);
+    invar_graph_backward(g, invar_sum(g, invar_mul(g, y, w)));
+
+    /* the same sub-batches one by one, each a plain batch-norm of its own */
+    struct invar_graph *h = invar_graph_create(1 << 16);
+    float dgamma[16] = {0}, dbeta[16] = {0};
+    for (int s = 0; s < splits; s++) {
+        invar_graph_reset(h);
+        int64_t sub_shape[4] = {per, shape[1], ndim == 4 ? shape[2] : 0, ndim == 4 ? shape[3] : 0};
+        struct invar_tensor *xs = invar_graph_tensor(h, ndim, sub_shape);
+        struct invar_tensor *ws = invar_graph_tensor(h, ndim, sub_shape);
+        memcpy(xs->data, in[0]->data + s * block, (size_t)block * sizeof(float));
+        memcpy(ws->data, w->data + s * block, (size_t)block * sizeof(float));
+        xs->requires_grad = 1;
+        xs->grad = invar_graph_zeros(h, ndim, sub_shape)->data;
+        struct invar_tensor gm = *in[1], bt = *in[2];
+        gm.grad = invar_graph_zeros(h, 1, (int64_t[]){c})->data;
+        bt.grad = invar_graph_zeros(h, 1, (int64_t[]){c})->data;
+        struct invar_tensor *ys = invar_batchnorm_relu(h, xs, &gm, &bt, NULL, NULL, 0.1f, 1e-5f);
+        invar_graph_backward(h, invar_sum(h, invar_mul(h, ys, ws)));
+        for (int64_t i = 0; i < block; i++) {
+            cr_assert(ys->data[i] == y->data[s * block + i], "split %d: y[%lld] %.9g vs %.9g", s,
+                      (long long)i, y->data[s * block + i], ys->data[i]);
+            cr_assert(xs->grad[i] == in[0]->grad[s * block + i], "split %d: dx[%lld] differs", s,
+                      (long long)i);
+        }
+        for (int64_t ch = 0; ch < c; ch++)
+            dgamma[ch] += gm.grad[ch], dbeta[ch] += bt.grad[ch];
+    }
+    for (int64_t ch = 0; ch < c; ch++) {
+        cr_assert(fabsf(dgamma[ch] - in[1]->grad[ch]) <= 1e-5f * (1 + fabsf(dgamma[ch])));
+        cr_assert(fabsf(dbeta[ch] - in[2]->grad[ch]) <= 1e-5f * (1 + fabsf(dbeta[ch])));
+        double mean_of_means = 0, mean_of_vars = 0;
+        for (int s = 0; s < splits; s++) {
+            double sum = 0, ss = 0;
+            for (int64_t i = 0; i < per; i++)
+                for (int64_t k = 0; k < sp; k++)
+                    sum += in[0]->data[((s * per + i) * c + ch) * sp + k];
+            const double mu = sum / (double)(per * sp);
+            for (int64_t i = 0; i < per; i++)
+                for (int64_t k = 0; k < sp; k++) {
+                    const double d = in[0]->data[((s * per + i) * c + ch) * sp + k] - mu;
+                    ss += d * d;
+                }
+            mean_of_means += mu / splits;
+            mean_of_vars += ss / (double)(per * sp - 1) / splits;
+        }
+        const double want_m = 0.9 * rm0[ch] + 0.1 * mean_of_means;
+        const double want_v = 0.9 * rv0[ch] + 0.1 * mean_of_vars;
+        cr_assert(fabs(a.rm->data[ch] - want_m) <= 1e-6 * (1 + fabs(want_m)),
+                  "running mean[%lld] %.9g, want %.9g", (long long)ch, a.rm->data[ch], want_m);
+        cr_assert(fabs(a.rv->data[ch] - want_v) <= 1e-6 * (1 + fabs(want_v)),
+                  "running var[%lld] %.9g, want %.9g", (long long)ch, a.rv->data[ch], want_v);
+    }
+
+    /* eval: running statistics, whatever the splits */
+    invar_graph_reset(g);
+    invar_graph_set_training(g, 0);
+    struct invar_tensor *e1 = invar_batchnorm_relu(g, in[0], in[1], in[2], a.rm, a.rv, 0.1f, 1e-5f);
+    invar_graph_set_bn_splits(g, 1);
+    struct invar_tensor *e2 = invar_batchnorm_relu(g, in[0], in[1], in[2], a.rm, a.rv, 0.1f, 1e-5f);
+    cr_assert(memcmp(e1->data, e2->data, (size_t)e1->numel * sizeof(float)) == 0);
+
+    for (int k = 0; k < 3; k++)
+        in[k]->grad = NULL, gc_free(in[k]);
+    invar_graph_destroy(g), invar_graph_destroy(h);
+    gc_free(w), gc_free(a.rm), gc_free(a.rv);
+}
+
+Test(batchnorm, splits_match_separate_calls_4d)
+{
+    bn_split_matches_separate_calls(4, (int64_t[]){8, 5, 6, 7}, 4);
+}
+Test(batchnorm, splits_match_separate_calls_2d)
+{
+    bn_split_matches_separate_calls(2, (int64_t[]){12, 6}, 3);
 }
 
 /* Output, running statistics and every gradient of the fused op against relu(batchnorm(x)) on

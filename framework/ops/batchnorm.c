@@ -25,9 +25,9 @@
 #include "parallel.h"
 
 struct bn_ctx {
-    float *mean; /* (C) the statistics the forward used */
-    float *istd; /* (C) */
-    int training, relu;
+    float *mean; /* (splits, C) the statistics the forward used */
+    float *istd; /* (splits, C) */
+    int training, relu, splits;
 };
 
 /* x as (N, C, S): S = H*W, or 1 for (N, C). */
@@ -408,33 +408,44 @@ static void bn_backward_rows(struct invar_graph *g, const struct bn_job *j)
 
 /* ---- the ops --------------------------------------------------------------------------- */
 
+/* Split batch-norm (invar_graph_set_bn_splits): sub-batch s is images [s*N/G, (s+1)*N/G), a
+ * contiguous block of x; each is one ordinary call on that block with its own statistics. */
+static int64_t bn_split_offset(const struct invar_tensor *x, int splits, int s)
+{
+    return x->numel / splits * s;
+}
+
 static void batchnorm_backward(struct invar_graph *g, struct invar_node *n)
 {
     const struct bn_ctx *ctx = n->ctx;
     struct invar_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2], *y = n->out;
-    struct bn_job j = {
-        .x = x->data,
-        .y = y->data,
-        .dy = y->grad,
-        .dx = x->requires_grad ? x->grad : NULL,
-        .gamma = gamma->data,
-        .dgamma = gamma->requires_grad ? gamma->grad : NULL,
-        .dbeta = beta->requires_grad ? beta->grad : NULL,
-        .mean = ctx->mean,
-        .istd = ctx->istd,
-        .n = x->shape[0],
-        .c = x->shape[1],
-        .sp = bn_spatial(x),
-        .training = ctx->training,
-        .relu = ctx->relu,
-    };
-    if (x->ndim == 2) {
-        bn_backward_rows(g, &j);
-        return;
+    const int64_t c = x->shape[1];
+    for (int s = 0; s < ctx->splits; s++) {
+        const int64_t off = bn_split_offset(x, ctx->splits, s);
+        struct bn_job j = {
+            .x = x->data + off,
+            .y = y->data + off,
+            .dy = y->grad + off,
+            .dx = x->requires_grad ? x->grad + off : NULL,
+            .gamma = gamma->data,
+            .dgamma = gamma->requires_grad ? gamma->grad : NULL,
+            .dbeta = beta->requires_grad ? beta->grad : NULL,
+            .mean = ctx->mean + s * c,
+            .istd = ctx->istd + s * c,
+            .n = x->shape[0] / ctx->splits,
+            .c = c,
+            .sp = bn_spatial(x),
+            .training = ctx->training,
+            .relu = ctx->relu,
+        };
+        if (x->ndim == 2) {
+            bn_backward_rows(g, &j);
+            continue;
+        }
+        j.ch = graph_alloc(g, (size_t)j.c * sizeof *j.ch);
+        j.group = bn_group(j.c, j.sp);
+        ops_parallel_for(bn_backward_channels, &j, j.c, 4 * x->numel / ctx->splits);
     }
-    j.ch = graph_alloc(g, (size_t)j.c * sizeof *j.ch);
-    j.group = bn_group(j.c, j.sp);
-    ops_parallel_for(bn_backward_channels, &j, j.c, 4 * x->numel);
 }
 
 static struct invar_tensor *batchnorm_op(struct invar_graph *g, struct invar_tensor *x,
@@ -449,40 +460,69 @@ static struct invar_tensor *batchnorm_op(struct invar_graph *g, struct invar_ten
     INVAR_ASSERT(!running_mean || running_mean->numel == c);
     INVAR_ASSERT(!running_var || running_var->numel == c);
     const int training = invar_graph_training(g);
+    const int splits = training ? g->bn_splits : 1;
     INVAR_ASSERT(training || (running_mean && running_var));
-    INVAR_ASSERT(!training || m > 1); /* one value per channel has no variance */
+    INVAR_ASSERT(bn % splits == 0);
+    INVAR_ASSERT(!training || m / splits > 1); /* one value per channel has no variance */
 
     struct invar_tensor *y = graph_new_like(g, x);
-    struct bn_job j = {
-        .x = x->data,
-        .y = y->data,
-        .gamma = gamma->data,
-        .beta = beta->data,
-        .mean = graph_alloc(g, (size_t)c * sizeof(float)), // (C)
-        .istd = graph_alloc(g, (size_t)c * sizeof(float)), // (C)
-        .rmean = running_mean ? running_mean->data : NULL,
-        .rvar = running_var ? running_var->data : NULL,
-        .momentum = momentum,
-        .eps = eps,
-        .n = bn,
-        .c = c,
-        .sp = sp,
-        .training = training,
-        .relu = relu,
-    };
-    if (x->ndim == 2) {
-        bn_forward_rows(g, &j);
-    } else {
-        j.ch = graph_alloc(g, (size_t)c * sizeof *j.ch);
-        j.group = bn_group(c, sp);
-        ops_parallel_for(bn_forward_channels, &j, c, 2 * x->numel);
+    float *mean = graph_alloc(g, (size_t)(splits * c) * sizeof(float)); // (splits, C)
+    float *istd = graph_alloc(g, (size_t)(splits * c) * sizeof(float)); // (splits, C)
+    /* With splits, each sub-batch writes its own mean and unbiased variance into bmean/bvar
+     * (a running average with momentum 1 from 0 is exactly the batch's statistic), and the
+     * running statistics move toward their average over the sub-batches. */
+    float *bmean = NULL, *bvar = NULL;
+    if (splits > 1 && (running_mean || running_var)) {
+        bmean = graph_alloc(g, (size_t)(splits * c) * sizeof(float));
+        bvar = graph_alloc(g, (size_t)(splits * c) * sizeof(float));
+        memset(bmean, 0, (size_t)(splits * c) * sizeof(float));
+        memset(bvar, 0, (size_t)(splits * c) * sizeof(float));
     }
+    for (int s = 0; s < splits; s++) {
+        const int64_t off = bn_split_offset(x, splits, s);
+        struct bn_job j = {
+            .x = x->data + off,
+            .y = y->data + off,
+            .gamma = gamma->data,
+            .beta = beta->data,
+            .mean = mean + s * c,
+            .istd = istd + s * c,
+            .rmean = bmean ? bmean + s * c : splits == 1 && running_mean ? running_mean->data : NULL,
+            .rvar = bvar ? bvar + s * c : splits == 1 && running_var ? running_var->data : NULL,
+            .momentum = bmean ? 1.0f : momentum,
+            .eps = eps,
+            .n = bn / splits,
+            .c = c,
+            .sp = sp,
+            .training = training,
+            .relu = relu,
+        };
+        if (x->ndim == 2) {
+            bn_forward_rows(g, &j);
+        } else {
+            j.ch = graph_alloc(g, (size_t)c * sizeof *j.ch);
+            j.group = bn_group(c, sp);
+            ops_parallel_for(bn_forward_channels, &j, c, 2 * x->numel / splits);
+        }
+    }
+    if (bmean)
+        for (int64_t ch = 0; ch < c; ch++) {
+            double sm = 0, sv = 0;
+            for (int s = 0; s < splits; s++)
+                sm += bmean[s * c + ch], sv += bvar[s * c + ch];
+            if (running_mean)
+                running_mean->data[ch] =
+                    (1 - momentum) * running_mean->data[ch] + momentum * (float)(sm / splits);
+            if (running_var)
+                running_var->data[ch] =
+                    (1 - momentum) * running_var->data[ch] + momentum * (float)(sv / splits);
+        }
     struct invar_tensor *in[3] = {x, gamma, beta};
     struct invar_node *n = graph_record(g, relu ? "batchnorm_relu" : "batchnorm", y, in, 3,
                                         batchnorm_backward, sizeof(struct bn_ctx));
     if (n) {
         struct bn_ctx *ctx = n->ctx;
-        *ctx = (struct bn_ctx){j.mean, j.istd, training, relu};
+        *ctx = (struct bn_ctx){mean, istd, training, relu, splits};
     }
     return y;
 }

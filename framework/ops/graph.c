@@ -12,6 +12,7 @@ struct invar_graph *invar_graph_create(size_t initial_bytes)
     invar_arena_init(&g->arena, initial_bytes);
     g->grad_enabled = 1;
     g->training = 1;
+    g->bn_splits = 1;
     return g;
 }
 
@@ -47,6 +48,16 @@ int invar_graph_set_training(struct invar_graph *g, int training)
 }
 
 int invar_graph_training(const struct invar_graph *g) { return g->training; }
+
+int invar_graph_set_bn_splits(struct invar_graph *g, int splits)
+{
+    INVAR_ASSERT(splits >= 1);
+    int old = g->bn_splits;
+    g->bn_splits = splits;
+    return old;
+}
+
+int invar_graph_bn_splits(const struct invar_graph *g) { return g->bn_splits; }
 
 struct invar_arena *invar_graph_arena(struct invar_graph *g) { return &g->arena; }
 

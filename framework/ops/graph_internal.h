@@ -41,6 +41,7 @@ struct invar_graph {
     size_t n_nodes;
     int grad_enabled;
     int training;
+    int bn_splits;                /* batch-norm statistics per this many sub-batches */
 };
 
 /* A contiguous tensor in the step arena (contents undefined). */

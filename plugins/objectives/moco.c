@@ -7,6 +7,14 @@
  *     q = normalize(f_q(x_q))  (B, D)     k = normalize(f_k(x_k))  (B, D), no gradient
  *     logits = [q.k, q queue^T] / T  (B, 1 + K),    loss = cross-entropy with label 0
  * after the step the keys are enqueued (any K >= 1; K need not be a multiple of B).
+ *
+ * Shuffled batch-norm (shuffle_bn: G > 1), the paper's remedy for a leak through batch-norm:
+ * with one set of batch statistics, a query and its positive key are normalised by the
+ * statistics of the same images, and the encoders can learn to match batches instead of
+ * images. Both encoders then normalise G sub-batches separately (as G devices would), and the
+ * key encoder sees the batch in a random order that is undone on its output, so a query's key
+ * is normalised with (most likely) other images than the query. The order comes from
+ * (seed, global step): runs and resumes repeat it exactly.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -19,6 +27,7 @@ struct moco_config {
     double momentum;
     double temperature;
     int symmetric;
+    int64_t shuffle_bn;
 };
 
 static const struct invar_param_spec moco_params[] = {
@@ -30,6 +39,9 @@ static const struct invar_param_spec moco_params[] = {
                       "T: logits are divided by it"),
     INVAR_PARAM_BOOL(struct moco_config, symmetric, "false",
                      "also swap the views (loss averaged over both directions)"),
+    INVAR_PARAM_INT(struct moco_config, shuffle_bn, "1", 1, 4096,
+                    "G: batch-norm statistics over G sub-batches, keys shuffled across them "
+                    "(1: one batch, no shuffle); must divide the batch size"),
     INVAR_PARAM_END,
 };
 
@@ -52,6 +64,13 @@ static enum invar_status moco_create(const void *config, struct invar_objective_
         return invar_error_set(err, INVAR_ERR_NOMEM, "moco: out of memory");
     memcpy(&m->cfg, config, sizeof m->cfg);
     m->ctx = ctx;
+    if (ctx->batch_size % m->cfg.shuffle_bn != 0) {
+        int64_t b = ctx->batch_size, gs = m->cfg.shuffle_bn;
+        free(m);
+        return invar_error_set(err, INVAR_ERR_CONFIG,
+                               "moco: shuffle_bn %lld does not divide the batch size %lld",
+                               (long long)gs, (long long)b);
+    }
     if (ctx->n_views < 2) {
         free(m);
         return invar_error_set(err, INVAR_ERR_CONFIG,
@@ -89,16 +108,46 @@ static enum invar_status moco_init_state(void *self, struct invar_error *err)
     return INVAR_OK;
 }
 
+/* Normalised keys (B, D) of xk (B, C, H, W) encoded in a random order, rows back in xk's
+ * order: the key encoder's batch-norm sub-batches hold other images than the query's. */
+static struct invar_tensor *moco_shuffled_keys(struct moco *m, struct invar_graph *g,
+                                               struct invar_tensor *xk, int64_t step, int dir)
+{
+    const int64_t b = xk->shape[0], row = xk->numel / b;
+    int64_t *perm = invar_arena_alloc(invar_graph_arena(g), (size_t)b * sizeof *perm);
+    struct invar_rng r;
+    invar_rng_init(&r, m->ctx->seed, invar_rng_stream((uint64_t)step, (uint64_t)dir, 0x6d6f636f, 0));
+    invar_rng_permutation(&r, perm, b);
+    struct invar_tensor *xs = invar_graph_tensor(g, xk->ndim, xk->shape); /* xs[i] = xk[perm[i]] */
+    for (int64_t i = 0; i < b; i++)
+        memcpy(xs->data + i * row, xk->data + perm[i] * row, (size_t)row * sizeof(float));
+    struct invar_tensor *ks =
+        invar_l2_normalize(g, invar_encoder_forward(m->key_enc, g, xs), 1e-12f); /* (B, D) */
+    const int64_t d = ks->shape[1];
+    struct invar_tensor *k = invar_graph_tensor(g, 2, ks->shape);
+    for (int64_t i = 0; i < b; i++)
+        memcpy(k->data + perm[i] * d, ks->data + i * d, (size_t)d * sizeof(float));
+    return k;
+}
+
 /* loss of queries from view a against keys from view b */
 static struct invar_tensor *moco_direction(struct moco *m, struct invar_graph *g,
-                                           struct invar_tensor *xq, struct invar_tensor *xk)
+                                           struct invar_tensor *xq, struct invar_tensor *xk,
+                                           int64_t step, int dir)
 {
+    const int splits = (int)m->cfg.shuffle_bn;
+    int old_splits = invar_graph_set_bn_splits(g, splits);
     struct invar_tensor *q = invar_l2_normalize(g, invar_encoder_forward(m->ctx->online, g, xq),
                                                 1e-12f); /* (B, D) */
     int was = invar_graph_set_grad(g, 0);
-    struct invar_tensor *k =
-        invar_l2_normalize(g, invar_encoder_forward(m->key_enc, g, xk), 1e-12f); /* (B, D) */
+    struct invar_tensor *k;
+    if (splits > 1) {
+        k = moco_shuffled_keys(m, g, xk, step, dir);
+    } else {
+        k = invar_l2_normalize(g, invar_encoder_forward(m->key_enc, g, xk), 1e-12f); /* (B, D) */
+    }
     invar_graph_set_grad(g, was);
+    invar_graph_set_bn_splits(g, old_splits);
     m->keys[m->n_keys++] = k;
 
     int64_t b = q->shape[0];
@@ -124,16 +173,16 @@ static struct invar_tensor *moco_loss(void *self, struct invar_graph *g,
                                       struct invar_tensor **views, int64_t n_views,
                                       const int64_t *indices, const struct invar_step_info *info)
 {
-    (void)n_views, (void)indices, (void)info;
+    (void)n_views, (void)indices;
     struct moco *m = self;
     /* The key encoder follows the query encoder before it encodes this batch's keys. */
     invar_params_ema(invar_encoder_params(m->key_enc), invar_encoder_params(m->ctx->online),
                      (float)m->cfg.momentum);
     m->n_keys = 0;
     m->pos_sim = m->neg_sim = 0;
-    struct invar_tensor *loss = moco_direction(m, g, views[0], views[1]);
+    struct invar_tensor *loss = moco_direction(m, g, views[0], views[1], info->global_step, 0);
     if (m->cfg.symmetric) {
-        struct invar_tensor *l2 = moco_direction(m, g, views[1], views[0]);
+        struct invar_tensor *l2 = moco_direction(m, g, views[1], views[0], info->global_step, 1);
         loss = invar_scale(g, invar_add(g, loss, l2), 0.5f, 0);
         m->pos_sim *= 0.5;
         m->neg_sim *= 0.5;

@@ -46,6 +46,13 @@ INVAR_API int invar_graph_grad_enabled(const struct invar_graph *g);
 /* Training mode (batch-norm uses batch statistics and updates running ones). Default: on. */
 INVAR_API int invar_graph_set_training(struct invar_graph *g, int training);
 INVAR_API int invar_graph_training(const struct invar_graph *g);
+/* Split batch-norm: in training, batch-norm normalises each of `splits` equal, consecutive
+ * sub-batches with its own statistics, as if each ran on its own device, and moves the running
+ * statistics toward the sub-batches' mean statistics (MoCo's shuffled BN uses this to keep a
+ * query and its key out of one normalisation). The batch must divide evenly. Default 1;
+ * returns the previous setting. */
+INVAR_API int invar_graph_set_bn_splits(struct invar_graph *g, int splits);
+INVAR_API int invar_graph_bn_splits(const struct invar_graph *g);
 
 INVAR_API struct invar_arena *invar_graph_arena(struct invar_graph *g);
 /* A fresh contiguous leaf tensor in the step arena; contents undefined (_zeros: zero-filled). */
