@@ -109,6 +109,40 @@ Test(conv, gradcheck_direct_path)
     conv_set_direct(0);
 }
 
+/* An input read by a convolution and by another op: the op that runs first in backward gets a
+ * fresh gradient buffer (the direct path writes it without zeroing), the other adds to it.
+ * Both recording orders, through the direct path and through im2col. */
+static struct invar_tensor *conv_shared_f(struct invar_graph *g, struct invar_tensor **in,
+                                          void *ctx)
+{
+    const int conv_last = *(const int *)ctx;
+    struct invar_tensor *sq = NULL, *y = NULL;
+    if (conv_last) {
+        sq = invar_mul(g, in[0], in[0]);
+        y = invar_conv2d(g, in[0], in[1], NULL, 1, 1);
+    } else {
+        y = invar_conv2d(g, in[0], in[1], NULL, 1, 1);
+        sq = invar_mul(g, in[0], in[0]);
+    }
+    struct invar_tensor *parts[2] = {invar_reshape(g, y, 1, (int64_t[]){y->numel}),
+                                     invar_reshape(g, sq, 1, (int64_t[]){sq->numel})};
+    return invar_concat(g, parts, 2, 0);
+}
+
+Test(conv, gradient_of_an_input_shared_with_another_op)
+{
+    for (int direct = -1; direct <= 1; direct += 2) {
+        conv_set_direct(direct);
+        for (int conv_last = 0; conv_last < 2; conv_last++) {
+            struct invar_tensor *in[2] = {gc_tensor(4, (int64_t[]){2, 3, 5, 6}, 1),
+                                          gc_tensor(4, (int64_t[]){4, 3, 3, 3}, 1)};
+            gc_check(conv_shared_f, in, 2, &conv_last, 1e-2, 1e-2);
+            gc_free(in[0]), gc_free(in[1]);
+        }
+    }
+    conv_set_direct(0);
+}
+
 /* A first layer: the input needs no gradient, so dx is skipped while dw and db still flow. */
 Test(conv, gradcheck_no_input_grad)
 {

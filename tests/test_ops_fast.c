@@ -113,6 +113,37 @@ Test(batchnorm_relu, gradcheck_eval_4d)
     bnr_gradcheck(4, (int64_t[]){2, 3, 4, 3}, 0);
 }
 
+/* An input read by batch-norm and by another op, in both recording orders: whichever runs
+ * first in backward gets the fresh gradient buffer (batch-norm then writes it without zeroing),
+ * the other adds to it. */
+static struct invar_tensor *bn_shared_f(struct invar_graph *g, struct invar_tensor **in, void *ctx)
+{
+    const int bn_last = *(const int *)ctx;
+    struct invar_tensor *sq = NULL, *y = NULL;
+    if (bn_last) {
+        sq = invar_mul(g, in[0], in[0]);
+        y = invar_batchnorm(g, in[0], in[1], in[2], NULL, NULL, 0.1f, 1e-5f);
+    } else {
+        y = invar_batchnorm(g, in[0], in[1], in[2], NULL, NULL, 0.1f, 1e-5f);
+        sq = invar_mul(g, in[0], in[0]);
+    }
+    return invar_add(g, y, sq);
+}
+
+Test(batchnorm, gradient_of_an_input_shared_with_another_op)
+{
+    for (int nd = 2; nd <= 4; nd += 2)
+        for (int bn_last = 0; bn_last < 2; bn_last++) {
+            const int64_t *shape = nd == 4 ? (int64_t[]){3, 2, 4, 5} : (int64_t[]){6, 3};
+            struct invar_tensor *in[3] = {gc_tensor(nd, shape, 1),
+                                          gc_tensor(1, (int64_t[]){shape[1]}, 1),
+                                          gc_tensor(1, (int64_t[]){shape[1]}, 1)};
+            gc_check(bn_shared_f, in, 3, &bn_last, 1e-3, 2e-2);
+            for (int k = 0; k < 3; k++)
+                gc_free(in[k]);
+        }
+}
+
 /* Split batch-norm: every sub-batch normalised by its own statistics, so a sub-batch's outputs
  * depend on the other sub-batches not at all; the finite differences see that too. */
 Test(batchnorm_relu, gradcheck_train_split_4d)

@@ -166,6 +166,7 @@ struct bn_job {
     int64_t n, c, sp;
     int64_t group; /* images per group */
     int training, relu;
+    int dx_fresh;  /* backward: dx is uninitialised, write it (else add to it) */
 };
 
 /* Images per group: about BN_GROUP_BYTES of the whole batch's channels, so that a slice's share
@@ -308,14 +309,25 @@ static void bn_backward_channels(void *arg, int slice, int64_t lo, int64_t hi)
             float *restrict dx = BN_PLANE(j->dx, i, ch);
             const float scale = j->ch[ch].scale, a = j->ch[ch].shift, sb = j->ch[ch].sb;
             const float mu = j->mean[ch];
-            if (j->relu)
-                for (int64_t k = 0; k < j->sp; k++) {
-                    const float g = ys[k] > 0.0f ? dy[k] : 0.0f;
-                    dx[k] += scale * (g - a) - sb * (xs[k] - mu);
-                }
-            else
-                for (int64_t k = 0; k < j->sp; k++)
-                    dx[k] += scale * (dy[k] - a) - sb * (xs[k] - mu);
+            if (j->dx_fresh) {
+                if (j->relu)
+                    for (int64_t k = 0; k < j->sp; k++) {
+                        const float g = ys[k] > 0.0f ? dy[k] : 0.0f;
+                        dx[k] = scale * (g - a) - sb * (xs[k] - mu);
+                    }
+                else
+                    for (int64_t k = 0; k < j->sp; k++)
+                        dx[k] = scale * (dy[k] - a) - sb * (xs[k] - mu);
+            } else {
+                if (j->relu)
+                    for (int64_t k = 0; k < j->sp; k++) {
+                        const float g = ys[k] > 0.0f ? dy[k] : 0.0f;
+                        dx[k] += scale * (g - a) - sb * (xs[k] - mu);
+                    }
+                else
+                    for (int64_t k = 0; k < j->sp; k++)
+                        dx[k] += scale * (dy[k] - a) - sb * (xs[k] - mu);
+            }
         }
 }
 
@@ -402,7 +414,8 @@ static void bn_backward_rows(struct invar_graph *g, const struct bn_job *j)
         for (int64_t ch = 0; ch < c; ch++) {
             const int64_t k = i * c + ch;
             const float gk = bn_gate(j->dy[k], j->y[k], j->relu);
-            j->dx[k] += scale[ch] * (gk - a[ch]) - sb[ch] * (j->x[k] - j->mean[ch]);
+            const float v = scale[ch] * (gk - a[ch]) - sb[ch] * (j->x[k] - j->mean[ch]);
+            j->dx[k] = j->dx_fresh ? v : j->dx[k] + v;
         }
 }
 
@@ -437,6 +450,7 @@ static void batchnorm_backward(struct invar_graph *g, struct invar_node *n)
             .sp = bn_spatial(x),
             .training = ctx->training,
             .relu = ctx->relu,
+            .dx_fresh = (int)(n->fresh & 1),
         };
         if (x->ndim == 2) {
             bn_backward_rows(g, &j);
@@ -521,6 +535,7 @@ static struct invar_tensor *batchnorm_op(struct invar_graph *g, struct invar_ten
     struct invar_node *n = graph_record(g, relu ? "batchnorm_relu" : "batchnorm", y, in, 3,
                                         batchnorm_backward, sizeof(struct bn_ctx));
     if (n) {
+        n->may_overwrite = 1; /* every element of dx, in every sub-batch */
         struct bn_ctx *ctx = n->ctx;
         *ctx = (struct bn_ctx){mean, istd, training, relu, splits};
     }

@@ -542,6 +542,7 @@ struct direct_job {
     float *y;                /* forward output (N, O, OH, OW) */
     const float *dy;         /* backward: (N, O, OH, OW) */
     float *dx, *dw;          /* backward: x->grad or NULL; per-thread dw partials or NULL */
+    int dx_fresh;            /* dx is uninitialised: write it (else add to it) */
     float *bufs[OPS_THREADS]; /* per slice */
     size_t buf_floats;
 };
@@ -613,7 +614,7 @@ static void direct_backward_slice(void *arg, int t, int64_t lo, int64_t hi)
         }
         if (j->dx) {
             direct_pad(b, dyp, dy);
-            direct_image(b, j->boff, j->wtpk, dyp, dxf, j->dx + i * img_in, NULL, 1);
+            direct_image(b, j->boff, j->wtpk, dyp, dxf, j->dx + i * img_in, NULL, !j->dx_fresh);
         }
     }
 }
@@ -669,7 +670,7 @@ static void conv_forward_direct(struct invar_graph *g, const struct conv_shape *
 
 static void conv_backward_direct(struct invar_graph *g, const struct conv_shape *s,
                                  struct invar_tensor *x, struct invar_tensor *w, const float *dy,
-                                 int need_dx, int need_dw)
+                                 int need_dx, int need_dw, int dx_fresh)
 {
     const struct im2col_geom *q = &s->fwd, *bq = &s->bwd;
     struct direct_geom f, bk;
@@ -688,6 +689,7 @@ static void conv_backward_direct(struct invar_graph *g, const struct conv_shape 
         j.boff = boff;
         j.wtpk = direct_pack(g, w->data, s->o, q->c, q->kh, q->kw, 1);
         j.dx = x->grad;
+        j.dx_fresh = dx_fresh;
     }
     j.buf_floats = direct_buf_floats(&j);
     for (int t = 0; t < OPS_THREADS; t++)
@@ -721,10 +723,13 @@ static void conv_backward(struct invar_graph *g, struct invar_node *node)
     const int need_dx = x->requires_grad && x->grad, need_dw = w->requires_grad && w->grad;
     if (!need_dx && !need_dw)
         return;
+    const int dx_fresh = (int)(node->fresh & 1);
     if (ctx->direct && (!need_dx || s->dx_gemm)) {
-        conv_backward_direct(g, s, x, w, dy, need_dx, need_dw);
+        conv_backward_direct(g, s, x, w, dy, need_dx, need_dw, dx_fresh);
         return;
     }
+    if (need_dx && dx_fresh) /* only the direct path overwrites; the others add */
+        memset(x->grad, 0, (size_t)x->numel * sizeof(float));
 
     const int64_t m = s->chunk;
     const int need_dyc = need_dw || (need_dx && !s->dx_gemm);
@@ -846,6 +851,7 @@ struct invar_tensor *invar_conv2d(struct invar_graph *g, struct invar_tensor *x,
         graph_record(g, "conv2d", y, in, n_in, conv_backward, sizeof(struct conv_ctx));
     if (node) {
         struct conv_ctx *ctx = node->ctx;
+        node->may_overwrite = direct && s.dx_gemm; /* the direct dx writes every element */
         ctx->s = s;
         ctx->col = kept;
         ctx->direct = direct;

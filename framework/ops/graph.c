@@ -119,6 +119,7 @@ struct invar_node *graph_record(struct invar_graph *g, const char *name,
     n->in = invar_arena_alloc(&g->arena, (size_t)n_in * sizeof *n->in);
     memcpy(n->in, in, (size_t)n_in * sizeof *n->in);
     n->ctx = ctx_bytes ? invar_arena_calloc(&g->arena, ctx_bytes) : NULL;
+    n->may_overwrite = n->fresh = 0;
     n->prev = g->last;
     g->last = n;
     g->n_nodes++;
@@ -143,8 +144,15 @@ void invar_graph_backward(struct invar_graph *g, struct invar_tensor *loss)
     for (struct invar_node *n = g->last; n; n = n->prev) {
         if (!n->out->grad)
             continue; /* nothing downstream of this node reached the loss */
-        for (int i = 0; i < n->n_in; i++)
-            ensure_grad(g, n->in[i]);
+        n->fresh = 0;
+        for (int i = 0; i < n->n_in; i++) {
+            struct invar_tensor *t = n->in[i];
+            if ((n->may_overwrite >> i & 1) && t->requires_grad && !t->grad) {
+                t->grad = invar_arena_alloc(&g->arena, (size_t)t->numel * sizeof(float));
+                n->fresh |= 1u << i;
+            }
+            ensure_grad(g, t);
+        }
         n->backward(g, n);
     }
 }

@@ -32,6 +32,11 @@ struct invar_node {
     struct invar_tensor **in;     /* (n_in) inputs, in the op's argument order */
     int n_in;
     void *ctx;                    /* op state saved for backward, in the arena */
+    /* Bit i of may_overwrite: the backward writes every element of input i's gradient when
+     * told it is fresh, instead of adding to it. graph backward then hands such an input, if
+     * nothing has written its gradient yet, an uninitialised buffer and sets bit i of fresh
+     * (saving a zeroing pass and a read of the buffer). */
+    unsigned may_overwrite, fresh;
     struct invar_node *prev;      /* recorded before this one */
 };
 
