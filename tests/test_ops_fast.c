@@ -547,6 +547,9 @@ Test(maxpool2, matches_definition_threaded_or_not)
 
 /* Wide rows (a ragged 1003 columns, logits over +-30 and a few far below the max, where exp
  * underflows): the loss and every gradient against log-sum-exp and softmax in double. */
+/* Rows wider than a vector block with a ragged end, large logits: loss and gradient against
+ * double precision; then the same bits whether the rows run on one thread or two, and whether
+ * the gradient buffer is fresh (written) or already exists (added to). */
 Test(cross_entropy, wide_rows_match_double_reference)
 {
     const int64_t n = 3, c = 1003;
@@ -554,30 +557,45 @@ Test(cross_entropy, wide_rows_match_double_reference)
     for (int64_t i = 0; i < x->numel; i++)
         x->data[i] *= i % 97 == 5 ? 200.0f : 30.0f;
     const int32_t labels[3] = {0, 500, 1002};
-    struct invar_graph *g = invar_graph_create(1 << 20);
-    x->grad = invar_graph_zeros(g, 2, x->shape)->data;
-    struct invar_tensor *loss = invar_cross_entropy(g, x, labels);
-    invar_graph_backward(g, loss);
-    double want = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const float *r = x->data + i * c;
-        double m = r[0], s = 0;
-        for (int64_t j = 1; j < c; j++)
-            m = r[j] > m ? r[j] : m;
-        for (int64_t j = 0; j < c; j++)
-            s += exp(r[j] - m);
-        const double lse = m + log(s);
-        want += (lse - r[labels[i]]) / (double)n;
-        for (int64_t j = 0; j < c; j++) {
-            const double p = exp(r[j] - lse), d = (p - (j == labels[i])) / (double)n;
-            const float got = x->grad[i * c + j];
-            cr_assert(fabs(got - d) <= 1e-6 * fabs(d) + 1e-12, "dx[%lld][%lld] %.9g vs %.9g",
-                      (long long)i, (long long)j, got, d);
+    float *first = malloc((size_t)x->numel * sizeof(float)), first_loss = 0;
+    for (int variant = 0; variant < 4; variant++) {
+        const int split = variant & 1, fresh = variant >> 1;
+        ops_set_par_min(split ? 1 : ((int64_t)1 << 40));
+        struct invar_graph *g = invar_graph_create(1 << 20);
+        x->grad = fresh ? NULL : invar_graph_zeros(g, 2, x->shape)->data;
+        struct invar_tensor *loss = invar_cross_entropy(g, x, labels);
+        invar_graph_backward(g, loss);
+        if (variant == 0) {
+            double want = 0;
+            for (int64_t i = 0; i < n; i++) {
+                const float *r = x->data + i * c;
+                double m = r[0], s = 0;
+                for (int64_t j = 1; j < c; j++)
+                    m = r[j] > m ? r[j] : m;
+                for (int64_t j = 0; j < c; j++)
+                    s += exp(r[j] - m);
+                const double lse = m + log(s);
+                want += (lse - r[labels[i]]) / (double)n;
+                for (int64_t j = 0; j < c; j++) {
+                    const double p = exp(r[j] - lse), d = (p - (j == labels[i])) / (double)n;
+                    const float got = x->grad[i * c + j];
+                    cr_assert(fabs(got - d) <= 1e-6 * fabs(d) + 1e-12,
+                              "dx[%lld][%lld] %.9g vs %.9g", (long long)i, (long long)j, got, d);
+                }
+            }
+            cr_assert(fabs(loss->data[0] - want) <= 1e-6 * fabs(want), "loss %.9g vs %.9g",
+                      loss->data[0], want);
+            memcpy(first, x->grad, (size_t)x->numel * sizeof(float));
+            first_loss = loss->data[0];
+        } else {
+            cr_assert(loss->data[0] == first_loss, "variant %d: loss differs", variant);
+            cr_assert(memcmp(first, x->grad, (size_t)x->numel * sizeof(float)) == 0,
+                      "variant %d: gradient bits differ", variant);
         }
+        x->grad = NULL;
+        invar_graph_destroy(g);
     }
-    cr_assert(fabs(loss->data[0] - want) <= 1e-6 * fabs(want), "loss %.9g vs %.9g", loss->data[0],
-              want);
-    x->grad = NULL;
-    invar_graph_destroy(g);
+    ops_set_par_min(0);
+    free(first);
     gc_free(x);
 }

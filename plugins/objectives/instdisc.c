@@ -87,27 +87,25 @@ static enum invar_status instdisc_create(const void *config, struct invar_object
 /* ---- the NCE loss as one fused op ------------------------------------------------------- */
 
 struct nce_ctx {
-    double inv_t, z, c; /* 1/T, Z, K * Pn */
+    double inv_t;
+    float *rpos, *rneg; /* (B), (B, K): c / (P + c) and P / (P + c), saved by the forward */
 };
 
-/* P = exp(s/T) / Z;  -log h = log(P + c) - log P;  -log(1 - h) = log(P + c) - log c */
+/* P = exp(s/T) / Z;  -log h = log(1 + c/P);  -log(1 - h) = log(1 + P/c);
+ * d/ds: -(1/T) c/(P + c) for the data sample, (1/T) P/(P + c) for a noise sample. */
 static void nce_backward(struct invar_tensor *out, struct invar_tensor **in, int n_in, void *vctx)
 {
     (void)n_in;
     const struct nce_ctx *c = vctx;
     struct invar_tensor *spos = in[0], *sneg = in[1]; /* (B), (B, K) */
     int64_t b = spos->numel, k = sneg->shape[1];
-    double go = out->grad[0] / (double)b;
+    const float gs = (float)(out->grad[0] / (double)b * c->inv_t);
     if (spos->grad)
-        for (int64_t i = 0; i < b; i++) {
-            double p = exp(spos->data[i] * c->inv_t) / c->z;
-            spos->grad[i] += (float)(go * -c->inv_t * c->c / (p + c->c));
-        }
+        for (int64_t i = 0; i < b; i++)
+            spos->grad[i] -= gs * c->rpos[i];
     if (sneg->grad)
-        for (int64_t i = 0; i < b * k; i++) {
-            double p = exp(sneg->data[i] * c->inv_t) / c->z;
-            sneg->grad[i] += (float)(go * c->inv_t * p / (p + c->c));
-        }
+        for (int64_t i = 0; i < b * k; i++)
+            sneg->grad[i] += gs * c->rneg[i];
 }
 
 static struct invar_tensor *nce_loss(struct invar_graph *g, struct invar_tensor *spos,
@@ -115,19 +113,25 @@ static struct invar_tensor *nce_loss(struct invar_graph *g, struct invar_tensor 
                                      double c)
 {
     int64_t b = spos->numel, k = sneg->shape[1];
+    struct invar_arena *a = invar_graph_arena(g);
+    struct nce_ctx *ctx = invar_arena_alloc(a, sizeof *ctx);
+    ctx->inv_t = inv_t;
+    ctx->rpos = invar_arena_alloc(a, (size_t)b * sizeof(float));
+    ctx->rneg = invar_arena_alloc(a, (size_t)(b * k) * sizeof(float));
+    const double lz = log(z);
     double total = 0;
     for (int64_t i = 0; i < b; i++) {
-        double p = exp(spos->data[i] * inv_t) / z;
-        total += log(p + c) - log(p);
+        const double p = exp(spos->data[i] * inv_t - lz);
+        total += log1p(c / p);
+        ctx->rpos[i] = (float)(c / (p + c));
     }
     for (int64_t i = 0; i < b * k; i++) {
-        double p = exp(sneg->data[i] * inv_t) / z;
-        total += log(p + c) - log(c);
+        const double p = exp(sneg->data[i] * inv_t - lz);
+        total += log1p(p / c);
+        ctx->rneg[i] = (float)(p / (p + c));
     }
     struct invar_tensor *out = invar_graph_tensor(g, 1, (int64_t[]){1});
     out->data[0] = (float)(total / (double)b);
-    struct nce_ctx *ctx = invar_arena_alloc(invar_graph_arena(g), sizeof *ctx);
-    *ctx = (struct nce_ctx){inv_t, z, c};
     struct invar_tensor *in[2] = {spos, sneg};
     return invar_custom_op(g, "nce_loss", out, in, 2, nce_backward, ctx);
 }
