@@ -193,6 +193,8 @@ Test(config, resolves_sections_and_defaults)
     cr_assert_eq(invar_experiment_train(e)->batch_size, 256);
     cr_assert_eq(invar_experiment_eval(e)->knn.k, 200);
     cr_assert_eq(invar_experiment_eval(e)->knn.t, 0.07);
+    cr_assert_eq(invar_experiment_eval(e)->knn.features, INVAR_FEATURES_HEAD);
+    cr_assert_eq(invar_experiment_eval(e)->linear.features, INVAR_FEATURES_BACKBONE);
     cr_assert_eq(invar_experiment_sweep(e)->n_grid, 0);
     invar_experiment_destroy(e);
 }
@@ -415,6 +417,8 @@ Test(config, unknown_keys_suggest)
         NULL, 0, "exp.yaml:1:21: data.pth: unknown key `pth`, did you mean `path`?");
     expect_fail(SECTIONS "eval: {knn: {kk: 3}}\n", NULL, 0,
                 "exp.yaml:5:14: eval.knn.kk: unknown key `kk`, did you mean `k`?");
+    expect_fail(SECTIONS "eval: {linear: {features: pooled}}\n", NULL, 0,
+                "exp.yaml:5:27: eval.linear.features: 'pooled' is not one of head|backbone");
     expect_fail(SECTIONS "train: {zzzzzz: 1}\n", NULL, 0,
                 "exp.yaml:5:9: train.zzzzzz: unknown key `zzzzzz` (valid: epochs, batch_size, "
                 "threads, views, checkpoint_every, log_every)");
@@ -807,6 +811,8 @@ Test(config, flattened_pairs)
     cr_assert_str_eq(param(e, "optim.betas"), "[0.9, 0.999]");
     cr_assert_str_eq(param(e, "optim.eps"), "1e-8");
     cr_assert_str_eq(param(e, "eval.knn.k"), "200");
+    cr_assert_str_eq(param(e, "eval.knn.features"), "head");
+    cr_assert_str_eq(param(e, "eval.linear.features"), "backbone");
     cr_assert_str_eq(param(e, "name"), "exp");
     cr_assert_null(param(e, "sweep"));
     /* Keys are unique and sorted. */

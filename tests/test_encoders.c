@@ -43,6 +43,58 @@ static struct invar_tensor *random_input(struct invar_graph *g, int64_t n, const
     return x;
 }
 
+/* The backbone op: the representation under the head. With a linear head, forward(x) is
+ * W backbone(x) + b exactly as the head's own weights compute it; without a head the two are
+ * the same; its size is the pooled width; an encoder without the op (mlp) answers with forward. */
+static void check_backbone(const char *name, const char *const *kv, const int64_t in[3],
+                           int64_t want_dim)
+{
+    struct invar_encoder *enc = encoder_new(name, kv, in);
+    cr_assert_eq(invar_encoder_backbone_dim(enc), want_dim, "%s: backbone dim %lld", name,
+                 (long long)invar_encoder_backbone_dim(enc));
+    struct invar_graph *g = invar_graph_create(1 << 22);
+    invar_graph_set_grad(g, 0);
+    invar_graph_set_training(g, 0);
+    struct invar_tensor *x = random_input(g, 3, in, 21);
+    struct invar_tensor *y = invar_encoder_forward(enc, g, x);
+    struct invar_tensor *h = invar_encoder_backbone(enc, g, x);
+    cr_assert_eq(h->ndim, 2);
+    cr_assert_eq(h->shape[0], 3);
+    cr_assert_eq(h->shape[1], want_dim);
+    struct invar_params *p = invar_encoder_params(enc);
+    const struct invar_tensor *w = invar_params_find(p, "head.fc.w");
+    const struct invar_tensor *b = invar_params_find(p, "head.fc.b");
+    const int64_t dim = invar_encoder_dim(enc);
+    for (int64_t i = 0; i < 3; i++)
+        for (int64_t o = 0; o < dim; o++) {
+            double want;
+            if (w) {
+                want = b->data[o];
+                for (int64_t j = 0; j < want_dim; j++)
+                    want += (double)w->data[o * want_dim + j] * h->data[i * want_dim + j];
+            } else { /* no head: the backbone is the output */
+                cr_assert_eq(dim, want_dim);
+                want = h->data[i * want_dim + o];
+            }
+            const float got = y->data[i * dim + o];
+            cr_assert(fabs(got - want) <= 1e-5 * (1 + fabs(want)), "%s: y[%lld][%lld] %.9g, "
+                      "head of the backbone %.9g", name, (long long)i, (long long)o, got, want);
+        }
+    invar_graph_destroy(g);
+    invar_encoder_destroy(enc);
+}
+
+Test(encoders, backbone_is_the_representation_under_the_head)
+{
+    const int64_t in28[3] = {1, 28, 28}, in32[3] = {3, 32, 32};
+    check_backbone("convnet", (const char *[]){"width", "0.5", "dim", "16", NULL}, in28, 64);
+    check_backbone("convnet", (const char *[]){"head", "none", NULL}, in28, 128);
+    check_backbone("resnet",
+                   (const char *[]){"depth", "10", "width", "0.125", "dim", "8", NULL}, in32, 64);
+    check_backbone("mlp", (const char *[]){"depth", "1", "hidden", "8", "dim", "5", NULL}, in28,
+                   5);
+}
+
 static size_t tensor_count(struct invar_params *p, unsigned flag)
 {
     size_t n = 0;

@@ -285,6 +285,61 @@ Test(train, moco_end_to_end_metrics)
     cr_expect_eq(rec.progress_calls >= 16, 1, "%d progress calls", rec.progress_calls);
 }
 
+/* eval.knn.features and eval.linear.features route each protocol to the encoder's output or
+ * to the representation under its head (a convnet, whose backbone differs from its output):
+ * the same training with the kNN features unchanged gives the same kNN bits, a different
+ * probe features set gives a different probe, and the collapse monitor always watches the
+ * encoder's output. */
+static double last_metric(const struct record *r, const char *key)
+{
+    for (int i = r->n - 1; i >= 0; i--)
+        if (strcmp(r->m[i].key, key) == 0)
+            return r->m[i].value;
+    cr_assert_fail("no metric %s", key);
+    return 0;
+}
+
+Test(train, evaluation_features_follow_the_protocol_settings)
+{
+    static const enum invar_eval_features knn_f[3] = {INVAR_FEATURES_HEAD, INVAR_FEATURES_HEAD,
+                                                      INVAR_FEATURES_BACKBONE};
+    static const enum invar_eval_features lin_f[3] = {INVAR_FEATURES_HEAD,
+                                                      INVAR_FEATURES_BACKBONE,
+                                                      INVAR_FEATURES_BACKBONE};
+    struct invar_result res[3];
+    double collapse[3];
+    for (int v = 0; v < 3; v++) {
+        struct setup s;
+        struct record rec;
+        setup_job(&s, &rec,
+                  plugin_use("moco", 1, (const char *[]){"queue", "64", "momentum", "0.99", NULL}),
+                  2);
+        s.job.encoder = plugin_use("convnet", 1,
+                                   (const char *[]){"width", "0.25", "head", "mlp", "hidden", "32",
+                                                    "dim", "16", NULL});
+        s.job.epochs = 1;
+        s.job.checkpoint_every = 0;
+        s.job.eval.knn_every = 0;
+        s.job.eval.linear_epochs = 3;
+        s.job.eval.linear_lr = 1e-2;
+        s.job.eval.linear_batch = 64;
+        s.job.eval.knn_features = knn_f[v];
+        s.job.eval.linear_features = lin_f[v];
+        struct invar_error err = {0};
+        enum invar_status st = invar_train(&s.job, &res[v], &err);
+        cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
+        collapse[v] = last_metric(&rec, "collapse_std");
+    }
+    cr_expect_eq(res[0].knn_top1, res[1].knn_top1, "kNN on the head both times");
+    cr_expect_eq(res[0].knn_top5, res[1].knn_top5);
+    cr_expect_neq(res[0].linear_top1, res[1].linear_top1, "probe on the head vs the backbone");
+    cr_expect_eq(res[1].linear_top1, res[2].linear_top1, "probe on the backbone both times");
+    cr_expect(res[1].knn_top1 != res[2].knn_top1 || res[1].knn_top5 != res[2].knn_top5,
+              "kNN on the head vs the backbone");
+    cr_expect_eq(collapse[0], collapse[1]);
+    cr_expect_eq(collapse[0], collapse[2], "collapse_std watches the output whatever kNN uses");
+}
+
 /* 2 epochs in one go (checkpoint a), and the same job stopped in the middle of epoch 2 then
  * resumed from its end-of-epoch-1 checkpoint (checkpoint b): same final checkpoint bytes, same
  * epoch-2 metrics and results, bit for bit. */

@@ -71,18 +71,27 @@ struct knn_section {
     int64_t k;
     double t;
     int64_t every;
+    int features;
 };
 struct linear_section {
     int64_t epochs;
     double lr;
     int64_t batch_size;
     double weight_decay;
+    int features;
 };
+
+/* What an evaluation classifies: the encoder's output, or the representation under its
+ * projection head (enum invar_eval_features). */
+#define FEATURES_ALLOWED "head|backbone"
 
 static const struct invar_param_spec knn_params[] = {
     INVAR_PARAM_INT(struct knn_section, k, "200", 1, 1e6, "neighbours"),
     INVAR_PARAM_FLOAT(struct knn_section, t, "0.07", 1e-6, 1e3, "temperature of exp(s/t)"),
     INVAR_PARAM_INT(struct knn_section, every, "0", 0, 1e6, "epochs between evaluations; 0 = end"),
+    INVAR_PARAM_ENUM(struct knn_section, features, "head", FEATURES_ALLOWED,
+                     "classify the encoder's output (head, Wu et al.'s embedding) or the "
+                     "representation under the projection head (backbone)"),
     INVAR_PARAM_END,
 };
 
@@ -91,6 +100,9 @@ static const struct invar_param_spec linear_params[] = {
     INVAR_PARAM_FLOAT(struct linear_section, lr, "0.1", 0, 1e3, "probe learning rate"),
     INVAR_PARAM_INT(struct linear_section, batch_size, "256", 1, 1 << 20, "probe batch size"),
     INVAR_PARAM_FLOAT(struct linear_section, weight_decay, "0", 0, 1, "probe weight decay"),
+    INVAR_PARAM_ENUM(struct linear_section, features, "backbone", FEATURES_ALLOWED,
+                     "train the probe on the representation under the projection head "
+                     "(backbone, the MoCo and SimCLR protocol) or on the encoder's output (head)"),
     INVAR_PARAM_END,
 };
 
@@ -623,6 +635,8 @@ static enum invar_status resolve_eval(struct res *r, const struct cfg_node *root
     r->e->eval.knn.k = knn.k;
     r->e->eval.knn.t = knn.t;
     r->e->eval.knn.every = knn.every;
+    r->e->eval.knn.features = knn.features;
+    r->e->eval.linear.features = lin.features;
     r->e->eval.linear.epochs = lin.epochs;
     r->e->eval.linear.lr = lin.lr;
     r->e->eval.linear.batch_size = lin.batch_size;

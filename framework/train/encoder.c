@@ -47,6 +47,44 @@ struct invar_tensor *invar_encoder_forward(struct invar_encoder *e, struct invar
     return e->use.plugin->ops.encoder->forward(e->self, g, x);
 }
 
+struct invar_tensor *invar_encoder_backbone(struct invar_encoder *e, struct invar_graph *g,
+                                            struct invar_tensor *x)
+{
+    const struct invar_encoder_ops *ops = e->use.plugin->ops.encoder;
+    return ops->backbone ? ops->backbone(e->self, g, x) : ops->forward(e->self, g, x);
+}
+
+int64_t invar_encoder_backbone_dim(struct invar_encoder *e)
+{
+    if (!e->use.plugin->ops.encoder->backbone)
+        return e->dim;
+    if (!e->backbone_dim) { /* the plugin declares only its output size: run one image */
+        struct invar_graph *g = invar_graph_create(1u << 20);
+        INVAR_ASSERT(g);
+        invar_graph_set_grad(g, 0);
+        invar_graph_set_training(g, 0);
+        struct invar_tensor *x = invar_graph_zeros(
+            g, 4, (int64_t[]){1, e->in_shape[0], e->in_shape[1], e->in_shape[2]});
+        struct invar_tensor *f = invar_encoder_backbone(e, g, x);
+        INVAR_ASSERT(f->ndim == 2 && f->shape[0] == 1);
+        e->backbone_dim = f->shape[1];
+        invar_graph_destroy(g);
+    }
+    return e->backbone_dim;
+}
+
+struct invar_tensor *encoder_features(struct invar_encoder *e, struct invar_graph *g,
+                                      struct invar_tensor *x, int which)
+{
+    return which == INVAR_FEATURES_BACKBONE ? invar_encoder_backbone(e, g, x)
+                                            : invar_encoder_forward(e, g, x);
+}
+
+int64_t encoder_out_dim(struct invar_encoder *e, int which)
+{
+    return which == INVAR_FEATURES_BACKBONE ? invar_encoder_backbone_dim(e) : e->dim;
+}
+
 struct invar_params *invar_encoder_params(struct invar_encoder *e) { return e->params; }
 
 int64_t invar_encoder_dim(const struct invar_encoder *e) { return e->dim; }

@@ -90,7 +90,7 @@ enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char
     }
     memcpy(out->labels, invar_dataset_labels(d), (size_t)out->n * sizeof *out->labels);
     st = encoder_embed(enc, d, job->normalize ? mean : NULL, job->normalize ? std : NULL,
-                       out->features, g, err);
+                       out->features, INVAR_FEATURES_HEAD, g, err);
 done:
     if (st != INVAR_OK)
         invar_embedding_deinit(out);

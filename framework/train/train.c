@@ -69,7 +69,7 @@ static enum invar_status ctx_clone(struct invar_objective_ctx *ctx, struct invar
 }
 
 enum invar_status encoder_embed(struct invar_encoder *e, const struct invar_dataset *d,
-                                const float *mean, const float *std, float *out,
+                                const float *mean, const float *std, float *out, int which,
                                 struct invar_graph *g, struct invar_error *err)
 {
     (void)err;
@@ -90,8 +90,9 @@ enum invar_status encoder_embed(struct invar_encoder *e, const struct invar_data
                     for (int64_t j = 0; j < hw; j++)
                         p[j] = (p[j] - m) * inv;
                 }
-        struct invar_tensor *f = invar_encoder_forward(e, g, x);
-        memcpy(out + s * e->dim, f->data, (size_t)(b * e->dim) * sizeof(float));
+        struct invar_tensor *f = encoder_features(e, g, x, which);
+        const int64_t dim = f->shape[1];
+        memcpy(out + s * dim, f->data, (size_t)(b * dim) * sizeof(float));
     }
     invar_graph_reset(g);
     invar_graph_set_grad(g, was_grad);
@@ -107,7 +108,8 @@ static enum invar_status ctx_embed_train(struct invar_objective_ctx *ctx, struct
     struct invar_graph *g = invar_graph_create(64u << 20);
     if (!g)
         return invar_error_set(err, INVAR_ERR_NOMEM, "embed: out of memory");
-    enum invar_status st = encoder_embed(e, t->train, t->pmean, t->pstd, out, g, err);
+    enum invar_status st =
+        encoder_embed(e, t->train, t->pmean, t->pstd, out, INVAR_FEATURES_HEAD, g, err);
     invar_graph_destroy(g);
     return st;
 }
@@ -296,27 +298,38 @@ done:
     return st;
 }
 
-/* kNN on the test split (and, at the end, the linear probe); logs at (step, epoch). */
+/* Features of the training and test splits as `which` chooses: *ftr, *fte malloc'ed. */
+static enum invar_status embed_splits(struct trainer *t, int which, float **ftr, float **fte,
+                                      int64_t *dim)
+{
+    int64_t ntr = invar_dataset_count(t->train), nte = invar_dataset_count(t->test);
+    *dim = encoder_out_dim(t->online, which);
+    *ftr = malloc((size_t)(ntr * *dim) * sizeof **ftr);
+    *fte = malloc((size_t)(nte * *dim) * sizeof **fte);
+    if (!*ftr || !*fte)
+        return invar_error_set(t->err, INVAR_ERR_NOMEM, "evaluation: out of memory");
+    enum invar_status st =
+        encoder_embed(t->online, t->train, t->pmean, t->pstd, *ftr, which, t->g, t->err);
+    if (st == INVAR_OK)
+        st = encoder_embed(t->online, t->test, t->pmean, t->pstd, *fte, which, t->g, t->err);
+    return st;
+}
+
+/* kNN on the test split (and, at the end, the linear probe); logs at (step, epoch). Each
+ * protocol classifies the features its eval.*.features names; the collapse monitor watches
+ * the encoder's output. */
 static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch, int final,
                                   struct invar_result *res)
 {
     const struct invar_eval_config *ec = &t->job->eval;
-    int64_t dim = t->online->dim;
     int64_t ntr = invar_dataset_count(t->train), nte = invar_dataset_count(t->test);
-    float *ftr = malloc((size_t)(ntr * dim) * sizeof *ftr);
-    float *fte = malloc((size_t)(nte * dim) * sizeof *fte);
-    enum invar_status st = INVAR_OK;
-    if (!ftr || !fte) {
-        st = invar_error_set(t->err, INVAR_ERR_NOMEM, "evaluation: out of memory");
-        goto done;
-    }
+    float *ftr = NULL, *fte = NULL, *htr = NULL, *hte = NULL;
+    int64_t dim = 0, hdim = 0;
     if (t->job->on_progress)
         t->job->on_progress(t->job->user, &(struct invar_progress){
                                               .epoch = epoch, .epochs = t->job->epochs,
                                               .phase = "knn"});
-    st = encoder_embed(t->online, t->train, t->pmean, t->pstd, ftr, t->g, t->err);
-    if (st == INVAR_OK)
-        st = encoder_embed(t->online, t->test, t->pmean, t->pstd, fte, t->g, t->err);
+    enum invar_status st = embed_splits(t, (int)ec->knn_features, &ftr, &fte, &dim);
     if (st != INVAR_OK)
         goto done;
     double top1, top5;
@@ -328,7 +341,14 @@ static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch
         goto done;
     emit(t, "knn_top1", step, epoch, top1);
     emit(t, "knn_top5", step, epoch, top5);
-    emit(t, "collapse_std", step, epoch, invar_collapse_std(ftr, ntr, dim));
+    if (ec->knn_features == INVAR_FEATURES_HEAD) {
+        emit(t, "collapse_std", step, epoch, invar_collapse_std(ftr, ntr, dim));
+    } else {
+        st = embed_splits(t, INVAR_FEATURES_HEAD, &htr, &hte, &hdim);
+        if (st != INVAR_OK)
+            goto done;
+        emit(t, "collapse_std", step, epoch, invar_collapse_std(htr, ntr, hdim));
+    }
     res->knn_top1 = top1;
     res->knn_top5 = top5;
     if (final && ec->linear_epochs > 0) {
@@ -336,6 +356,13 @@ static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch
             t->job->on_progress(t->job->user, &(struct invar_progress){
                                                   .epoch = epoch, .epochs = t->job->epochs,
                                                   .phase = "linear"});
+        if (ec->linear_features != ec->knn_features) {
+            free(ftr), free(fte);
+            ftr = fte = NULL;
+            st = embed_splits(t, (int)ec->linear_features, &ftr, &fte, &dim);
+            if (st != INVAR_OK)
+                goto done;
+        }
         double lin = 0;
         st = linear_probe(t, ftr, fte, dim, &lin);
         if (st == INVAR_OK) {
@@ -344,8 +371,8 @@ static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch
         }
     }
 done:
-    free(ftr);
-    free(fte);
+    free(ftr), free(fte), free(htr), free(hte);
+    (void)nte;
     return st;
 }
 

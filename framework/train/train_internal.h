@@ -12,6 +12,7 @@ struct invar_encoder {
     struct invar_params *params;
     void *self;
     int64_t dim;
+    int64_t backbone_dim; /* 0 until asked (encoder_out_dim) */
 };
 
 TRAIN_HIDDEN enum invar_status encoder_create(struct invar_encoder **out,
@@ -21,9 +22,17 @@ TRAIN_HIDDEN enum invar_status encoder_create(struct invar_encoder **out,
 TRAIN_HIDDEN void encoder_destroy(struct invar_encoder *e);
 
 /* Features (N, dim) of every sample of d under e: eval mode, no grad, normalised inputs. */
+/* Features of a whole dataset in eval mode without gradients, which (enum
+ * invar_eval_features) choosing the encoder's output or its backbone representation; out holds
+ * count * encoder_out_dim(e, which) floats. */
 TRAIN_HIDDEN enum invar_status encoder_embed(struct invar_encoder *e,
                                              const struct invar_dataset *d, const float *mean,
-                                             const float *std, float *out,
+                                             const float *std, float *out, int which,
                                              struct invar_graph *g, struct invar_error *err);
+/* forward (INVAR_FEATURES_HEAD) or the backbone representation */
+TRAIN_HIDDEN struct invar_tensor *encoder_features(struct invar_encoder *e, struct invar_graph *g,
+                                                   struct invar_tensor *x, int which);
+/* The feature size of encoder_features(e, ., ., which). */
+TRAIN_HIDDEN int64_t encoder_out_dim(struct invar_encoder *e, int which);
 
 #endif

@@ -62,8 +62,9 @@ static enum invar_status convnet_create(const void *config, const int64_t in_sha
     return INVAR_OK;
 }
 
-static struct invar_tensor *convnet_forward(void *self, struct invar_graph *g,
-                                            struct invar_tensor *x)
+/* (N, 128w): the pooled representation under the head */
+static struct invar_tensor *convnet_backbone(void *self, struct invar_graph *g,
+                                             struct invar_tensor *x)
 {
     struct convnet *n = self;
     x = conv_bn_forward(&n->conv[0], g, x);     /* (N, 32w, H, W) */
@@ -73,8 +74,14 @@ static struct invar_tensor *convnet_forward(void *self, struct invar_graph *g,
     x = conv_bn_forward(&n->conv[3], g, x);
     x = invar_maxpool2d(g, x, 2, 2, 0);         /* (N, 64w, H/4, W/4) */
     x = conv_bn_forward(&n->conv[4], g, x);     /* (N, 128w, H/4, W/4) */
-    x = invar_global_avgpool(g, x);             /* (N, 128w) */
-    return head_forward(&n->head, g, x);        /* (N, dim) */
+    return invar_global_avgpool(g, x);          /* (N, 128w) */
+}
+
+static struct invar_tensor *convnet_forward(void *self, struct invar_graph *g,
+                                            struct invar_tensor *x)
+{
+    struct convnet *n = self;
+    return head_forward(&n->head, g, convnet_backbone(self, g, x)); /* (N, dim) */
 }
 
 static void convnet_destroy(void *self) { free(self); }
@@ -83,6 +90,7 @@ static const struct invar_encoder_ops convnet_ops = {
     .create = convnet_create,
     .forward = convnet_forward,
     .destroy = convnet_destroy,
+    .backbone = convnet_backbone,
 };
 
 INVAR_PLUGIN_DEFINE(invar_encoder, "convnet", "1.0.0",

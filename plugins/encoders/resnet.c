@@ -122,15 +122,22 @@ static enum invar_status resnet_create(const void *config, const int64_t in_shap
     return INVAR_OK;
 }
 
-static struct invar_tensor *resnet_forward(void *self, struct invar_graph *g,
-                                           struct invar_tensor *x)
+/* (N, 512w): the pooled representation under the head */
+static struct invar_tensor *resnet_backbone(void *self, struct invar_graph *g,
+                                            struct invar_tensor *x)
 {
     struct resnet *n = self;
     x = conv_bn_forward(&n->stem, g, x); /* (N, 64w, H, W) */
     for (int i = 0; i < n->n_blocks; i++)
         x = block_forward(&n->blocks[i], g, x); /* ... (N, 512w, ~H/8, ~W/8) */
-    x = invar_global_avgpool(g, x);             /* (N, 512w) */
-    return head_forward(&n->head, g, x);        /* (N, dim) */
+    return invar_global_avgpool(g, x);          /* (N, 512w) */
+}
+
+static struct invar_tensor *resnet_forward(void *self, struct invar_graph *g,
+                                           struct invar_tensor *x)
+{
+    struct resnet *n = self;
+    return head_forward(&n->head, g, resnet_backbone(self, g, x)); /* (N, dim) */
 }
 
 static void resnet_destroy(void *self)
@@ -142,6 +149,7 @@ static const struct invar_encoder_ops resnet_ops = {
     .create = resnet_create,
     .forward = resnet_forward,
     .destroy = resnet_destroy,
+    .backbone = resnet_backbone,
 };
 
 INVAR_PLUGIN_DEFINE(invar_encoder, "resnet", "1.0.0",

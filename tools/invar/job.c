@@ -54,6 +54,8 @@ int cli_job_init(struct cli_job *j, const struct cli_experiment *x)
                                            .linear_epochs = ev->linear.epochs,
                                            .linear_lr = ev->linear.lr,
                                            .linear_batch = ev->linear.batch_size,
-                                           .linear_wd = ev->linear.weight_decay};
+                                           .linear_wd = ev->linear.weight_decay,
+                                           .knn_features = ev->knn.features,
+                                           .linear_features = ev->linear.features};
     return 0;
 }

@@ -114,8 +114,10 @@ static int log_params(struct invar_store *db, int64_t run_id, const struct cli_e
      * the same rows, and the features row says what was classified. */
     ps[n++] = (struct invar_store_param){"eval.knn.k", k};
     ps[n++] = (struct invar_store_param){"eval.knn.t", t};
-    ps[n++] = (struct invar_store_param){"eval.features",
-                                         "online encoder output, un-augmented normalised images"};
+    ps[n++] = (struct invar_store_param){
+        "eval.features", "online encoder, un-augmented normalised images; kNN on "
+                         "eval.knn.features, linear probe on eval.linear.features (head: the "
+                         "encoder's output, backbone: the representation under its head)"};
     ps[n++] = (struct invar_store_param){"eval.split", "train (memory) -> test"};
     /* What `invar report` groups this sweep's runs by (set by `invar sweep`). */
     if (sweep_axes)

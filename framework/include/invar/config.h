@@ -92,12 +92,14 @@ struct invar_eval_section {
         int64_t k;
         double t;
         int64_t every;
+        int features; /* enum invar_eval_features */
     } knn; /* every: epochs; 0 = only at the end */
     struct {
         int64_t epochs;
         double lr;
         int64_t batch_size;
         double weight_decay;
+        int features; /* enum invar_eval_features */
     } linear;
 };
 

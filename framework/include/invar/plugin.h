@@ -156,6 +156,11 @@ struct invar_encoder_ops {
     /* (N, out_dim) features of x (N, C, H, W). Training mode comes from the graph. */
     struct invar_tensor *(*forward)(void *self, struct invar_graph *g, struct invar_tensor *x);
     void (*destroy)(void *self);
+    /* Optional: (N, F) the representation under the projection head (a convnet's pooled
+     * features), which the evaluation protocols may classify instead of forward's output
+     * (eval.knn.features, eval.linear.features: backbone). NULL: the representation is
+     * forward's output itself. */
+    struct invar_tensor *(*backbone)(void *self, struct invar_graph *g, struct invar_tensor *x);
 };
 
 /* ---- objectives --------------------------------------------------------------------------- */
@@ -168,6 +173,16 @@ INVAR_API struct invar_tensor *invar_encoder_forward(struct invar_encoder *e,
                                                      struct invar_tensor *x);
 INVAR_API struct invar_params *invar_encoder_params(struct invar_encoder *e);
 INVAR_API int64_t invar_encoder_dim(const struct invar_encoder *e);
+/* The representation under the projection head (the plugin's backbone op; forward's output
+ * when it has none), and its feature size. */
+INVAR_API struct invar_tensor *invar_encoder_backbone(struct invar_encoder *e,
+                                                      struct invar_graph *g,
+                                                      struct invar_tensor *x);
+INVAR_API int64_t invar_encoder_backbone_dim(struct invar_encoder *e);
+
+/* What an evaluation classifies (eval.knn.features, eval.linear.features): the encoder's
+ * output, or the representation under its projection head (invar_encoder_backbone). */
+enum invar_eval_features { INVAR_FEATURES_HEAD, INVAR_FEATURES_BACKBONE };
 
 struct invar_objective_ctx {
     int64_t dataset_size;      /* training samples (after limit) */

@@ -43,6 +43,8 @@ struct invar_eval_config {
     double linear_lr;
     int64_t linear_batch;
     double linear_wd;
+    enum invar_eval_features knn_features;    /* head */
+    enum invar_eval_features linear_features; /* backbone */
 };
 
 struct invar_job {
