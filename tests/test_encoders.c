@@ -95,6 +95,32 @@ Test(encoders, backbone_is_the_representation_under_the_head)
                    5);
 }
 
+/* A descriptor whose ops_size predates the backbone op (0: a hand-made or older descriptor)
+ * is never read past its first vtable: the backbone is then forward's output. */
+Test(encoders, backbone_is_not_read_from_an_older_vtable)
+{
+    const int64_t in[3] = {1, 28, 28};
+    struct invar_plugin_use use =
+        encoder_use("convnet", (const char *[]){"width", "0.25", "dim", "8", NULL});
+    cr_assert_geq(use.plugin->ops_size, sizeof(struct invar_encoder_ops));
+    struct invar_plugin old = *use.plugin;
+    old.ops_size = 0;
+    use.plugin = &old;
+    struct invar_encoder *enc = NULL;
+    struct invar_error err = {0};
+    cr_assert_eq(invar_encoder_create(&enc, &use, in, 7, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(invar_encoder_backbone_dim(enc), 8);
+    struct invar_graph *g = invar_graph_create(1 << 22);
+    invar_graph_set_grad(g, 0);
+    invar_graph_set_training(g, 0);
+    struct invar_tensor *x = random_input(g, 2, in, 4);
+    struct invar_tensor *y = invar_encoder_forward(enc, g, x), *h = invar_encoder_backbone(enc, g, x);
+    cr_assert_eq(h->numel, y->numel);
+    cr_assert(memcmp(h->data, y->data, (size_t)y->numel * sizeof(float)) == 0);
+    invar_graph_destroy(g);
+    invar_encoder_destroy(enc);
+}
+
 static size_t tensor_count(struct invar_params *p, unsigned flag)
 {
     size_t n = 0;

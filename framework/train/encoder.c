@@ -1,4 +1,5 @@
 /* struct invar_encoder: one instance of an encoder plugin with its own parameter block. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,16 +48,27 @@ struct invar_tensor *invar_encoder_forward(struct invar_encoder *e, struct invar
     return e->use.plugin->ops.encoder->forward(e->self, g, x);
 }
 
+/* The plugin's backbone op, if its vtable is recent enough to have the field and fills it. */
+static struct invar_tensor *(*encoder_backbone_op(const struct invar_encoder *e))(
+    void *, struct invar_graph *, struct invar_tensor *)
+{
+    const struct invar_plugin *p = e->use.plugin;
+    if (p->ops_size < offsetof(struct invar_encoder_ops, backbone) + sizeof p->ops.encoder->backbone)
+        return NULL;
+    return p->ops.encoder->backbone;
+}
+
 struct invar_tensor *invar_encoder_backbone(struct invar_encoder *e, struct invar_graph *g,
                                             struct invar_tensor *x)
 {
-    const struct invar_encoder_ops *ops = e->use.plugin->ops.encoder;
-    return ops->backbone ? ops->backbone(e->self, g, x) : ops->forward(e->self, g, x);
+    struct invar_tensor *(*op)(void *, struct invar_graph *, struct invar_tensor *) =
+        encoder_backbone_op(e);
+    return op ? op(e->self, g, x) : invar_encoder_forward(e, g, x);
 }
 
 int64_t invar_encoder_backbone_dim(struct invar_encoder *e)
 {
-    if (!e->use.plugin->ops.encoder->backbone)
+    if (!encoder_backbone_op(e))
         return e->dim;
     if (!e->backbone_dim) { /* the plugin declares only its output size: run one image */
         struct invar_graph *g = invar_graph_create(1u << 20);

@@ -156,8 +156,9 @@ struct invar_encoder_ops {
     /* (N, out_dim) features of x (N, C, H, W). Training mode comes from the graph. */
     struct invar_tensor *(*forward)(void *self, struct invar_graph *g, struct invar_tensor *x);
     void (*destroy)(void *self);
-    /* Optional: (N, F) the representation under the projection head (a convnet's pooled
-     * features), which the evaluation protocols may classify instead of forward's output
+    /* Optional (added after the first version: read when the descriptor's ops_size covers
+     * it): (N, F) the representation under the projection head (a convnet's pooled features),
+     * which the evaluation protocols may classify instead of forward's output
      * (eval.knn.features, eval.linear.features: backbone). NULL: the representation is
      * forward's output itself. */
     struct invar_tensor *(*backbone)(void *self, struct invar_graph *g, struct invar_tensor *x);
@@ -259,7 +260,10 @@ struct invar_plugin {
     uint32_t abi_version;  /* INVAR_ABI_VERSION at build time: checked first */
     uint32_t struct_size;  /* sizeof(struct invar_plugin) at build time */
     uint32_t kind;         /* enum invar_plugin_kind */
-    uint32_t reserved;
+    /* sizeof the kind's ops struct at build time (INVAR_PLUGIN_DEFINE fills it): an op added
+     * to the end of a vtable is read only when ops_size covers it. 0 (a hand-made descriptor,
+     * or one built before this field) means each vtable's first version. */
+    uint32_t ops_size;
     const char *name;      /* unique across all loaded plugins; [a-z0-9_] */
     const char *version;   /* the plugin's own version, "1.2.0" */
     const char *summary;   /* one line */
@@ -311,6 +315,7 @@ typedef const struct invar_plugin *const *(*invar_plugin_entry_fn)(void);
         .summary = SUMMARY,                                                                  \
         .params = PARAMS,                                                                    \
         .config_size = sizeof(CONFIG),                                                       \
+        .ops_size = sizeof(OPS),                                                             \
         .ops = {.INVAR_CAT(INVAR_OPS_FIELD_, KIND) = &OPS},                                  \
     };                                                                                       \
     INVAR_PLUGIN_EXPORT_TABLE(&invar_plugin_descriptor_)
