@@ -147,7 +147,7 @@ void invar_graph_backward(struct invar_graph *g, struct invar_tensor *loss)
         n->fresh = 0;
         for (int i = 0; i < n->n_in; i++) {
             struct invar_tensor *t = n->in[i];
-            if ((n->may_overwrite >> i & 1) && t->requires_grad && !t->grad) {
+            if (t && (n->may_overwrite >> i & 1) && t->requires_grad && !t->grad) {
                 t->grad = invar_arena_alloc(&g->arena, (size_t)t->numel * sizeof(float));
                 n->fresh |= 1u << i;
             }

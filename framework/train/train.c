@@ -372,7 +372,6 @@ static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch
     }
 done:
     free(ftr), free(fte), free(htr), free(hte);
-    (void)nte;
     return st;
 }
 
