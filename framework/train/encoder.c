@@ -92,6 +92,25 @@ struct invar_tensor *encoder_features(struct invar_encoder *e, struct invar_grap
                                             : invar_encoder_forward(e, g, x);
 }
 
+struct invar_tensor *invar_encoder_embed_batch(struct invar_encoder *e, struct invar_graph *g,
+                                               const float *x, int64_t b, const int64_t shape[3],
+                                               const float *mean, const float *std,
+                                               enum invar_eval_features which)
+{
+    const int64_t hw = shape[1] * shape[2], numel = shape[0] * hw;
+    invar_graph_reset(g);
+    struct invar_tensor *t = invar_graph_tensor(g, 4, (int64_t[]){b, shape[0], shape[1], shape[2]});
+    memcpy(t->data, x, (size_t)(b * numel) * sizeof *x);
+    if (mean)
+        for (int64_t i = 0; i < b; i++)
+            for (int64_t c = 0; c < shape[0]; c++) {
+                float *p = t->data + i * numel + c * hw, m = mean[c], inv = 1.0f / std[c];
+                for (int64_t j = 0; j < hw; j++)
+                    p[j] = (p[j] - m) * inv;
+            }
+    return encoder_features(e, g, t, (int)which);
+}
+
 int64_t encoder_out_dim(struct invar_encoder *e, int which)
 {
     return which == INVAR_FEATURES_BACKBONE ? invar_encoder_backbone_dim(e) : e->dim;

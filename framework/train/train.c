@@ -74,25 +74,13 @@ enum invar_status encoder_embed(struct invar_encoder *e, const struct invar_data
 {
     (void)err;
     const int64_t *shape = invar_dataset_shape(d);
-    int64_t n = invar_dataset_count(d), numel = shape[0] * shape[1] * shape[2];
-    int64_t hw = shape[1] * shape[2];
+    int64_t n = invar_dataset_count(d);
     int was_grad = invar_graph_set_grad(g, 0), was_train = invar_graph_set_training(g, 0);
     for (int64_t s = 0; s < n; s += EMBED_BATCH) {
         int64_t b = n - s < EMBED_BATCH ? n - s : EMBED_BATCH;
-        invar_graph_reset(g);
-        struct invar_tensor *x =
-            invar_graph_tensor(g, 4, (int64_t[]){b, shape[0], shape[1], shape[2]});
-        memcpy(x->data, invar_dataset_sample(d, s), (size_t)(b * numel) * sizeof(float));
-        if (mean)
-            for (int64_t i = 0; i < b; i++)
-                for (int64_t c = 0; c < shape[0]; c++) {
-                    float *p = x->data + i * numel + c * hw, m = mean[c], inv = 1.0f / std[c];
-                    for (int64_t j = 0; j < hw; j++)
-                        p[j] = (p[j] - m) * inv;
-                }
-        struct invar_tensor *f = encoder_features(e, g, x, which);
-        const int64_t dim = f->shape[1];
-        memcpy(out + s * dim, f->data, (size_t)(b * dim) * sizeof(float));
+        struct invar_tensor *f = invar_encoder_embed_batch(e, g, invar_dataset_sample(d, s), b,
+                                                           shape, mean, std, which);
+        memcpy(out + s * f->shape[1], f->data, (size_t)f->numel * sizeof(float));
     }
     invar_graph_reset(g);
     invar_graph_set_grad(g, was_grad);

@@ -296,26 +296,15 @@ static void invariance_steps(const struct invar_job *job, struct invariance_resu
     }
 }
 
-/* Features (b, dim) of b images x (b, C, H, W) in eval mode, normalised like the
- * trainer's inputs when mean is set. */
+/* Features (b, dim) of b images x (b, C, H, W): the encoder's output, inputs normalised like
+ * the trainer's when mean is set. */
 static void embed_images(struct invar_encoder *enc, struct invar_graph *g, const float *x,
                          int64_t b, const int64_t shape[3], const float *mean, const float *std,
                          float *out)
 {
-    int64_t numel = shape[0] * shape[1] * shape[2], hw = shape[1] * shape[2];
-    int64_t dim = invar_encoder_dim(enc);
-    invar_graph_reset(g);
-    struct invar_tensor *t = invar_graph_tensor(g, 4, (int64_t[]){b, shape[0], shape[1], shape[2]});
-    memcpy(t->data, x, (size_t)(b * numel) * sizeof *x);
-    if (mean)
-        for (int64_t i = 0; i < b; i++)
-            for (int64_t c = 0; c < shape[0]; c++) {
-                float *p = t->data + i * numel + c * hw, m = mean[c], inv = 1.0f / std[c];
-                for (int64_t j = 0; j < hw; j++)
-                    p[j] = (p[j] - m) * inv;
-            }
-    struct invar_tensor *f = invar_encoder_forward(enc, g, t);
-    memcpy(out, f->data, (size_t)(b * dim) * sizeof *out);
+    struct invar_tensor *f =
+        invar_encoder_embed_batch(enc, g, x, b, shape, mean, std, INVAR_FEATURES_HEAD);
+    memcpy(out, f->data, (size_t)f->numel * sizeof *out);
 }
 
 /* Cosine similarity in double; 0 when either feature is all zeros (it has no direction).

@@ -93,6 +93,14 @@ INVAR_API enum invar_status invar_encoder_create(struct invar_encoder **out,
                                                  const int64_t in_shape[3], uint64_t seed,
                                                  struct invar_error *err);
 INVAR_API void invar_encoder_destroy(struct invar_encoder *e);
+/* Features of b images x (b, C, H, W), each channel c standardised as (x - mean[c]) / std[c]
+ * when mean is set (the trainer's inputs), through e in g's current mode: the encoder's output
+ * or its backbone representation (which). Resets g first; the result lives in g's arena. */
+INVAR_API struct invar_tensor *invar_encoder_embed_batch(struct invar_encoder *e,
+                                                         struct invar_graph *g, const float *x,
+                                                         int64_t b, const int64_t shape[3],
+                                                         const float *mean, const float *std,
+                                                         enum invar_eval_features which);
 
 /* ---- evaluation on features ------------------------------------------------------------ */
 
