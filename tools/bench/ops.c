@@ -7,7 +7,10 @@
  * the median step minus the median forward. A conv layer's flops are
  * 2*M*N*K for forward (M = C_out, N = batch*OH*OW, K = C_in*KH*KW) plus the same for each
  * backward GEMM it runs: dw always, dx except for the first layer (its input needs no gradient,
- * as in training). The last line is `RESULT conv_gflops=... sgemm_gflops=... ratio=...`.
+ * as in training). Two sets of layers: the encoder on 28x28 images (evaluation, and views of
+ * full size) and on the 18x18 views the experiments train on, whose 9x9 and 4x4 planes are
+ * where the direct path's dropped columns and partial tiles cost most. The last line is
+ * `RESULT conv_gflops=... conv18_gflops=... sgemm_gflops=... ratio=... ratio18=...`.
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -29,7 +32,9 @@ struct layer {
 
 static const struct layer layers[] = {
     {1, 32, 28, 0}, {32, 32, 28, 1}, {32, 64, 14, 1}, {64, 64, 14, 1}, {64, 128, 7, 1},
+    {1, 32, 18, 0}, {32, 32, 18, 1}, {32, 64, 9, 1},  {64, 64, 9, 1},  {64, 128, 4, 1},
 };
+#define SET_LAYERS 5 /* layers per set: 28x28, then 18x18 */
 #define N_LAYERS (sizeof layers / sizeof layers[0])
 
 static double now(void)
@@ -141,7 +146,7 @@ int main(int argc, char **argv)
     printf("conv2d 3x3 pad 1, batch %d, forward+backward, 2 threads, median of %d\n", BATCH,
            REPEATS);
     printf("%-16s %8s %9s %9s %9s %9s\n", "layer", "GFLOP", "fwd ms", "bwd ms", "ms", "GFLOP/s");
-    double conv_flops = 0, conv_time = 0;
+    double conv_flops[2] = {0, 0}, conv_time[2] = {0, 0};
     for (size_t i = 0; i < N_LAYERS; i++) {
         const struct layer *l = &layers[i];
         const double gemm =
@@ -153,18 +158,24 @@ int main(int argc, char **argv)
                  (long long)l->hw);
         printf("%-16s %8.3f %9.2f %9.2f %9.2f %9.1f\n", name, flops * 1e-9, fwd * 1e3,
                (sec - fwd) * 1e3, sec * 1e3, flops / sec * 1e-9);
-        conv_flops += flops, conv_time += sec;
+        conv_flops[i / SET_LAYERS] += flops, conv_time[i / SET_LAYERS] += sec;
         free(st[i].x), free(st[i].buf);
+        if ((i + 1) % SET_LAYERS == 0) {
+            const size_t k = i / SET_LAYERS;
+            printf("%-16s %8.3f %9s %9s %9.2f %9.1f\n", k ? "conv total @18" : "conv total @28",
+                   conv_flops[k] * 1e-9, "", "", conv_time[k] * 1e3,
+                   conv_flops[k] / conv_time[k] * 1e-9);
+        }
     }
-    const double conv_gflops = conv_flops / conv_time * 1e-9;
-    printf("%-16s %8.3f %9s %9s %9.2f %9.1f\n", "conv total", conv_flops * 1e-9, "", "",
-           conv_time * 1e3, conv_gflops);
+    const double conv_gflops = conv_flops[0] / conv_time[0] * 1e-9;
+    const double conv18_gflops = conv_flops[1] / conv_time[1] * 1e-9;
     const double sgemm_sec = median(ts, REPEATS);
     const double sgemm_gflops = 2.0 * n * n * (double)n / sgemm_sec * 1e-9;
     printf("%-16s %8.3f %9s %9s %9.2f %9.1f\n", "sgemm 2048^2", 2.0 * n * n * (double)n * 1e-9, "",
            "", sgemm_sec * 1e3, sgemm_gflops);
     free(a), free(bm), free(c);
-    printf("RESULT conv_gflops=%.1f sgemm_gflops=%.1f ratio=%.3f\n", conv_gflops, sgemm_gflops,
-           conv_gflops / sgemm_gflops);
+    printf("RESULT conv_gflops=%.1f conv18_gflops=%.1f sgemm_gflops=%.1f ratio=%.3f ratio18=%.3f\n",
+           conv_gflops, conv18_gflops, sgemm_gflops, conv_gflops / sgemm_gflops,
+           conv18_gflops / sgemm_gflops);
     return 0;
 }
