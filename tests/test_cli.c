@@ -472,6 +472,16 @@ static struct invar_store_metric_list metric_series(int64_t id, const char *key)
     return ms;
 }
 
+/* The latest value logged for key (the run's final evaluation, or a later eval's). */
+static double last_value(int64_t id, const char *key)
+{
+    struct invar_store_metric_list ms = metric_series(id, key);
+    cr_assert(ms.count > 0, "no %s", key);
+    double v = ms.items[ms.count - 1].value;
+    invar_store_metric_list_deinit(&ms);
+    return v;
+}
+
 static const char *stored_param(int64_t id, const char *key, char *out, size_t n)
 {
     struct invar_store *db;
@@ -484,6 +494,68 @@ static const char *stored_param(int64_t id, const char *key, char *out, size_t n
     invar_store_param_list_deinit(&ps);
     invar_store_close(db);
     return out;
+}
+
+/* A run of convnet.yaml (backbone 32 features, head 16); feats is its eval.knn.features. */
+static int64_t train_convnet_run(const char *feats, char *ref, size_t n)
+{
+    char kf[64];
+    snprintf(kf, sizeof kf, "eval.knn.features=%s", feats);
+    cr_assert_eq(INVAR("run", fixture("convnet.yaml"), kf), 0, "%s", err_text);
+    int64_t id = run_id_from_stdout();
+    snprintf(ref, n, "%lld", (long long)id);
+    return id;
+}
+
+/* --features overrides what kNN classifies, and the params follow; the figure is the one a run
+ * configured with those features computes itself (training does not depend on the choice). */
+Test(cli, eval_features_classify_the_backbone_or_the_head, .timeout = 300)
+{
+    char head_ref[32], bb_ref[32], v[64];
+    int64_t head_id = train_convnet_run("head", head_ref, sizeof head_ref);
+    int64_t bb_id = train_convnet_run("backbone", bb_ref, sizeof bb_ref);
+    const double knn_head = last_value(head_id, "knn_top1"), knn_bb = last_value(bb_id, "knn_top1");
+    cr_assert_str_eq(stored_param(head_id, "eval.knn.features", v, sizeof v), "head");
+
+    cr_assert_eq(INVAR("eval", head_ref, "--knn", "--features", "backbone"), 0, "%s", err_text);
+    char want[64];
+    snprintf(want, sizeof want, " knn_top1 %.2f ", knn_bb);
+    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
+    cr_assert_eq(last_value(head_id, "knn_top1"), knn_bb, "stored %g, the backbone run %g",
+                 last_value(head_id, "knn_top1"), knn_bb);
+    cr_assert_str_eq(stored_param(head_id, "eval.knn.features", v, sizeof v), "backbone");
+    /* the probe did not run: its row still says what the run's own probe used */
+    cr_assert_str_eq(stored_param(head_id, "eval.linear.features", v, sizeof v), "backbone");
+
+    cr_assert_eq(INVAR("eval", bb_ref, "--knn", "--features", "head"), 0, "%s", err_text);
+    snprintf(want, sizeof want, " knn_top1 %.2f ", knn_head);
+    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
+    cr_assert_str_eq(stored_param(bb_id, "eval.knn.features", v, sizeof v), "head");
+
+    /* embed and --cluster: the backbone's 32 features, or the head's 16 */
+    char npy[400];
+    snprintf(npy, sizeof npy, "%s/bb.npy", tmp);
+    cr_assert_eq(INVAR("embed", head_ref, "--out", npy, "--features", "backbone"), 0, "%s",
+                 err_text);
+    check_npy(npy, "<f4", "(128, 32)", 128 * 32);
+    cr_assert_eq(INVAR("embed", head_ref, "--out", npy), 0, "%s", err_text);
+    check_npy(npy, "<f4", "(128, 16)", 128 * 16);
+    cr_assert_eq(INVAR("eval", head_ref, "--cluster", "--features", "backbone"), 0, "%s",
+                 err_text);
+    cr_assert_not_null(strstr(err_text, " x 32 L2-normalised"), "%s", err_text);
+    cr_assert_not_null(strstr(stored_param(head_id, "eval.cluster.features", v, sizeof v),
+                              "backbone"),
+                       "%s", v);
+    cr_assert_eq(INVAR("eval", head_ref, "--cluster"), 0, "%s", err_text);
+    cr_assert_not_null(strstr(err_text, " x 16 L2-normalised"), "%s", err_text);
+
+    /* bad values are refused before anything is opened */
+    cr_assert_eq(INVAR("eval", head_ref, "--knn", "--features", "neck"), 2);
+    assert_one_line_message();
+    cr_assert_str_eq(err_text, "invar: eval: --features neck: head (the encoder's output) or "
+                               "backbone (the representation under its head)\n");
+    cr_assert_eq(INVAR("embed", head_ref, "--out", npy, "--features"), 2);
+    cr_assert_str_eq(err_text, "invar: embed: --features needs head or backbone\n");
 }
 
 Test(cli, eval_cluster_stores_metrics_and_protocol_reproducibly, .timeout = 300)

@@ -51,8 +51,8 @@ enum invar_status invar_checkpoint_encoder(const struct invar_job *job, const ch
 }
 
 enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char *path,
-                                         const char *split, struct invar_embedding *out,
-                                         struct invar_error *err)
+                                         const char *split, enum invar_eval_features which,
+                                         struct invar_embedding *out, struct invar_error *err)
 {
     memset(out, 0, sizeof *out);
     if (strcmp(split, "train") != 0 && strcmp(split, "test") != 0)
@@ -81,7 +81,7 @@ enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char
         goto done;
     g = invar_graph_create(64u << 20);
     out->n = invar_dataset_count(d);
-    out->dim = enc->dim;
+    out->dim = encoder_out_dim(enc, (int)which);
     out->features = malloc((size_t)(out->n * out->dim) * sizeof *out->features);
     out->labels = malloc((size_t)out->n * sizeof *out->labels);
     if (!g || !out->features || !out->labels) {
@@ -90,7 +90,7 @@ enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char
     }
     memcpy(out->labels, invar_dataset_labels(d), (size_t)out->n * sizeof *out->labels);
     st = encoder_embed(enc, d, job->normalize ? mean : NULL, job->normalize ? std : NULL,
-                       out->features, INVAR_FEATURES_HEAD, g, err);
+                       out->features, (int)which, g, err);
 done:
     if (st != INVAR_OK)
         invar_embedding_deinit(out);

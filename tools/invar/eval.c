@@ -87,13 +87,24 @@ struct cluster_result {
     double inertia;  /* of the kept restart */
     double acc;      /* percent, Hungarian matching of clusters to classes */
     double nmi;      /* in [0, 1] */
+    enum invar_eval_features which;
 };
+
+/* What --features chose, as the protocol rows describe it. */
+static const char *features_text(enum invar_eval_features which)
+{
+    return which == INVAR_FEATURES_BACKBONE
+               ? "online encoder backbone (the representation under its head), eval mode, "
+                 "un-augmented normalised images"
+               : "online encoder output, eval mode, un-augmented normalised images";
+}
 
 /* Unit rows; an all-zero row stays zero (it has no direction to keep). */
 
 /* k-means on the run's test features (k = the dataset's classes when k_opt is 0), scored
  * against the true labels. Prints and returns nonzero on failure. */
-static int cluster_eval(const struct loaded_run *l, int64_t k_opt, struct cluster_result *r)
+static int cluster_eval(const struct loaded_run *l, int64_t k_opt,
+                        enum invar_eval_features which, struct cluster_result *r)
 {
     const struct invar_job *job = &l->j.job;
     struct invar_error err = {{0}};
@@ -117,7 +128,9 @@ static int cluster_eval(const struct loaded_run *l, int64_t k_opt, struct cluste
         goto done;
     }
     r->k = k_opt > 0 ? k_opt : r->classes; /* k_opt is within [1, CLUSTER_MAX_K] */
-    if (invar_checkpoint_embed(job, l->row.checkpoint, CLUSTER_SPLIT, &e, &err) != INVAR_OK) {
+    r->which = which;
+    if (invar_checkpoint_embed(job, l->row.checkpoint, CLUSTER_SPLIT, which, &e, &err) !=
+        INVAR_OK) {
         cli_error("%s", err.msg);
         goto done;
     }
@@ -201,7 +214,7 @@ static int cluster_store(const struct loaded_run *l, int64_t epoch, const struct
     snprintf(seed, sizeof seed, "%d", CLUSTER_SEED);
     const struct invar_store_param ps[] = {
         {"eval.cluster.split", CLUSTER_SPLIT},
-        {"eval.cluster.features", "online encoder output, un-augmented normalised images"},
+        {"eval.cluster.features", features_text(r->which)},
         {"eval.cluster.l2_normalize", "1"},
         {"eval.cluster.pca_whiten", "0"},
         {"eval.cluster.k", k},
@@ -257,6 +270,7 @@ struct invariance_result {
     size_t n;
     double baseline;
     int64_t images, dim;
+    enum invar_eval_features which;
 };
 
 static int same_step(const struct invar_plugin_use *a, const struct invar_plugin_use *b)
@@ -300,10 +314,9 @@ static void invariance_steps(const struct invar_job *job, struct invariance_resu
  * the trainer's when mean is set. */
 static void embed_images(struct invar_encoder *enc, struct invar_graph *g, const float *x,
                          int64_t b, const int64_t shape[3], const float *mean, const float *std,
-                         float *out)
+                         enum invar_eval_features which, float *out)
 {
-    struct invar_tensor *f =
-        invar_encoder_embed_batch(enc, g, x, b, shape, mean, std, INVAR_FEATURES_HEAD);
+    struct invar_tensor *f = invar_encoder_embed_batch(enc, g, x, b, shape, mean, std, which);
     memcpy(out, f->data, (size_t)f->numel * sizeof *out);
 }
 
@@ -325,7 +338,8 @@ static double cosine(const float *a, const float *b, int64_t n)
 }
 
 /* Computes every step's figure and the baseline. Prints and returns nonzero on failure. */
-static int invariance_eval(const struct loaded_run *l, struct invariance_result *r)
+static int invariance_eval(const struct loaded_run *l, enum invar_eval_features which,
+                           struct invariance_result *r)
 {
     const struct invar_job *job = &l->j.job;
     struct invar_error err = {{0}};
@@ -336,6 +350,7 @@ static int invariance_eval(const struct loaded_run *l, struct invariance_result 
     float mean[4], std[4];
     int rc = 1;
     invariance_steps(job, r);
+    r->which = which;
     /* The training split gives the encoder's input shape and the normalisation statistics,
      * as in the trainer. */
     if (invar_dataset_open(&train, &job->dataset, "train", job->limit, &err) != INVAR_OK ||
@@ -355,7 +370,9 @@ static int invariance_eval(const struct loaded_run *l, struct invariance_result 
         invar_dataset_stats(train, mean, std);
     }
     const float *pm = job->normalize ? mean : NULL, *ps = job->normalize ? std : NULL;
-    int64_t n = invar_dataset_count(test), dim = invar_encoder_dim(enc);
+    int64_t n = invar_dataset_count(test);
+    int64_t dim = r->which == INVAR_FEATURES_BACKBONE ? invar_encoder_backbone_dim(enc)
+                                                      : invar_encoder_dim(enc);
     r->images = n;
     r->dim = dim;
     if (n < 2) {
@@ -392,7 +409,8 @@ static int invariance_eval(const struct loaded_run *l, struct invariance_result 
     invar_graph_set_training(g, 0);
     for (int64_t s = 0; s < n; s += INVARIANCE_BATCH) {
         int64_t b = n - s < INVARIANCE_BATCH ? n - s : INVARIANCE_BATCH;
-        embed_images(enc, g, invar_dataset_sample(test, s), b, shape, pm, ps, orig + s * dim);
+        embed_images(enc, g, invar_dataset_sample(test, s), b, shape, pm, ps, r->which,
+                     orig + s * dim);
     }
     /* Sums in sample order, in double. */
     double sum = 0;
@@ -411,7 +429,7 @@ static int invariance_eval(const struct loaded_run *l, struct invariance_result 
                 invar_view_apply(&one, INVARIANCE_SEED, 0, s + i, 0,
                                  invar_dataset_sample(test, s + i), shape, img + i * numel, scratch,
                                  scratch_n);
-            embed_images(enc, g, img, b, out, pm, ps, feat);
+            embed_images(enc, g, img, b, out, pm, ps, r->which, feat);
             for (int64_t i = 0; i < b; i++)
                 sum += cosine(orig + (s + i) * dim, feat + i * dim, dim);
         }
@@ -440,7 +458,7 @@ static int invariance_store(const struct loaded_run *l, int64_t epoch,
     const struct invar_store_param ps[] = {
         {"eval.invariance.split", INVARIANCE_SPLIT},
         {"eval.invariance.images", images},
-        {"eval.invariance.features", "online encoder output in eval mode, normalised inputs"},
+        {"eval.invariance.features", features_text(r->which)},
         {"eval.invariance.similarity", "cosine"},
         {"eval.invariance.augment", "each distinct step alone, with its probability p"},
         {"eval.invariance.rng", "seed, epoch 0, sample index, view 0"},
@@ -465,6 +483,40 @@ static int invariance_store(const struct loaded_run *l, int64_t epoch,
 
 /* ---- invar eval --------------------------------------------------------------------------- */
 
+/* "--features head|backbone" (the names eval.knn.features takes); -1 after a message. */
+static int parse_features(const char *cmd, const char *s)
+{
+    if (!s) {
+        cli_error("%s: --features needs head or backbone", cmd);
+        return -1;
+    }
+    if (!strcmp(s, "head"))
+        return INVAR_FEATURES_HEAD;
+    if (!strcmp(s, "backbone"))
+        return INVAR_FEATURES_BACKBONE;
+    cli_error("%s: --features %s: head (the encoder's output) or backbone (the representation "
+              "under its head)",
+              cmd, s);
+    return -1;
+}
+
+/* kNN's (and the probe's) features as --features set them, in the rows the run's own
+ * evaluation wrote, so that the params describe the latest knn_* and linear_* figures. */
+static int features_store(const struct loaded_run *l, int knn, int linear,
+                          enum invar_eval_features which)
+{
+    const char *name = which == INVAR_FEATURES_BACKBONE ? "backbone" : "head";
+    const struct invar_store_param ps[] = {{"eval.knn.features", name},
+                                           {"eval.linear.features", name}};
+    struct invar_error err = {{0}};
+    if (invar_store_log_params(l->db, l->row.id, ps, (size_t)knn + (size_t)linear, &err) !=
+        INVAR_OK) {
+        cli_error("%s", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 /* "--k N": 1 <= N <= CLUSTER_MAX_K, the whole argument a decimal number. */
 static int parse_k(const char *s, int64_t *k)
 {
@@ -483,10 +535,13 @@ static int parse_k(const char *s, int64_t *k)
 int cmd_eval(const struct cli_globals *g, int argc, char **argv)
 {
     const char *ref = NULL;
-    int knn = 0, linear = 0, cluster = 0, invariance = 0;
+    int knn = 0, linear = 0, cluster = 0, invariance = 0, feat = -1; /* -1: the run's own */
     int64_t k = 0; /* 0: the dataset's number of classes */
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--knn"))
+        if (!strcmp(argv[i], "--features")) {
+            if ((feat = parse_features("eval", i + 1 < argc ? argv[++i] : NULL)) < 0)
+                return 2;
+        } else if (!strcmp(argv[i], "--knn"))
             knn = 1;
         else if (!strcmp(argv[i], "--linear"))
             linear = 1;
@@ -534,8 +589,13 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
     /* Before the trainer's evaluation, which sets OpenBLAS's thread count to the
      * experiment's: GEMM's rounding depends on it, and the figures are the same to the bit
      * whether --knn or --linear come along or not. */
+    /* --cluster and --invariance classify the encoder's output unless told otherwise; kNN and
+     * the probe follow the experiment's eval.knn.features and eval.linear.features. */
+    const enum invar_eval_features which = feat < 0 ? INVAR_FEATURES_HEAD
+                                                    : (enum invar_eval_features)feat;
     static struct invariance_result ir;
-    if (invariance && (invariance_eval(&l, &ir) || invariance_store(&l, next_epoch - 1, &ir)))
+    if (invariance &&
+        (invariance_eval(&l, which, &ir) || invariance_store(&l, next_epoch - 1, &ir)))
         goto out;
     struct invar_result res = {.knn_top1 = -1, .knn_top5 = -1, .linear_top1 = -1};
     if (knn || linear) {
@@ -550,6 +610,10 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
             job->eval.linear_epochs = 0;
         else if (job->eval.linear_epochs == 0)
             job->eval.linear_epochs = 10;
+        if (feat >= 0 && features_store(&l, knn || linear, linear, which))
+            goto out;
+        if (feat >= 0)
+            job->eval.knn_features = job->eval.linear_features = which;
         struct eval_ctx c = {l.db, l.row.id, 0};
         job->on_metric = eval_metric;
         job->user = &c;
@@ -559,7 +623,7 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
         }
     }
     struct cluster_result cr = {0};
-    if (cluster && (cluster_eval(&l, k, &cr) || cluster_store(&l, next_epoch - 1, &cr)))
+    if (cluster && (cluster_eval(&l, k, which, &cr) || cluster_store(&l, next_epoch - 1, &cr)))
         goto out;
     printf("run %lld epoch %lld", (long long)l.row.id, (long long)next_epoch);
     if (knn || linear) /* the trainer's evaluation always includes kNN */
@@ -639,7 +703,13 @@ static int npy_write(const char *path, const char *descr, int64_t rows, int64_t 
 int cmd_embed(const struct cli_globals *g, int argc, char **argv)
 {
     const char *ref = NULL, *out = NULL, *split = "test";
+    int feat = INVAR_FEATURES_HEAD;
     for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--features")) {
+            if ((feat = parse_features("embed", i + 1 < argc ? argv[++i] : NULL)) < 0)
+                return 2;
+            continue;
+        }
         const char **opt = !strcmp(argv[i], "--out")     ? &out
                            : !strcmp(argv[i], "-o")      ? &out
                            : !strcmp(argv[i], "--split") ? &split
@@ -654,7 +724,8 @@ int cmd_embed(const struct cli_globals *g, int argc, char **argv)
         }
     }
     if (!ref || !out) {
-        cli_error("embed: usage: invar embed RUN --out F.npy [--split train|test]");
+        cli_error("embed: usage: invar embed RUN --out F.npy [--split train|test] "
+                  "[--features head|backbone]");
         return 2;
     }
     size_t len = strlen(out);
@@ -669,7 +740,8 @@ int cmd_embed(const struct cli_globals *g, int argc, char **argv)
     if (loaded_run_init(&l, g, ref))
         goto done;
     struct invar_error err = {{0}};
-    if (invar_checkpoint_embed(&l.j.job, l.row.checkpoint, split, &e, &err) != INVAR_OK) {
+    if (invar_checkpoint_embed(&l.j.job, l.row.checkpoint, split, (enum invar_eval_features)feat,
+                               &e, &err) != INVAR_OK) {
         cli_error("%s", err.msg);
         goto done;
     }

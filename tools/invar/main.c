@@ -25,7 +25,8 @@ static const struct cli_command commands[] = {
     {"report", cmd_report, "tables (mean ± std over seeds) and plots of a sweep",
      "invar report [--sweep NAME] [--by KEYS] [--metric M] [--csv F] [--html F]"},
     {"eval", cmd_eval, "evaluate a run's checkpoint: kNN, linear probe, k-means, invariance",
-     "invar eval RUN [--knn] [--linear] [--cluster [--k N]] [--invariance]\n\n"
+     "invar eval RUN [--knn] [--linear] [--cluster [--k N]] [--invariance]\n"
+     "               [--features head|backbone]\n\n"
      "  --knn        weighted kNN, training features as memory (knn_top1, knn_top5)\n"
      "  --linear     the linear probe (linear_top1; also runs kNN)\n"
      "  --cluster    k-means on the L2-normalised test features, scored against the labels:\n"
@@ -35,9 +36,13 @@ static const struct cli_command commands[] = {
      "               images' features and their augmented copies' (1: invariant), as\n"
      "               invariance/<plugin> (invariance/<plugin>.K when a plugin has several\n"
      "               steps), and invariance/baseline: two different images' similarity\n"
+     "  --features F  what every protocol asked for classifies: head (the encoder's output)\n"
+     "               or backbone (the representation under its projection head); without\n"
+     "               it kNN and the probe follow eval.knn.features and\n"
+     "               eval.linear.features, --cluster and --invariance use the head\n"
      "\nWith no flag: --knn --linear. Results are added to the run's metrics."},
     {"embed", cmd_embed, "write a split's embeddings as NumPy .npy (float32) plus labels",
-     "invar embed RUN --out F.npy [--split train|test]"},
+     "invar embed RUN --out F.npy [--split train|test] [--features head|backbone]"},
     {"preview", cmd_preview, "write a PNG grid of original images and their augmented views",
      "invar preview EXP.yaml --out grid.png [-n N] [KEY=VALUE...]"},
     {"plugins", cmd_plugins, "list plugins, or describe one's parameters",

@@ -142,9 +142,11 @@ struct invar_embedding {
 /* Rebuilds job's encoder for the shape of its first view, loads its weights and BN statistics
  * ("online.*") from path, and embeds split ("train" with job->limit, "test" with
  * job->test_limit) in eval mode, inputs normalised by the training split's statistics when
- * job->normalize is set, exactly as the trainer's evaluation does. */
+ * job->normalize is set, exactly as the trainer's evaluation does. which: the encoder's output
+ * or the representation under its head (out->dim is then the backbone's size). */
 INVAR_API enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char *path,
                                                    const char *split,
+                                                   enum invar_eval_features which,
                                                    struct invar_embedding *out,
                                                    struct invar_error *err);
 INVAR_API void invar_embedding_deinit(struct invar_embedding *e);
