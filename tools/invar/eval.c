@@ -500,17 +500,16 @@ static int parse_features(const char *cmd, const char *s)
     return -1;
 }
 
-/* kNN's (and the probe's) features as --features set them, in the rows the run's own
- * evaluation wrote, so that the params describe the latest knn_* and linear_* figures. */
-static int features_store(const struct loaded_run *l, int knn, int linear,
-                          enum invar_eval_features which)
+/* kNN's (and, when it ran, the probe's) features as --features set them, in the rows the
+ * run's own evaluation wrote, so that the params describe the latest knn_* and linear_*
+ * figures. Written after the figures. */
+static int features_store(const struct loaded_run *l, int linear, enum invar_eval_features which)
 {
     const char *name = which == INVAR_FEATURES_BACKBONE ? "backbone" : "head";
     const struct invar_store_param ps[] = {{"eval.knn.features", name},
                                            {"eval.linear.features", name}};
     struct invar_error err = {{0}};
-    if (invar_store_log_params(l->db, l->row.id, ps, (size_t)knn + (size_t)linear, &err) !=
-        INVAR_OK) {
+    if (invar_store_log_params(l->db, l->row.id, ps, linear ? 2u : 1u, &err) != INVAR_OK) {
         cli_error("%s", err.msg);
         return 1;
     }
@@ -610,8 +609,6 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
             job->eval.linear_epochs = 0;
         else if (job->eval.linear_epochs == 0)
             job->eval.linear_epochs = 10;
-        if (feat >= 0 && features_store(&l, knn || linear, linear, which))
-            goto out;
         if (feat >= 0)
             job->eval.knn_features = job->eval.linear_features = which;
         struct eval_ctx c = {l.db, l.row.id, 0};
@@ -621,6 +618,8 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
             cli_error("%s", err.msg);
             goto out;
         }
+        if (feat >= 0 && features_store(&l, linear, which))
+            goto out;
     }
     struct cluster_result cr = {0};
     if (cluster && (cluster_eval(&l, k, which, &cr) || cluster_store(&l, next_epoch - 1, &cr)))
