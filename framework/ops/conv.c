@@ -330,7 +330,8 @@ static void bias_grad_channels(const struct conv_job *job, int64_t lo, int64_t h
  * for the flat position q = oy*WP + ox: every tap is the same flat vector shifted by a constant
  * offset. So the convolution is a GEMM whose "col" matrix is never built: a tile of 4 output
  * channels x 24 consecutive positions loops over the C*KH*KW taps, loading 24 contiguous
- * inputs at the tap's offset and broadcasting 4 weights, 12 FMAs per 7 loads, all in registers.
+ * inputs at the tap's offset and broadcasting 4 weights, 12 FMAs per 7 loads, all in registers
+ * (a plane's last tile only 8 or 16 positions wide when that covers what is left of it).
  * Positions with ox >= OW (the last KW-1 columns of each flat row) are computed and dropped:
  * 2/30 of the work at 28x28, 2/16 at 14x14, 2/9 at 7x7; narrower planes keep the im2col path.
  *     forward  y  (O, Q) = w (O, K) "@" xp        per image, into a flat buffer, then copied
