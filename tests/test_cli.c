@@ -524,13 +524,13 @@ Test(cli, eval_features_classify_the_backbone_or_the_head, .timeout = 300)
     cr_assert_eq(last_value(head_id, "knn_top1"), knn_bb, "stored %g, the backbone run %g",
                  last_value(head_id, "knn_top1"), knn_bb);
     cr_assert_str_eq(stored_param(head_id, "eval.knn.features", v, sizeof v), "backbone");
-    /* the probe did not run: its row still says what the run's own probe used */
-    cr_assert_str_eq(stored_param(head_id, "eval.linear.features", v, sizeof v), "backbone");
-
     cr_assert_eq(INVAR("eval", bb_ref, "--knn", "--features", "head"), 0, "%s", err_text);
     snprintf(want, sizeof want, " knn_top1 %.2f ", knn_head);
     cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
     cr_assert_str_eq(stored_param(bb_id, "eval.knn.features", v, sizeof v), "head");
+    /* the probe did not run: its row still says what the run's own probe used (backbone, the
+     * default), not the "head" this call classified */
+    cr_assert_str_eq(stored_param(bb_id, "eval.linear.features", v, sizeof v), "backbone");
 
     /* embed and --cluster: the backbone's 32 features, or the head's 16 */
     char npy[400];

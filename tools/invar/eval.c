@@ -310,8 +310,8 @@ static void invariance_steps(const struct invar_job *job, struct invariance_resu
     }
 }
 
-/* Features (b, dim) of b images x (b, C, H, W): the encoder's output, inputs normalised like
- * the trainer's when mean is set. */
+/* Features (b, dim) of b images x (b, C, H, W): the encoder's output or its backbone (which),
+ * inputs normalised like the trainer's when mean is set. */
 static void embed_images(struct invar_encoder *enc, struct invar_graph *g, const float *x,
                          int64_t b, const int64_t shape[3], const float *mean, const float *std,
                          enum invar_eval_features which, float *out)
