@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "invar/data.h"
 #include "invar/plugin.h"
 #include "invar/rng.h"
 #include "plugin_harness.h"
@@ -475,6 +476,56 @@ Test(augment, resized_crop_size_and_fallback)
                 cr_assert_float_eq(*px(&out, c, y, x), want, 1e-6);
             }
     free(in.data), free(out.data);
+    ph_close(&p);
+}
+
+/* The evaluations' resize (eval.knn.size): hand-computed values, and the bits resized_crop
+ * gives for a box of the whole image, so the images kNN sees at the views' scale are the views'
+ * own interpolation. */
+Test(augment, image_resize_is_resized_crop_of_the_whole_image)
+{
+    /* Up 2 x 2 -> 4 x 4: sample positions -0.25, 0.25, 0.75, 1.25 clamped to [0, 1]. */
+    const float up_in[4] = {0, 1, 2, 3};
+    const float up_want[16] = {0,   0.25f, 0.75f, 1,    0.5f, 0.75f, 1.25f, 1.5f,
+                               1.5f, 1.75f, 2.25f, 2.5f, 2,    2.25f, 2.75f, 3};
+    float up[16];
+    invar_image_resize(up_in, (int64_t[]){1, 2, 2}, up, 4, 4);
+    for (int i = 0; i < 16; i++)
+        cr_assert_float_eq(up[i], up_want[i], 1e-7, "up %d: %g, want %g", i, up[i], up_want[i]);
+    /* Down 4 x 4 -> 2 x 2 (positions 0.5, 2.5): the mean of each 2 x 2 block; and a
+     * non-square 4 x 4 -> 1 x 2 (rows at 1.5). */
+    float down_in[16], down[4], wide[2];
+    for (int i = 0; i < 16; i++)
+        down_in[i] = (float)i;
+    invar_image_resize(down_in, (int64_t[]){1, 4, 4}, down, 2, 2);
+    cr_assert(down[0] == 2.5f && down[1] == 4.5f && down[2] == 10.5f && down[3] == 12.5f,
+              "%g %g %g %g", down[0], down[1], down[2], down[3]);
+    invar_image_resize(down_in, (int64_t[]){1, 4, 4}, wide, 1, 2);
+    cr_assert(wide[0] == 6.5f && wide[1] == 8.5f, "%g %g", wide[0], wide[1]);
+    /* Any size of a two-channel 28 x 28 image, against resized_crop's box of the whole image;
+     * the image's own size copies it. */
+    struct ph_plugin p;
+    ph_open(&p, "augment", "resized_crop");
+    ph_set(&p, "scale", "[1, 1]");
+    ph_set(&p, "ratio", "[1, 1]");
+    struct invar_image in = img_new(2, 28, 28), out = img_out(2 * 40 * 40);
+    img_fill_random(&in, 7);
+    float *mine = calloc(2 * 40 * 40, sizeof *mine);
+    cr_assert_not_null(mine);
+    const int64_t sizes[] = {7, 14, 18, 22, 27, 28, 35, 40};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "%lld", (long long)sizes[i]);
+        ph_set(&p, "size", v);
+        run(&p, i, &in, &out);
+        cr_assert(out.h == sizes[i] && out.w == sizes[i]);
+        invar_image_resize(in.data, (int64_t[]){2, 28, 28}, mine, sizes[i], sizes[i]);
+        cr_assert(memcmp(mine, out.data, (size_t)(2 * sizes[i] * sizes[i]) * sizeof *mine) == 0,
+                  "size %lld differs from resized_crop's", (long long)sizes[i]);
+        if (sizes[i] == 28)
+            cr_assert(memcmp(mine, in.data, (size_t)(2 * 28 * 28) * sizeof *mine) == 0);
+    }
+    free(mine), free(in.data), free(out.data);
     ph_close(&p);
 }
 

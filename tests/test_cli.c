@@ -646,6 +646,81 @@ static void read_npy(const char *path, void *data, size_t count)
     fclose(f);
 }
 
+/* --size resizes the images kNN, the probe, --cluster and embed see, and the params follow; the
+ * figure is the one a run configured with eval.knn.size computes itself. */
+Test(cli, eval_size_resizes_the_images_the_protocols_embed, .timeout = 300)
+{
+    enum { N = 128, DIM = 16 }; /* convnet.yaml's test split and head */
+    char ref[32], sized_ref[32], v[64], want[64];
+    cr_assert_eq(INVAR("run", fixture("convnet.yaml")), 0, "%s", err_text);
+    int64_t id = run_id_from_stdout();
+    snprintf(ref, sizeof ref, "%lld", (long long)id);
+    cr_assert_eq(INVAR("run", fixture("convnet.yaml"), "eval.knn.size=12"), 0, "%s", err_text);
+    int64_t sized = run_id_from_stdout();
+    snprintf(sized_ref, sizeof sized_ref, "%lld", (long long)sized);
+    const double knn = last_value(id, "knn_top1"), knn12 = last_value(sized, "knn_top1");
+    cr_assert_neq(knn, knn12, "the 8 x 8 images and their 12 x 12 copies score alike: %g", knn);
+    cr_assert_str_eq(stored_param(sized, "eval.knn.size", v, sizeof v), "12");
+    cr_assert_str_eq(stored_param(sized, "eval.linear.size", v, sizeof v), "0");
+
+    cr_assert_eq(INVAR("eval", ref, "--knn", "--size", "12"), 0, "%s", err_text);
+    snprintf(want, sizeof want, " knn_top1 %.2f ", knn12);
+    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
+    cr_assert_eq(last_value(id, "knn_top1"), knn12);
+    cr_assert_str_eq(stored_param(id, "eval.knn.size", v, sizeof v), "12");
+    cr_assert_str_eq(stored_param(id, "eval.linear.size", v, sizeof v), "0");
+    /* the images' own size is the images as stored */
+    cr_assert_eq(INVAR("eval", sized_ref, "--knn", "--size", "8"), 0, "%s", err_text);
+    snprintf(want, sizeof want, " knn_top1 %.2f ", knn);
+    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
+    cr_assert_str_eq(stored_param(sized, "eval.knn.size", v, sizeof v), "8");
+
+    /* embed: the same rows and features, other values at 12; the same bits at 8 */
+    static float plain[N * DIM], big[N * DIM], same[N * DIM];
+    char npy[400];
+    snprintf(npy, sizeof npy, "%s/sized.npy", tmp);
+    cr_assert_eq(INVAR("embed", ref, "--out", npy), 0, "%s", err_text);
+    read_npy(npy, plain, N * DIM);
+    cr_assert_eq(INVAR("embed", ref, "--out", npy, "--size", "12"), 0, "%s", err_text);
+    check_npy(npy, "<f4", "(128, 16)", N * DIM);
+    read_npy(npy, big, N * DIM);
+    cr_assert_neq(memcmp(plain, big, sizeof plain), 0);
+    cr_assert_eq(INVAR("embed", ref, "--out", npy, "--size", "8"), 0, "%s", err_text);
+    read_npy(npy, same, N * DIM);
+    cr_assert_eq(memcmp(plain, same, sizeof plain), 0);
+
+    /* --cluster takes the images as stored unless told, and says which */
+    cr_assert_eq(INVAR("eval", ref, "--cluster", "--size", "12"), 0, "%s", err_text);
+    cr_assert_str_eq(stored_param(id, "eval.cluster.size", v, sizeof v), "12");
+    cr_assert_eq(INVAR("eval", ref, "--cluster"), 0, "%s", err_text);
+    cr_assert_str_eq(stored_param(id, "eval.cluster.size", v, sizeof v), "0");
+
+    /* bad values, and --invariance alone, are refused with one line */
+    cr_assert_eq(INVAR("eval", ref, "--knn", "--size", "0"), 2);
+    assert_one_line_message();
+    cr_assert_str_eq(err_text, "invar: eval: --size 0: the side the images are resized to must "
+                               "be an integer from 1 to 4096\n");
+    cr_assert_eq(INVAR("embed", ref, "--out", npy, "--size", "12px"), 2);
+    assert_one_line_message();
+    cr_assert_eq(INVAR("eval", ref, "--size"), 2);
+    assert_one_line_message();
+    cr_assert_eq(INVAR("eval", ref, "--invariance", "--size", "12"), 2);
+    cr_assert_str_eq(err_text, "invar: eval: --size applies to --knn, --linear and --cluster, "
+                               "not --invariance\n");
+    /* an encoder whose weights follow the input size is refused before it trains, and a
+     * convnet refuses images too small for its poolings */
+    cr_assert_eq(INVAR("run", fixture("tiny.yaml"), "eval.linear.size=6"), 1);
+    cr_assert_not_null(strstr(err_text, "eval.linear.size: encoder mlp was built for 1x28x28 "
+                                        "views and its weights depend on the input size: it "
+                                        "cannot embed images of 1x6x6 (set eval.linear.size to "
+                                        "28)\n"),
+                       "%s", err_text);
+    cr_assert_eq(INVAR("embed", ref, "--out", npy, "--size", "2"), 1);
+    cr_assert_not_null(strstr(err_text, "size: the images at 1x2x2: encoder convnet: convnet: "
+                                        "input 2x2 is too small"),
+                       "%s", err_text);
+}
+
 Test(cli, eval_cluster_figures_by_hand_and_from_the_embedding, .timeout = 300)
 {
     enum { N = 256, K = 4, DIM = 32 }; /* the synthetic test split, the mlp's dim */

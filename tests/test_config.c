@@ -195,6 +195,8 @@ Test(config, resolves_sections_and_defaults)
     cr_assert_eq(invar_experiment_eval(e)->knn.t, 0.07);
     cr_assert_eq(invar_experiment_eval(e)->knn.features, INVAR_FEATURES_HEAD);
     cr_assert_eq(invar_experiment_eval(e)->linear.features, INVAR_FEATURES_BACKBONE);
+    cr_assert_eq(invar_experiment_eval(e)->knn.size, 0);
+    cr_assert_eq(invar_experiment_eval(e)->linear.size, 0);
     cr_assert_eq(invar_experiment_sweep(e)->n_grid, 0);
     invar_experiment_destroy(e);
 }
@@ -419,6 +421,10 @@ Test(config, unknown_keys_suggest)
                 "exp.yaml:5:14: eval.knn.kk: unknown key `kk`, did you mean `k`?");
     expect_fail(SECTIONS "eval: {linear: {features: pooled}}\n", NULL, 0,
                 "exp.yaml:5:27: eval.linear.features: 'pooled' is not one of head|backbone");
+    expect_fail(SECTIONS "eval: {knn: {size: -2}}\n", NULL, 0,
+                "exp.yaml:5:20: eval.knn.size: -2 is out of range [0, 4096]");
+    expect_fail(SECTIONS "eval: {size: 22}\n", NULL, 0,
+                "exp.yaml:5:8: eval.size: unknown key `size` (valid: knn, linear)");
     expect_fail(SECTIONS "train: {zzzzzz: 1}\n", NULL, 0,
                 "exp.yaml:5:9: train.zzzzzz: unknown key `zzzzzz` (valid: epochs, batch_size, "
                 "threads, views, checkpoint_every, log_every)");
@@ -799,8 +805,9 @@ Test(config, canonical_text_round_trips)
 
 Test(config, flattened_pairs)
 {
-    const char *ov[] = {"data.limit=2048"};
-    struct invar_experiment *e = load_ok(SECTIONS, ov, 1);
+    const char *ov[] = {"data.limit=2048", "eval.linear.size=22"};
+    struct invar_experiment *e = load_ok(SECTIONS, ov, 2);
+    cr_assert_eq(invar_experiment_eval(e)->linear.size, 22);
     cr_assert_str_eq(param(e, "objective.momentum"), "0.999");
     cr_assert_str_eq(param(e, "objective.plugin"), "moco");
     cr_assert_str_eq(param(e, "augment[0].plugin"), "resized_crop");
@@ -813,6 +820,8 @@ Test(config, flattened_pairs)
     cr_assert_str_eq(param(e, "eval.knn.k"), "200");
     cr_assert_str_eq(param(e, "eval.knn.features"), "head");
     cr_assert_str_eq(param(e, "eval.linear.features"), "backbone");
+    cr_assert_str_eq(param(e, "eval.knn.size"), "0");
+    cr_assert_str_eq(param(e, "eval.linear.size"), "22");
     cr_assert_str_eq(param(e, "name"), "exp");
     cr_assert_null(param(e, "sweep"));
     /* Keys are unique and sorted. */

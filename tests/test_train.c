@@ -340,6 +340,45 @@ Test(train, evaluation_features_follow_the_protocol_settings)
     cr_expect_eq(collapse[0], collapse[2], "collapse_std watches the output whatever kNN uses");
 }
 
+/* eval.knn.size and eval.linear.size each resize the images its protocol embeds (the probe
+ * embeds again when its size differs from kNN's); the collapse monitor follows kNN's. */
+Test(train, evaluation_sizes_follow_the_protocol_settings)
+{
+    static const int64_t knn_s[3] = {0, 20, 20}, lin_s[3] = {0, 0, 20};
+    struct invar_result res[3];
+    double collapse[3];
+    for (int v = 0; v < 3; v++) {
+        struct setup s;
+        struct record rec;
+        setup_job(&s, &rec,
+                  plugin_use("moco", 1, (const char *[]){"queue", "64", "momentum", "0.99", NULL}),
+                  2);
+        s.job.encoder = plugin_use("convnet", 1,
+                                   (const char *[]){"width", "0.25", "head", "mlp", "hidden", "32",
+                                                    "dim", "16", NULL});
+        s.job.epochs = 1;
+        s.job.checkpoint_every = 0;
+        s.job.eval.knn_every = 0;
+        s.job.eval.linear_epochs = 3;
+        s.job.eval.linear_lr = 1e-2;
+        s.job.eval.linear_batch = 64;
+        s.job.eval.knn_size = knn_s[v];
+        s.job.eval.linear_size = lin_s[v];
+        struct invar_error err = {0};
+        enum invar_status st = invar_train(&s.job, &res[v], &err);
+        cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
+        collapse[v] = last_metric(&rec, "collapse_std");
+    }
+    cr_expect(res[0].knn_top1 != res[1].knn_top1 || res[0].knn_top5 != res[1].knn_top5,
+              "kNN on the images as stored vs at 20 x 20");
+    cr_expect_eq(res[1].knn_top1, res[2].knn_top1, "kNN at 20 x 20 both times");
+    cr_expect_eq(res[1].knn_top5, res[2].knn_top5);
+    cr_expect_eq(res[0].linear_top1, res[1].linear_top1, "the probe on the images as stored");
+    cr_expect_neq(res[1].linear_top1, res[2].linear_top1, "the probe as stored vs at 20 x 20");
+    cr_expect_neq(collapse[0], collapse[1]);
+    cr_expect_eq(collapse[1], collapse[2], "collapse_std at kNN's size");
+}
+
 /* 2 epochs in one go (checkpoint a), and the same job stopped in the middle of epoch 2 then
  * resumed from its end-of-epoch-1 checkpoint (checkpoint b): same final checkpoint bytes, same
  * epoch-2 metrics and results, bit for bit. */

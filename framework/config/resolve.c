@@ -72,6 +72,7 @@ struct knn_section {
     double t;
     int64_t every;
     int features;
+    int64_t size;
 };
 struct linear_section {
     int64_t epochs;
@@ -79,11 +80,17 @@ struct linear_section {
     int64_t batch_size;
     double weight_decay;
     int features;
+    int64_t size;
 };
 
 /* What an evaluation classifies: the encoder's output, or the representation under its
  * projection head (enum invar_eval_features). */
 #define FEATURES_ALLOWED "head|backbone"
+/* The side (square) the un-augmented images are resized to before they are embedded: views
+ * cropped and resized smaller than the images show objects smaller than the stored images do. */
+#define SIZE_HELP                                                                           \
+    "side (square) the un-augmented images are resized to (bilinear) before they are "     \
+    "embedded; 0 = as stored"
 
 static const struct invar_param_spec knn_params[] = {
     INVAR_PARAM_INT(struct knn_section, k, "200", 1, 1e6, "neighbours"),
@@ -92,6 +99,7 @@ static const struct invar_param_spec knn_params[] = {
     INVAR_PARAM_ENUM(struct knn_section, features, "head", FEATURES_ALLOWED,
                      "classify the encoder's output (head, Wu et al.'s embedding) or the "
                      "representation under the projection head (backbone)"),
+    INVAR_PARAM_INT(struct knn_section, size, "0", 0, 4096, SIZE_HELP),
     INVAR_PARAM_END,
 };
 
@@ -103,6 +111,7 @@ static const struct invar_param_spec linear_params[] = {
     INVAR_PARAM_ENUM(struct linear_section, features, "backbone", FEATURES_ALLOWED,
                      "train the probe on the representation under the projection head "
                      "(backbone, the MoCo and SimCLR protocol) or on the encoder's output (head)"),
+    INVAR_PARAM_INT(struct linear_section, size, "0", 0, 4096, SIZE_HELP),
     INVAR_PARAM_END,
 };
 
@@ -636,6 +645,8 @@ static enum invar_status resolve_eval(struct res *r, const struct cfg_node *root
     r->e->eval.knn.t = knn.t;
     r->e->eval.knn.every = knn.every;
     r->e->eval.knn.features = knn.features;
+    r->e->eval.knn.size = knn.size;
+    r->e->eval.linear.size = lin.size;
     r->e->eval.linear.features = lin.features;
     r->e->eval.linear.epochs = lin.epochs;
     r->e->eval.linear.lr = lin.lr;

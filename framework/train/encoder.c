@@ -32,6 +32,33 @@ enum invar_status encoder_create(struct invar_encoder **out, const struct invar_
     return INVAR_OK;
 }
 
+enum invar_status encoder_check_input(const struct invar_encoder *e, const int64_t shape[3],
+                                      const char *key, struct invar_error *err)
+{
+    if (!memcmp(shape, e->in_shape, sizeof e->in_shape))
+        return INVAR_OK;
+    struct invar_encoder *probe;
+    enum invar_status st = encoder_create(&probe, &e->use, shape, 0, err);
+    if (st != INVAR_OK) {
+        invar_error_prefix(err, "%s: the images at %lldx%lldx%lld", key, (long long)shape[0],
+                           (long long)shape[1], (long long)shape[2]);
+        return st;
+    }
+    size_t want = invar_params_numel(e->params), got = invar_params_numel(probe->params);
+    int64_t dim = probe->dim;
+    encoder_destroy(probe);
+    if (got != want || dim != e->dim)
+        return invar_error_set(err, INVAR_ERR_CONFIG,
+                               "%s: encoder %s was built for %lldx%lldx%lld views and its "
+                               "weights depend on the input size: it cannot embed images of "
+                               "%lldx%lldx%lld (set %s to %lld)",
+                               key, e->use.plugin->name, (long long)e->in_shape[0],
+                               (long long)e->in_shape[1], (long long)e->in_shape[2],
+                               (long long)shape[0], (long long)shape[1], (long long)shape[2], key,
+                               (long long)e->in_shape[1]);
+    return INVAR_OK;
+}
+
 void encoder_destroy(struct invar_encoder *e)
 {
     if (!e)

@@ -52,6 +52,7 @@ enum invar_status invar_checkpoint_encoder(const struct invar_job *job, const ch
 
 enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char *path,
                                          const char *split, enum invar_eval_features which,
+                                         int64_t size,
                                          struct invar_embedding *out, struct invar_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -77,6 +78,10 @@ enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char
         invar_dataset_stats(train, mean, std);
     }
     st = invar_checkpoint_encoder(job, path, shape, &enc, err);
+    if (st == INVAR_OK)
+        st = encoder_check_input(
+            enc, (int64_t[]){shape[0], size ? size : shape[1], size ? size : shape[2]}, "size",
+            err);
     if (st != INVAR_OK)
         goto done;
     g = invar_graph_create(64u << 20);
@@ -90,7 +95,7 @@ enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char
     }
     memcpy(out->labels, invar_dataset_labels(d), (size_t)out->n * sizeof *out->labels);
     st = encoder_embed(enc, d, job->normalize ? mean : NULL, job->normalize ? std : NULL,
-                       out->features, (int)which, g, err);
+                       out->features, (int)which, size, g, err);
 done:
     if (st != INVAR_OK)
         invar_embedding_deinit(out);

@@ -70,21 +70,37 @@ static enum invar_status ctx_clone(struct invar_objective_ctx *ctx, struct invar
 
 enum invar_status encoder_embed(struct invar_encoder *e, const struct invar_dataset *d,
                                 const float *mean, const float *std, float *out, int which,
-                                struct invar_graph *g, struct invar_error *err)
+                                int64_t size, struct invar_graph *g, struct invar_error *err)
 {
-    (void)err;
     const int64_t *shape = invar_dataset_shape(d);
+    const int64_t in_numel = shape[0] * shape[1] * shape[2];
     int64_t n = invar_dataset_count(d);
+    /* Resized copies of one batch at a time (the images stay as stored in the dataset). */
+    float *resized = NULL;
+    int64_t rshape[3] = {shape[0], size, size};
+    int resize = size > 0 && (size != shape[1] || size != shape[2]);
+    if (resize) {
+        resized = malloc((size_t)(EMBED_BATCH * shape[0] * size * size) * sizeof *resized);
+        if (!resized)
+            return invar_error_set(err, INVAR_ERR_NOMEM, "embed: out of memory");
+    }
     int was_grad = invar_graph_set_grad(g, 0), was_train = invar_graph_set_training(g, 0);
     for (int64_t s = 0; s < n; s += EMBED_BATCH) {
         int64_t b = n - s < EMBED_BATCH ? n - s : EMBED_BATCH;
-        struct invar_tensor *f = invar_encoder_embed_batch(e, g, invar_dataset_sample(d, s), b,
-                                                           shape, mean, std, which);
+        const float *x = invar_dataset_sample(d, s);
+        if (resize)
+            for (int64_t i = 0; i < b; i++)
+                invar_image_resize(x + i * in_numel, shape, resized + i * shape[0] * size * size,
+                                   size, size);
+        struct invar_tensor *f = invar_encoder_embed_batch(e, g, resize ? resized : x, b,
+                                                           resize ? rshape : shape, mean, std,
+                                                           which);
         memcpy(out + s * f->shape[1], f->data, (size_t)f->numel * sizeof(float));
     }
     invar_graph_reset(g);
     invar_graph_set_grad(g, was_grad);
     invar_graph_set_training(g, was_train);
+    free(resized);
     return INVAR_OK;
 }
 
@@ -97,7 +113,7 @@ static enum invar_status ctx_embed_train(struct invar_objective_ctx *ctx, struct
     if (!g)
         return invar_error_set(err, INVAR_ERR_NOMEM, "embed: out of memory");
     enum invar_status st =
-        encoder_embed(e, t->train, t->pmean, t->pstd, out, INVAR_FEATURES_HEAD, g, err);
+        encoder_embed(e, t->train, t->pmean, t->pstd, out, INVAR_FEATURES_HEAD, 0, g, err);
     invar_graph_destroy(g);
     return st;
 }
@@ -286,9 +302,10 @@ done:
     return st;
 }
 
-/* Features of the training and test splits as `which` chooses: *ftr, *fte malloc'ed. */
-static enum invar_status embed_splits(struct trainer *t, int which, float **ftr, float **fte,
-                                      int64_t *dim)
+/* Features of the training and test splits as `which` chooses, images at size (0: as
+ * stored): *ftr, *fte malloc'ed. */
+static enum invar_status embed_splits(struct trainer *t, int which, int64_t size, float **ftr,
+                                      float **fte, int64_t *dim)
 {
     int64_t ntr = invar_dataset_count(t->train), nte = invar_dataset_count(t->test);
     *dim = encoder_out_dim(t->online, which);
@@ -297,15 +314,16 @@ static enum invar_status embed_splits(struct trainer *t, int which, float **ftr,
     if (!*ftr || !*fte)
         return invar_error_set(t->err, INVAR_ERR_NOMEM, "evaluation: out of memory");
     enum invar_status st =
-        encoder_embed(t->online, t->train, t->pmean, t->pstd, *ftr, which, t->g, t->err);
+        encoder_embed(t->online, t->train, t->pmean, t->pstd, *ftr, which, size, t->g, t->err);
     if (st == INVAR_OK)
-        st = encoder_embed(t->online, t->test, t->pmean, t->pstd, *fte, which, t->g, t->err);
+        st = encoder_embed(t->online, t->test, t->pmean, t->pstd, *fte, which, size, t->g,
+                           t->err);
     return st;
 }
 
 /* kNN on the test split (and, at the end, the linear probe); logs at (step, epoch). Each
- * protocol classifies the features its eval.*.features names; the collapse monitor watches
- * the encoder's output. */
+ * protocol classifies the features its eval.*.features names, of images at its eval.*.size;
+ * the collapse monitor watches the encoder's output at kNN's size. */
 static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch, int final,
                                   struct invar_result *res)
 {
@@ -317,7 +335,7 @@ static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch
         t->job->on_progress(t->job->user, &(struct invar_progress){
                                               .epoch = epoch, .epochs = t->job->epochs,
                                               .phase = "knn"});
-    enum invar_status st = embed_splits(t, (int)ec->knn_features, &ftr, &fte, &dim);
+    enum invar_status st = embed_splits(t, (int)ec->knn_features, ec->knn_size, &ftr, &fte, &dim);
     if (st != INVAR_OK)
         goto done;
     double top1, top5;
@@ -332,7 +350,7 @@ static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch
     if (ec->knn_features == INVAR_FEATURES_HEAD) {
         emit(t, "collapse_std", step, epoch, invar_collapse_std(ftr, ntr, dim));
     } else {
-        st = embed_splits(t, INVAR_FEATURES_HEAD, &htr, &hte, &hdim);
+        st = embed_splits(t, INVAR_FEATURES_HEAD, ec->knn_size, &htr, &hte, &hdim);
         if (st != INVAR_OK)
             goto done;
         emit(t, "collapse_std", step, epoch, invar_collapse_std(htr, ntr, hdim));
@@ -344,10 +362,10 @@ static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch
             t->job->on_progress(t->job->user, &(struct invar_progress){
                                                   .epoch = epoch, .epochs = t->job->epochs,
                                                   .phase = "linear"});
-        if (ec->linear_features != ec->knn_features) {
+        if (ec->linear_features != ec->knn_features || ec->linear_size != ec->knn_size) {
             free(ftr), free(fte);
             ftr = fte = NULL;
-            st = embed_splits(t, (int)ec->linear_features, &ftr, &fte, &dim);
+            st = embed_splits(t, (int)ec->linear_features, ec->linear_size, &ftr, &fte, &dim);
             if (st != INVAR_OK)
                 goto done;
         }
@@ -398,6 +416,18 @@ static enum invar_status setup(struct trainer *t)
     int64_t in_shape[3];
     invar_view_out_shape(&job->views[0], shape, in_shape);
     st = encoder_create(&t->online, &job->encoder, in_shape, job->seed, t->err);
+    if (st != INVAR_OK)
+        return st;
+    /* The evaluations' images, as stored or resized, must fit the encoder: said now, not
+     * after the training. */
+    const int64_t knn_shape[3] = {shape[0], job->eval.knn_size ? job->eval.knn_size : shape[1],
+                                  job->eval.knn_size ? job->eval.knn_size : shape[2]};
+    const int64_t lin_shape[3] = {shape[0],
+                                  job->eval.linear_size ? job->eval.linear_size : shape[1],
+                                  job->eval.linear_size ? job->eval.linear_size : shape[2]};
+    st = encoder_check_input(t->online, knn_shape, "eval.knn.size", t->err);
+    if (st == INVAR_OK && job->eval.linear_epochs > 0)
+        st = encoder_check_input(t->online, lin_shape, "eval.linear.size", t->err);
     if (st != INVAR_OK)
         return st;
 

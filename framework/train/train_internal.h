@@ -20,15 +20,22 @@ TRAIN_HIDDEN enum invar_status encoder_create(struct invar_encoder **out,
                                               const int64_t in_shape[3], uint64_t seed,
                                               struct invar_error *err);
 TRAIN_HIDDEN void encoder_destroy(struct invar_encoder *e);
+/* INVAR_OK when e can embed images of shape (C, H, W): its own input shape, or one for which
+ * the plugin builds the same weights (a convnet pools globally; an mlp's first layer follows
+ * the input size). Otherwise an error naming key (the setting that chose the shape). */
+TRAIN_HIDDEN enum invar_status encoder_check_input(const struct invar_encoder *e,
+                                                   const int64_t shape[3], const char *key,
+                                                   struct invar_error *err);
 
-/* Features (N, dim) of every sample of d under e: eval mode, no grad, normalised inputs. */
-/* Features of a whole dataset in eval mode without gradients, which (enum
- * invar_eval_features) choosing the encoder's output or its backbone representation; out holds
- * count * encoder_out_dim(e, which) floats. */
+/* Features of a whole dataset in eval mode without gradients, inputs normalised when mean is
+ * set, which (enum invar_eval_features) choosing the encoder's output or its backbone
+ * representation; each image resized to size x size first when size is set (0: as stored).
+ * out holds count * encoder_out_dim(e, which) floats. */
 TRAIN_HIDDEN enum invar_status encoder_embed(struct invar_encoder *e,
                                              const struct invar_dataset *d, const float *mean,
                                              const float *std, float *out, int which,
-                                             struct invar_graph *g, struct invar_error *err);
+                                             int64_t size, struct invar_graph *g,
+                                             struct invar_error *err);
 /* forward (INVAR_FEATURES_HEAD) or the backbone representation */
 TRAIN_HIDDEN struct invar_tensor *encoder_features(struct invar_encoder *e, struct invar_graph *g,
                                                    struct invar_tensor *x, int which);

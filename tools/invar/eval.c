@@ -88,6 +88,7 @@ struct cluster_result {
     double acc;      /* percent, Hungarian matching of clusters to classes */
     double nmi;      /* in [0, 1] */
     enum invar_eval_features which;
+    int64_t size;    /* images resized to size x size; 0 = as stored */
 };
 
 /* What --features chose, as the protocol rows describe it. */
@@ -104,7 +105,7 @@ static const char *features_text(enum invar_eval_features which)
 /* k-means on the run's test features (k = the dataset's classes when k_opt is 0), scored
  * against the true labels. Prints and returns nonzero on failure. */
 static int cluster_eval(const struct loaded_run *l, int64_t k_opt,
-                        enum invar_eval_features which, struct cluster_result *r)
+                        enum invar_eval_features which, int64_t size, struct cluster_result *r)
 {
     const struct invar_job *job = &l->j.job;
     struct invar_error err = {{0}};
@@ -129,7 +130,8 @@ static int cluster_eval(const struct loaded_run *l, int64_t k_opt,
     }
     r->k = k_opt > 0 ? k_opt : r->classes; /* k_opt is within [1, CLUSTER_MAX_K] */
     r->which = which;
-    if (invar_checkpoint_embed(job, l->row.checkpoint, CLUSTER_SPLIT, which, &e, &err) !=
+    r->size = size;
+    if (invar_checkpoint_embed(job, l->row.checkpoint, CLUSTER_SPLIT, which, size, &e, &err) !=
         INVAR_OK) {
         cli_error("%s", err.msg);
         goto done;
@@ -207,14 +209,16 @@ static int final_step(const struct loaded_run *l, int64_t *step)
 static int cluster_store(const struct loaded_run *l, int64_t epoch, const struct cluster_result *r)
 {
     struct invar_error err = {{0}};
-    char k[32], restarts[32], iters[32], seed[32];
+    char k[32], restarts[32], iters[32], seed[32], size[32];
     snprintf(k, sizeof k, "%lld", (long long)r->k);
+    snprintf(size, sizeof size, "%lld", (long long)r->size);
     snprintf(restarts, sizeof restarts, "%d", CLUSTER_RESTARTS);
     snprintf(iters, sizeof iters, "%d", CLUSTER_ITERS);
     snprintf(seed, sizeof seed, "%d", CLUSTER_SEED);
     const struct invar_store_param ps[] = {
         {"eval.cluster.split", CLUSTER_SPLIT},
         {"eval.cluster.features", features_text(r->which)},
+        {"eval.cluster.size", size},
         {"eval.cluster.l2_normalize", "1"},
         {"eval.cluster.pca_whiten", "0"},
         {"eval.cluster.k", k},
@@ -516,6 +520,37 @@ static int features_store(const struct loaded_run *l, int linear, enum invar_eva
     return 0;
 }
 
+/* "--size N": 1 <= N <= 4096 (eval.knn.size's range but 0, which is the default already),
+ * the whole argument a decimal number; -1 after a message. */
+static int64_t parse_size(const char *cmd, const char *s)
+{
+    char *end;
+    errno = 0;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    if (!s || errno || end == s || *end || v < 1 || v > 4096) {
+        cli_error("%s: --size %s: the side the images are resized to must be an integer from 1 "
+                  "to 4096",
+                  cmd, s ? s : "(missing)");
+        return -1;
+    }
+    return v;
+}
+
+/* kNN's (and, when it ran, the probe's) image size as --size set it, in the rows the run's
+ * own evaluation wrote (eval.knn.size, eval.linear.size). Written after the figures. */
+static int size_store(const struct loaded_run *l, int linear, int64_t size)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%lld", (long long)size);
+    const struct invar_store_param ps[] = {{"eval.knn.size", v}, {"eval.linear.size", v}};
+    struct invar_error err = {{0}};
+    if (invar_store_log_params(l->db, l->row.id, ps, linear ? 2u : 1u, &err) != INVAR_OK) {
+        cli_error("%s", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 /* "--k N": 1 <= N <= CLUSTER_MAX_K, the whole argument a decimal number. */
 static int parse_k(const char *s, int64_t *k)
 {
@@ -535,10 +570,14 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
 {
     const char *ref = NULL;
     int knn = 0, linear = 0, cluster = 0, invariance = 0, feat = -1; /* -1: the run's own */
-    int64_t k = 0; /* 0: the dataset's number of classes */
+    int64_t k = 0;     /* 0: the dataset's number of classes */
+    int64_t size = -1; /* -1: the run's own */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--features")) {
             if ((feat = parse_features("eval", i + 1 < argc ? argv[++i] : NULL)) < 0)
+                return 2;
+        } else if (!strcmp(argv[i], "--size")) {
+            if ((size = parse_size("eval", i + 1 < argc ? argv[++i] : NULL)) < 0)
                 return 2;
         } else if (!strcmp(argv[i], "--knn"))
             knn = 1;
@@ -574,6 +613,12 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
     /* No flag at all: the trainer's own final evaluation, kNN and the linear probe. */
     if (!knn && !linear && !cluster && !invariance)
         knn = linear = 1;
+    if (size > 0 && !knn && !linear && !cluster) {
+        /* Not silently ignored: --invariance compares the images as the augmentations make
+         * them. */
+        cli_error("eval: --size applies to --knn, --linear and --cluster, not --invariance");
+        return 2;
+    }
     static struct loaded_run l;
     memset(&l, 0, sizeof l);
     int rc = 1;
@@ -611,6 +656,8 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
             job->eval.linear_epochs = 10;
         if (feat >= 0)
             job->eval.knn_features = job->eval.linear_features = which;
+        if (size > 0)
+            job->eval.knn_size = job->eval.linear_size = size;
         struct eval_ctx c = {l.db, l.row.id, 0};
         job->on_metric = eval_metric;
         job->user = &c;
@@ -620,9 +667,11 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
         }
         if (feat >= 0 && features_store(&l, linear, which))
             goto out;
+        if (size > 0 && size_store(&l, linear, size))
+            goto out;
     }
     struct cluster_result cr = {0};
-    if (cluster && (cluster_eval(&l, k, which, &cr) || cluster_store(&l, next_epoch - 1, &cr)))
+    if (cluster && (cluster_eval(&l, k, which, size > 0 ? size : 0, &cr) || cluster_store(&l, next_epoch - 1, &cr)))
         goto out;
     printf("run %lld epoch %lld", (long long)l.row.id, (long long)next_epoch);
     if (knn || linear) /* the trainer's evaluation always includes kNN */
@@ -703,9 +752,15 @@ int cmd_embed(const struct cli_globals *g, int argc, char **argv)
 {
     const char *ref = NULL, *out = NULL, *split = "test";
     int feat = INVAR_FEATURES_HEAD;
+    int64_t size = 0; /* as stored */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--features")) {
             if ((feat = parse_features("embed", i + 1 < argc ? argv[++i] : NULL)) < 0)
+                return 2;
+            continue;
+        }
+        if (!strcmp(argv[i], "--size")) {
+            if ((size = parse_size("embed", i + 1 < argc ? argv[++i] : NULL)) < 0)
                 return 2;
             continue;
         }
@@ -724,7 +779,7 @@ int cmd_embed(const struct cli_globals *g, int argc, char **argv)
     }
     if (!ref || !out) {
         cli_error("embed: usage: invar embed RUN --out F.npy [--split train|test] "
-                  "[--features head|backbone]");
+                  "[--features head|backbone] [--size N]");
         return 2;
     }
     size_t len = strlen(out);
@@ -740,7 +795,7 @@ int cmd_embed(const struct cli_globals *g, int argc, char **argv)
         goto done;
     struct invar_error err = {{0}};
     if (invar_checkpoint_embed(&l.j.job, l.row.checkpoint, split, (enum invar_eval_features)feat,
-                               &e, &err) != INVAR_OK) {
+                               size, &e, &err) != INVAR_OK) {
         cli_error("%s", err.msg);
         goto done;
     }

@@ -56,6 +56,8 @@ int cli_job_init(struct cli_job *j, const struct cli_experiment *x)
                                            .linear_batch = ev->linear.batch_size,
                                            .linear_wd = ev->linear.weight_decay,
                                            .knn_features = ev->knn.features,
-                                           .linear_features = ev->linear.features};
+                                           .linear_features = ev->linear.features,
+                                           .knn_size = ev->knn.size,
+                                           .linear_size = ev->linear.size};
     return 0;
 }

@@ -26,7 +26,7 @@ static const struct cli_command commands[] = {
      "invar report [--sweep NAME] [--by KEYS] [--metric M] [--csv F] [--html F]"},
     {"eval", cmd_eval, "evaluate a run's checkpoint: kNN, linear probe, k-means, invariance",
      "invar eval RUN [--knn] [--linear] [--cluster [--k N]] [--invariance]\n"
-     "               [--features head|backbone]\n\n"
+     "               [--features head|backbone] [--size N]\n\n"
      "  --knn        weighted kNN, training features as memory (knn_top1, knn_top5)\n"
      "  --linear     the linear probe (linear_top1; also runs kNN)\n"
      "  --cluster    k-means on the L2-normalised test features, scored against the labels:\n"
@@ -40,9 +40,14 @@ static const struct cli_command commands[] = {
      "               or backbone (the representation under its projection head); without\n"
      "               it kNN and the probe follow eval.knn.features and\n"
      "               eval.linear.features, --cluster and --invariance use the head\n"
+     "  --size N     kNN, the probe and --cluster embed the images resized to N x N\n"
+     "               (bilinear); without it kNN and the probe follow eval.knn.size and\n"
+     "               eval.linear.size, --cluster takes the images as stored\n"
      "\nWith no flag: --knn --linear. Results are added to the run's metrics."},
     {"embed", cmd_embed, "write a split's embeddings as NumPy .npy (float32) plus labels",
-     "invar embed RUN --out F.npy [--split train|test] [--features head|backbone]"},
+     "invar embed RUN --out F.npy [--split train|test] [--features head|backbone]\n"
+     "            [--size N]\n\n"
+     "  --size N  embed the images resized to N x N (bilinear); default: as stored"},
     {"preview", cmd_preview, "write a PNG grid of original images and their augmented views",
      "invar preview EXP.yaml --out grid.png [-n N] [KEY=VALUE...]"},
     {"plugins", cmd_plugins, "list plugins, or describe one's parameters",

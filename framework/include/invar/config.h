@@ -93,6 +93,7 @@ struct invar_eval_section {
         double t;
         int64_t every;
         int features; /* enum invar_eval_features */
+        int64_t size; /* side the images are resized to; 0 = as stored */
     } knn; /* every: epochs; 0 = only at the end */
     struct {
         int64_t epochs;
@@ -100,6 +101,7 @@ struct invar_eval_section {
         int64_t batch_size;
         double weight_decay;
         int features; /* enum invar_eval_features */
+        int64_t size;
     } linear;
 };
 

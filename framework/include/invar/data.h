@@ -54,6 +54,12 @@ INVAR_API const int32_t *invar_dataset_labels(const struct invar_dataset *d); /*
 /* Per-channel mean and std over the split (for normalisation). */
 INVAR_API void invar_dataset_stats(const struct invar_dataset *d, float *mean, float *std);
 
+/* in (C, H, W) resized to out (C, oh, ow) bilinearly: half-pixel centres (align_corners
+ * false), edges clamped, no antialiasing; the same bits resized_crop gives for a box of the
+ * whole image. Sizes equal to the input's copy it. How evaluations see images at eval.size. */
+INVAR_API void invar_image_resize(const float *in, const int64_t in_shape[3], float *out,
+                                  int64_t oh, int64_t ow);
+
 struct invar_view {
     const struct invar_plugin_use *augs; /* applied in order */
     size_t n_augs;

@@ -203,7 +203,8 @@ struct invar_objective_ctx {
     enum invar_status (*encoder_clone)(struct invar_objective_ctx *ctx,
                                        struct invar_encoder **out, struct invar_error *err);
     /* Features (N, D) of the un-augmented training set under e, in eval mode and no-grad,
-     * written to out (dataset_size * dim floats): for clustering at epoch_begin. */
+     * written to out (dataset_size * dim floats): for clustering at epoch_begin. The images
+     * as stored (eval.size is the evaluations' choice, not training's). */
     enum invar_status (*embed_train)(struct invar_objective_ctx *ctx, struct invar_encoder *e,
                                      float *out, struct invar_error *err);
     void *framework;           /* private to the framework */

@@ -45,6 +45,9 @@ struct invar_eval_config {
     double linear_wd;
     enum invar_eval_features knn_features;    /* head */
     enum invar_eval_features linear_features; /* backbone */
+    /* The side the un-augmented images are resized to (invar_image_resize) before they are
+     * embedded for kNN (and the collapse monitor) and for the probe; 0 = as stored. */
+    int64_t knn_size, linear_size;
 };
 
 struct invar_job {
@@ -141,13 +144,14 @@ struct invar_embedding {
 
 /* Rebuilds job's encoder for the shape of its first view, loads its weights and BN statistics
  * ("online.*") from path, and embeds split ("train" with job->limit, "test" with
- * job->test_limit) in eval mode, inputs normalised by the training split's statistics when
- * job->normalize is set, exactly as the trainer's evaluation does. which: the encoder's output
- * or the representation under its head (out->dim is then the backbone's size). */
+ * job->test_limit) in eval mode, each image resized to size x size first when size is set
+ * (0: as stored) and inputs normalised by the training split's statistics when job->normalize
+ * is set, exactly as the trainer's evaluation does. which: the encoder's output or the
+ * representation under its head (out->dim is then the backbone's size). */
 INVAR_API enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char *path,
                                                    const char *split,
                                                    enum invar_eval_features which,
-                                                   struct invar_embedding *out,
+                                                   int64_t size, struct invar_embedding *out,
                                                    struct invar_error *err);
 INVAR_API void invar_embedding_deinit(struct invar_embedding *e);
 
