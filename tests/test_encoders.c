@@ -145,11 +145,13 @@ struct shape_case {
  *   16*C*9 + 16*16*9 + 32*16*9 + 32*32*9 + 64*32*9 = 144C + 2304 + 4608 + 9216 + 18432
  * BN gamma+beta: 2*(16+16+32+32+64) = 320, running mean+var the same 320 as buffers.
  * Heads on the 64 pooled features: linear 64*16+16 = 1040; mlp (hidden 32) 64*32+32 + 32*16+16
- * = 2608; none adds nothing and leaves 64 features. */
+ * = 2608; mlp_bn 64*32 (no bias) + BN 2*32 + 32*16+16 = 2640, and 2*32 BN buffers; none adds
+ * nothing and leaves 64 features. */
 static const struct shape_case shape_cases[] = {
     {"linear", 1, 28, 16, 144 + 34560 + 320 + 1040},
     {"mlp", 1, 28, 16, 144 + 34560 + 320 + 2608},
     {"none", 1, 28, 64, 144 + 34560 + 320},
+    {"mlp_bn", 1, 28, 16, 144 + 34560 + 320 + 2640},
     {"linear", 3, 32, 16, 432 + 34560 + 320 + 1040},
     {"mlp", 3, 32, 16, 432 + 34560 + 320 + 2608},
     {"none", 3, 32, 64, 432 + 34560 + 320},
@@ -169,13 +171,16 @@ Test(encoders, convnet_shapes_and_counts)
                      (long long)invar_encoder_dim(enc));
         cr_expect_eq(invar_params_numel(p), c->weights, "%s %lld: %zu weights", c->head,
                      (long long)c->hw, invar_params_numel(p));
-        cr_expect_eq(invar_params_buffer_numel(p), 320u);
-        /* five conv-BN units: w, gamma, beta + 2 buffers each; heads 2, 4 or 0 tensors */
+        int bn_head = strcmp(c->head, "mlp_bn") == 0;
+        cr_expect_eq(invar_params_buffer_numel(p), bn_head ? 384u : 320u);
+        /* five conv-BN units: w, gamma, beta + 2 buffers each; heads 2, 4, 7 (2 buffers) or 0
+         * tensors */
         size_t head_tensors = strcmp(c->head, "linear") == 0 ? 2
                               : strcmp(c->head, "mlp") == 0  ? 4
+                              : bn_head                      ? 7
                                                              : 0;
         cr_expect_eq(invar_params_count(p), 25 + head_tensors);
-        cr_expect_eq(tensor_count(p, INVAR_P_BUFFER), 10u);
+        cr_expect_eq(tensor_count(p, INVAR_P_BUFFER), bn_head ? 12u : 10u);
 
         struct invar_graph *g = invar_graph_create(1 << 22);
         struct invar_tensor *y = invar_encoder_forward(enc, g, random_input(g, 3, in, k));
@@ -247,6 +252,21 @@ Test(encoders, convnet_input_gradient_in_training_mode)
     /* training mode is the graph's default: batch statistics, so the two samples interact */
     double worst = gc_check(forward_fn, &x, 1, enc, 1e-3, 2e-2);
     cr_log_info("convnet input gradient: worst scaled error %.3g", worst);
+    gc_free(x);
+    invar_encoder_destroy(enc);
+}
+
+/* The mlp_bn head's batch-norm couples the samples of a batch: the gradient says so too. */
+Test(encoders, convnet_mlp_bn_head_input_gradient_in_training_mode)
+{
+    int64_t in[3] = {1, 8, 8};
+    struct invar_encoder *enc = encoder_new(
+        "convnet",
+        (const char *[]){"width", "0.125", "dim", "3", "head", "mlp_bn", "hidden", "16", NULL},
+        in);
+    struct invar_tensor *x = gc_tensor(4, (int64_t[]){4, 1, 8, 8}, 1);
+    double worst = gc_check(forward_fn, &x, 1, enc, 1e-3, 2e-2);
+    cr_log_info("convnet mlp_bn input gradient: worst scaled error %.3g", worst);
     gc_free(x);
     invar_encoder_destroy(enc);
 }

@@ -21,8 +21,10 @@ static const struct invar_param_spec convnet_params[] = {
                       "width multiplier: channels are 32w, 32w, 64w, 64w, 128w"),
     INVAR_PARAM_INT(struct convnet_config, dim, "128", 1, 65536, "output feature size"),
     INVAR_PARAM_ENUM(struct convnet_config, head, "linear", HEAD_ALLOWED,
-                     "projection head: linear (MoCo v1), mlp (MoCo v2) or none (pooled features)"),
-    INVAR_PARAM_INT(struct convnet_config, hidden, "512", 1, 65536, "hidden size of the mlp head"),
+                     "projection head: linear (MoCo v1), mlp (MoCo v2), mlp_bn (batch-norm on "
+                     "the hidden layer: SimCLR, MoCo v3) or none (pooled features)"),
+    INVAR_PARAM_INT(struct convnet_config, hidden, "512", 1, 65536,
+                    "hidden size of the mlp and mlp_bn heads"),
     INVAR_PARAM_END,
 };
 

@@ -136,13 +136,15 @@ static inline struct invar_tensor *linear_forward(const struct linear *l, struct
 }
 
 /* The projection head on top of a backbone's pooled features: one linear layer (MoCo v1,
- * InstDisc) or linear-ReLU-linear (MoCo v2, SimCLR). */
-enum { HEAD_LINEAR, HEAD_MLP, HEAD_NONE };
-#define HEAD_ALLOWED "linear|mlp|none"
+ * InstDisc), linear-ReLU-linear (MoCo v2, SimCLR), or linear-BN-ReLU-linear (mlp_bn: batch-norm
+ * on the hidden layer, as SimCLR's and MoCo v3's projectors; the first linear has no bias). */
+enum { HEAD_LINEAR, HEAD_MLP, HEAD_NONE, HEAD_MLP_BN };
+#define HEAD_ALLOWED "linear|mlp|none|mlp_bn"
 
 struct head {
     int kind;
     struct linear fc1, fc2;
+    struct bn bn1; /* mlp_bn */
 };
 
 static inline int64_t head_declare(struct head *h, struct invar_params *p, int kind, int64_t in,
@@ -155,6 +157,11 @@ static inline int64_t head_declare(struct head *h, struct invar_params *p, int k
         return dim;
     case HEAD_MLP:
         linear_declare(&h->fc1, p, "head.fc1", in, hidden, 1);
+        linear_declare(&h->fc2, p, "head.fc2", hidden, dim, 1);
+        return dim;
+    case HEAD_MLP_BN:
+        linear_declare(&h->fc1, p, "head.fc1", in, hidden, 0);
+        bn_declare(&h->bn1, p, "head.bn1", hidden);
         linear_declare(&h->fc2, p, "head.fc2", hidden, dim, 1);
         return dim;
     default:
@@ -170,6 +177,9 @@ static inline struct invar_tensor *head_forward(const struct head *h, struct inv
         return linear_forward(&h->fc1, g, x);
     case HEAD_MLP:
         return linear_forward(&h->fc2, g, invar_relu(g, linear_forward(&h->fc1, g, x)));
+    case HEAD_MLP_BN:
+        return linear_forward(&h->fc2, g,
+                              bn_relu_forward(&h->bn1, g, linear_forward(&h->fc1, g, x)));
     default:
         return x;
     }

@@ -40,8 +40,10 @@ static const struct invar_param_spec resnet_params[] = {
                      "blocks per stage: 10 = 1,1,1,1; 18 = 2,2,2,2; 34 = 3,4,6,3"),
     INVAR_PARAM_INT(struct resnet_config, dim, "128", 1, 65536, "output feature size"),
     INVAR_PARAM_ENUM(struct resnet_config, head, "linear", HEAD_ALLOWED,
-                     "projection head: linear (MoCo v1), mlp (MoCo v2) or none (pooled features)"),
-    INVAR_PARAM_INT(struct resnet_config, hidden, "512", 1, 65536, "hidden size of the mlp head"),
+                     "projection head: linear (MoCo v1), mlp (MoCo v2), mlp_bn (batch-norm on "
+                     "the hidden layer: SimCLR, MoCo v3) or none (pooled features)"),
+    INVAR_PARAM_INT(struct resnet_config, hidden, "512", 1, 65536,
+                    "hidden size of the mlp and mlp_bn heads"),
     INVAR_PARAM_END,
 };
 
