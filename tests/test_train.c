@@ -299,6 +299,34 @@ static double last_metric(const struct record *r, const char *key)
     return 0;
 }
 
+/* One epoch of MoCo on a small convnet with a 3-epoch probe, evaluated as ec says (its
+ * features and sizes; the rest of the protocol fixed): the results and the last collapse_std. */
+static void eval_variant(const struct invar_eval_config *ec, struct invar_result *res,
+                         double *collapse)
+{
+    struct setup s;
+    struct record rec;
+    setup_job(&s, &rec,
+              plugin_use("moco", 1, (const char *[]){"queue", "64", "momentum", "0.99", NULL}), 2);
+    s.job.encoder = plugin_use(
+        "convnet", 1,
+        (const char *[]){"width", "0.25", "head", "mlp", "hidden", "32", "dim", "16", NULL});
+    s.job.epochs = 1;
+    s.job.checkpoint_every = 0;
+    s.job.eval.knn_every = 0;
+    s.job.eval.linear_epochs = 3;
+    s.job.eval.linear_lr = 1e-2;
+    s.job.eval.linear_batch = 64;
+    s.job.eval.knn_features = ec->knn_features;
+    s.job.eval.linear_features = ec->linear_features;
+    s.job.eval.knn_size = ec->knn_size;
+    s.job.eval.linear_size = ec->linear_size;
+    struct invar_error err = {0};
+    enum invar_status st = invar_train(&s.job, res, &err);
+    cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
+    *collapse = last_metric(&rec, "collapse_std");
+}
+
 Test(train, evaluation_features_follow_the_protocol_settings)
 {
     static const enum invar_eval_features knn_f[3] = {INVAR_FEATURES_HEAD, INVAR_FEATURES_HEAD,
@@ -308,28 +336,10 @@ Test(train, evaluation_features_follow_the_protocol_settings)
                                                       INVAR_FEATURES_BACKBONE};
     struct invar_result res[3];
     double collapse[3];
-    for (int v = 0; v < 3; v++) {
-        struct setup s;
-        struct record rec;
-        setup_job(&s, &rec,
-                  plugin_use("moco", 1, (const char *[]){"queue", "64", "momentum", "0.99", NULL}),
-                  2);
-        s.job.encoder = plugin_use("convnet", 1,
-                                   (const char *[]){"width", "0.25", "head", "mlp", "hidden", "32",
-                                                    "dim", "16", NULL});
-        s.job.epochs = 1;
-        s.job.checkpoint_every = 0;
-        s.job.eval.knn_every = 0;
-        s.job.eval.linear_epochs = 3;
-        s.job.eval.linear_lr = 1e-2;
-        s.job.eval.linear_batch = 64;
-        s.job.eval.knn_features = knn_f[v];
-        s.job.eval.linear_features = lin_f[v];
-        struct invar_error err = {0};
-        enum invar_status st = invar_train(&s.job, &res[v], &err);
-        cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
-        collapse[v] = last_metric(&rec, "collapse_std");
-    }
+    for (int v = 0; v < 3; v++)
+        eval_variant(&(struct invar_eval_config){.knn_features = knn_f[v],
+                                                 .linear_features = lin_f[v]},
+                     &res[v], &collapse[v]);
     cr_expect_eq(res[0].knn_top1, res[1].knn_top1, "kNN on the head both times");
     cr_expect_eq(res[0].knn_top5, res[1].knn_top5);
     cr_expect_neq(res[0].linear_top1, res[1].linear_top1, "probe on the head vs the backbone");
@@ -347,28 +357,12 @@ Test(train, evaluation_sizes_follow_the_protocol_settings)
     static const int64_t knn_s[3] = {0, 20, 20}, lin_s[3] = {0, 0, 20};
     struct invar_result res[3];
     double collapse[3];
-    for (int v = 0; v < 3; v++) {
-        struct setup s;
-        struct record rec;
-        setup_job(&s, &rec,
-                  plugin_use("moco", 1, (const char *[]){"queue", "64", "momentum", "0.99", NULL}),
-                  2);
-        s.job.encoder = plugin_use("convnet", 1,
-                                   (const char *[]){"width", "0.25", "head", "mlp", "hidden", "32",
-                                                    "dim", "16", NULL});
-        s.job.epochs = 1;
-        s.job.checkpoint_every = 0;
-        s.job.eval.knn_every = 0;
-        s.job.eval.linear_epochs = 3;
-        s.job.eval.linear_lr = 1e-2;
-        s.job.eval.linear_batch = 64;
-        s.job.eval.knn_size = knn_s[v];
-        s.job.eval.linear_size = lin_s[v];
-        struct invar_error err = {0};
-        enum invar_status st = invar_train(&s.job, &res[v], &err);
-        cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
-        collapse[v] = last_metric(&rec, "collapse_std");
-    }
+    for (int v = 0; v < 3; v++)
+        eval_variant(&(struct invar_eval_config){.knn_features = INVAR_FEATURES_HEAD,
+                                                 .linear_features = INVAR_FEATURES_HEAD,
+                                                 .knn_size = knn_s[v],
+                                                 .linear_size = lin_s[v]},
+                     &res[v], &collapse[v]);
     cr_expect(res[0].knn_top1 != res[1].knn_top1 || res[0].knn_top5 != res[1].knn_top5,
               "kNN on the images as stored vs at 20 x 20");
     cr_expect_eq(res[1].knn_top1, res[2].knn_top1, "kNN at 20 x 20 both times");
