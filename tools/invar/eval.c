@@ -504,14 +504,16 @@ static int parse_features(const char *cmd, const char *s)
     return -1;
 }
 
-/* kNN's (and, when it ran, the probe's) features as --features set them, in the rows the
- * run's own evaluation wrote, so that the params describe the latest knn_* and linear_*
- * figures. Written after the figures. */
-static int features_store(const struct loaded_run *l, int linear, enum invar_eval_features which)
+/* What --features or --size set for kNN (and, when it ran, the probe), in the rows the run's
+ * own evaluation wrote (eval.knn.<what>, eval.linear.<what>), so that the params describe the
+ * latest knn_* and linear_* figures. Written after the figures. */
+static int protocol_store(const struct loaded_run *l, int linear, const char *what,
+                          const char *value)
 {
-    const char *name = which == INVAR_FEATURES_BACKBONE ? "backbone" : "head";
-    const struct invar_store_param ps[] = {{"eval.knn.features", name},
-                                           {"eval.linear.features", name}};
+    char knn_key[64], linear_key[64];
+    snprintf(knn_key, sizeof knn_key, "eval.knn.%s", what);
+    snprintf(linear_key, sizeof linear_key, "eval.linear.%s", what);
+    const struct invar_store_param ps[] = {{knn_key, value}, {linear_key, value}};
     struct invar_error err = {{0}};
     if (invar_store_log_params(l->db, l->row.id, ps, linear ? 2u : 1u, &err) != INVAR_OK) {
         cli_error("%s", err.msg);
@@ -536,21 +538,6 @@ static int64_t parse_size(const char *cmd, const char *s)
     return v;
 }
 
-/* kNN's (and, when it ran, the probe's) image size as --size set it, in the rows the run's
- * own evaluation wrote (eval.knn.size, eval.linear.size). Written after the figures. */
-static int size_store(const struct loaded_run *l, int linear, int64_t size)
-{
-    char v[32];
-    snprintf(v, sizeof v, "%lld", (long long)size);
-    const struct invar_store_param ps[] = {{"eval.knn.size", v}, {"eval.linear.size", v}};
-    struct invar_error err = {{0}};
-    if (invar_store_log_params(l->db, l->row.id, ps, linear ? 2u : 1u, &err) != INVAR_OK) {
-        cli_error("%s", err.msg);
-        return 1;
-    }
-    return 0;
-}
-
 /* "--k N": 1 <= N <= CLUSTER_MAX_K, the whole argument a decimal number. */
 static int parse_k(const char *s, int64_t *k)
 {
@@ -571,7 +558,7 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
     const char *ref = NULL;
     int knn = 0, linear = 0, cluster = 0, invariance = 0, feat = -1; /* -1: the run's own */
     int64_t k = 0;     /* 0: the dataset's number of classes */
-    int64_t size = -1; /* -1: the run's own */
+    int64_t size = 0;  /* 0: the run's own (kNN, the probe); as stored (--cluster) */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--features")) {
             if ((feat = parse_features("eval", i + 1 < argc ? argv[++i] : NULL)) < 0)
@@ -613,7 +600,7 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
     /* No flag at all: the trainer's own final evaluation, kNN and the linear probe. */
     if (!knn && !linear && !cluster && !invariance)
         knn = linear = 1;
-    if (size > 0 && !knn && !linear && !cluster) {
+    if (size && !knn && !linear && !cluster) {
         /* Not silently ignored: --invariance compares the images as the augmentations make
          * them. */
         cli_error("eval: --size applies to --knn, --linear and --cluster, not --invariance");
@@ -656,7 +643,7 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
             job->eval.linear_epochs = 10;
         if (feat >= 0)
             job->eval.knn_features = job->eval.linear_features = which;
-        if (size > 0)
+        if (size)
             job->eval.knn_size = job->eval.linear_size = size;
         struct eval_ctx c = {l.db, l.row.id, 0};
         job->on_metric = eval_metric;
@@ -665,13 +652,16 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
             cli_error("%s", err.msg);
             goto out;
         }
-        if (feat >= 0 && features_store(&l, linear, which))
+        char size_text[32];
+        snprintf(size_text, sizeof size_text, "%lld", (long long)size);
+        if (feat >= 0 && protocol_store(&l, linear, "features",
+                                        which == INVAR_FEATURES_BACKBONE ? "backbone" : "head"))
             goto out;
-        if (size > 0 && size_store(&l, linear, size))
+        if (size && protocol_store(&l, linear, "size", size_text))
             goto out;
     }
     struct cluster_result cr = {0};
-    if (cluster && (cluster_eval(&l, k, which, size > 0 ? size : 0, &cr) || cluster_store(&l, next_epoch - 1, &cr)))
+    if (cluster && (cluster_eval(&l, k, which, size, &cr) || cluster_store(&l, next_epoch - 1, &cr)))
         goto out;
     printf("run %lld epoch %lld", (long long)l.row.id, (long long)next_epoch);
     if (knn || linear) /* the trainer's evaluation always includes kNN */
