@@ -77,11 +77,11 @@ enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char
         }
         invar_dataset_stats(train, mean, std);
     }
+    int64_t eval_shape[3];
+    eval_image_shape(shape, size, eval_shape);
     st = invar_checkpoint_encoder(job, path, shape, &enc, err);
     if (st == INVAR_OK)
-        st = encoder_check_input(
-            enc, (int64_t[]){shape[0], size ? size : shape[1], size ? size : shape[2]}, "size",
-            err);
+        st = encoder_check_input(enc, eval_shape, "size", err);
     if (st != INVAR_OK)
         goto done;
     g = invar_graph_create(64u << 20);

@@ -77,10 +77,12 @@ enum invar_status encoder_embed(struct invar_encoder *e, const struct invar_data
     int64_t n = invar_dataset_count(d);
     /* Resized copies of one batch at a time (the images stay as stored in the dataset). */
     float *resized = NULL;
-    int64_t rshape[3] = {shape[0], size, size};
-    int resize = size > 0 && (size != shape[1] || size != shape[2]);
+    int64_t rshape[3];
+    eval_image_shape(shape, size, rshape);
+    const int64_t r_numel = rshape[0] * rshape[1] * rshape[2];
+    int resize = memcmp(rshape, shape, sizeof rshape) != 0;
     if (resize) {
-        resized = malloc((size_t)(EMBED_BATCH * shape[0] * size * size) * sizeof *resized);
+        resized = malloc((size_t)(EMBED_BATCH * r_numel) * sizeof *resized);
         if (!resized)
             return invar_error_set(err, INVAR_ERR_NOMEM, "embed: out of memory");
     }
@@ -90,8 +92,8 @@ enum invar_status encoder_embed(struct invar_encoder *e, const struct invar_data
         const float *x = invar_dataset_sample(d, s);
         if (resize)
             for (int64_t i = 0; i < b; i++)
-                invar_image_resize(x + i * in_numel, shape, resized + i * shape[0] * size * size,
-                                   size, size);
+                invar_image_resize(x + i * in_numel, shape, resized + i * r_numel, rshape[1],
+                                   rshape[2]);
         struct invar_tensor *f = invar_encoder_embed_batch(e, g, resize ? resized : x, b,
                                                            resize ? rshape : shape, mean, std,
                                                            which);
@@ -420,11 +422,9 @@ static enum invar_status setup(struct trainer *t)
         return st;
     /* The evaluations' images, as stored or resized, must fit the encoder: said now, not
      * after the training. */
-    const int64_t knn_shape[3] = {shape[0], job->eval.knn_size ? job->eval.knn_size : shape[1],
-                                  job->eval.knn_size ? job->eval.knn_size : shape[2]};
-    const int64_t lin_shape[3] = {shape[0],
-                                  job->eval.linear_size ? job->eval.linear_size : shape[1],
-                                  job->eval.linear_size ? job->eval.linear_size : shape[2]};
+    int64_t knn_shape[3], lin_shape[3];
+    eval_image_shape(shape, job->eval.knn_size, knn_shape);
+    eval_image_shape(shape, job->eval.linear_size, lin_shape);
     st = encoder_check_input(t->online, knn_shape, "eval.knn.size", t->err);
     if (st == INVAR_OK && job->eval.linear_epochs > 0)
         st = encoder_check_input(t->online, lin_shape, "eval.linear.size", t->err);

@@ -27,6 +27,15 @@ TRAIN_HIDDEN enum invar_status encoder_check_input(const struct invar_encoder *e
                                                    const int64_t shape[3], const char *key,
                                                    struct invar_error *err);
 
+/* The shape an evaluation embeds images of data_shape (C, H, W) at: C x size x size, or as
+ * stored when size is 0 (eval.knn.size, eval.linear.size). */
+static inline void eval_image_shape(const int64_t data_shape[3], int64_t size, int64_t out[3])
+{
+    out[0] = data_shape[0];
+    out[1] = size ? size : data_shape[1];
+    out[2] = size ? size : data_shape[2];
+}
+
 /* Features of a whole dataset in eval mode without gradients, inputs normalised when mean is
  * set, which (enum invar_eval_features) choosing the encoder's output or its backbone
  * representation; each image resized to size x size first when size is set (0: as stored).
