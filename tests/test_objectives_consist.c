@@ -337,14 +337,19 @@ static void views_to_double(double x[2][B * IN], struct invar_tensor *v[2])
 /* ---- SimCLR ------------------------------------------------------------------------------ */
 
 /* NT-Xent written out: loss_i = -s_i,pos + log sum_{j != i} exp(s_ij), s = cos / t, averaged
- * over the 2B rows. With mask = 0 the j = i term stays in the sum (what the mask removes). */
-static double ref_simclr(double x[2][B * IN], double t, int mask, double *z_out)
+ * over the 2B rows. With mask = 0 the j = i term stays in the sum (what the mask removes).
+ * z is the projection head's output, or the encoder's (D = P) when the objective has no head
+ * (hidden: 0). */
+static double ref_simclr_z(double x[2][B * IN], double t, int mask, int head, double *z_out)
 {
     double z[2 * B * P];
     for (int v = 0; v < 2; v++) {
         double y[B * D];
         ref_encoder(y, fx.online, x[v]);
-        ref_head(z + v * B * P, fx.ctx.params, "simclr.proj", y, D, P);
+        if (head)
+            ref_head(z + v * B * P, fx.ctx.params, "simclr.proj", y, D, P);
+        else
+            memcpy(z + v * B * P, y, sizeof y);
     }
     if (z_out)
         memcpy(z_out, z, sizeof z);
@@ -358,6 +363,11 @@ static double ref_simclr(double x[2][B * IN], double t, int mask, double *z_out)
         loss += -ref_cos(z + i * P, z + ((i + B) % n) * P, P) / t + log(denom);
     }
     return loss / n;
+}
+
+static double ref_simclr(double x[2][B * IN], double t, int mask, double *z_out)
+{
+    return ref_simclr_z(x, t, mask, 1, z_out);
 }
 
 Test(simclr, loss_is_masked_nt_xent_at_default_temperature, .fini = fx_teardown)
@@ -419,6 +429,24 @@ Test(simclr, gradient_wrt_views, .fini = fx_teardown)
         }
     double e = max_scaled_diff(fw, ref);
     cr_assert(e < 1e-3, "gradient differs from the formula's by %.3g", e);
+    gc_free(v[0]);
+    gc_free(v[1]);
+}
+
+/* hidden: 0 leaves the projection to the encoder: the objective declares no weights and the
+ * loss is NT-Xent on the encoder's outputs themselves. */
+Test(simclr, without_a_head_the_loss_is_on_the_encoder_output, .fini = fx_teardown)
+{
+    const char *const kv[] = {"hidden", "0", "temperature", "0.2", NULL};
+    fx_setup("simclr", kv);
+    cr_assert_eq(invar_params_count(fx.ctx.params), 0);
+    struct invar_tensor *v[2];
+    make_views(v, 1);
+    double x[2][B * IN];
+    views_to_double(x, v);
+    double want = ref_simclr_z(x, 0.2, 1, 0, NULL), got = framework_loss(v);
+    cr_assert(fabs(got - want) <= 1e-5 * fmax(1, fabs(want)), "loss %.8f, formula %.8f", got, want);
+    gc_check(loss_fn, v, 2, NULL, 1e-3, 2e-2);
     gc_free(v[0]);
     gc_free(v[1]);
 }

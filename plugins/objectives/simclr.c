@@ -6,7 +6,10 @@
  *     loss = mean_i [ -log softmax(s_i)[pos(i)] ],  pos(i) = i + B mod 2B
  * so each row's positive is its other view and the 2B - 2 remaining rows are its negatives.
  * g is the projection head linear-BN-ReLU-linear on the encoder output; the encoder output
- * (before g) is what evaluation sees. The masked entry is -1e9 rather than -inf: exp of it
+ * (before g) is what evaluation sees. With hidden: 0 the objective has no head of its own and
+ * g is the identity: the loss is on the encoder's output, so an encoder with a projection head
+ * (convnet's head: mlp_bn, the same layers) lets evaluation choose between the projection
+ * (eval features: head) and the representation under it (backbone), as for MoCo. The masked entry is -1e9 rather than -inf: exp of it
  * underflows to exactly 0 in the fused (max-subtracted) cross-entropy, so it drops out of the
  * normaliser and receives no gradient, and no inf - inf can arise.
  * The temperature defaults to 0.5, the paper's choice for its MLP head and batch sizes of a
@@ -30,17 +33,19 @@ struct simclr_config {
 static const struct invar_param_spec simclr_params[] = {
     INVAR_PARAM_FLOAT(struct simclr_config, temperature, "0.5", 1e-4, 100,
                       "T: cosine similarities are divided by it"),
-    INVAR_PARAM_INT(struct simclr_config, hidden, "512", 1, 65536,
-                    "hidden width of the projection head"),
+    INVAR_PARAM_INT(struct simclr_config, hidden, "512", 0, 65536,
+                    "hidden width of the projection head; 0 = no head of the objective's own "
+                    "(the loss is on the encoder's output)"),
     INVAR_PARAM_INT(struct simclr_config, dim, "128", 1, 65536,
-                    "output size of the projection head (where the loss is computed)"),
+                    "output size of the projection head (where the loss is computed; unused "
+                    "with hidden 0)"),
     INVAR_PARAM_END,
 };
 
 struct simclr {
     struct simclr_config cfg;
     struct invar_objective_ctx *ctx;
-    struct mlp_head proj;
+    struct mlp_head proj; /* unused with cfg.hidden 0 */
     /* running sums since the last metrics call */
     double proj_std, pos_acc, pos_sim, neg_sim;
     int64_t n_steps;
@@ -61,8 +66,9 @@ static enum invar_status simclr_create(const void *config, struct invar_objectiv
         return invar_error_set(err, INVAR_ERR_NOMEM, "simclr: out of memory");
     memcpy(&m->cfg, config, sizeof m->cfg);
     m->ctx = ctx;
-    mlp_head_declare(&m->proj, ctx->params, "simclr.proj", ctx->feature_dim, m->cfg.hidden,
-                     m->cfg.dim, 0, 0);
+    if (m->cfg.hidden > 0)
+        mlp_head_declare(&m->proj, ctx->params, "simclr.proj", ctx->feature_dim, m->cfg.hidden,
+                         m->cfg.dim, 0, 0);
     *self = m;
     return INVAR_OK;
 }
@@ -100,8 +106,11 @@ static struct invar_tensor *simclr_loss(void *self, struct invar_graph *g,
     struct simclr *m = self;
     int64_t b = views[0]->shape[0], n = 2 * b;
     struct invar_tensor *z[2];
-    for (int v = 0; v < 2; v++) /* (B, P) each; BN statistics per view, as for the encoder */
-        z[v] = mlp_head_forward(&m->proj, g, invar_encoder_forward(m->ctx->online, g, views[v]));
+    for (int v = 0; v < 2; v++) { /* (B, P) each; BN statistics per view, as for the encoder */
+        z[v] = invar_encoder_forward(m->ctx->online, g, views[v]);
+        if (m->cfg.hidden > 0)
+            z[v] = mlp_head_forward(&m->proj, g, z[v]);
+    }
     struct invar_tensor *zn = invar_l2_normalize(g, invar_concat(g, z, 2, 0), 1e-12f); /* (2B, P) */
     struct invar_tensor *sim = invar_matmul(g, zn, zn, 0, 1); /* (2B, 2B) */
 
