@@ -453,16 +453,24 @@ Test(simclr, without_a_head_the_loss_is_on_the_encoder_output, .fini = fx_teardo
 
 /* ---- BYOL -------------------------------------------------------------------------------- */
 
+/* 0 when the objective runs with proj_hidden 0: the encoder's outputs (D = P) are projected */
+static int byol_proj = 1;
+
 /* p: online predictions, zt: target projections, each (2, B * P) */
 static void ref_byol_branches(double x[2][B * IN], double p[2][B * P], double zt[2][B * P])
 {
     for (int v = 0; v < 2; v++) {
         double y[B * D], z[B * P], yt[B * D];
         ref_encoder(y, fx.online, x[v]);
-        ref_head(z, fx.ctx.params, "byol.proj", y, D, P);
-        ref_head(p[v], fx.ctx.params, "byol.pred", z, P, P);
         ref_encoder(yt, fx.clones[0], x[v]);
-        ref_head(zt[v], fx.ctx.params, "byol.target_proj", yt, D, P);
+        if (byol_proj) {
+            ref_head(z, fx.ctx.params, "byol.proj", y, D, P);
+            ref_head(zt[v], fx.ctx.params, "byol.target_proj", yt, D, P);
+        } else {
+            memcpy(z, y, sizeof z);
+            memcpy(zt[v], yt, sizeof yt);
+        }
+        ref_head(p[v], fx.ctx.params, "byol.pred", z, P, P);
     }
 }
 
@@ -581,7 +589,10 @@ static void byol_check_schedule(double tau_base, const double want[3])
     const int64_t K = 10, ks[3] = {0, K / 2, K};
     struct ema_pair pairs[16];
     int n = byol_pairs(pairs, 16);
-    cr_assert_eq(n, 2 + 5, "encoder w, b and the projector's fc1.w, gamma, beta, fc2.w, fc2.b");
+    if (byol_proj)
+        cr_assert_eq(n, 2 + 5, "encoder w, b and the projector's fc1.w, gamma, beta, fc2.w, fc2.b");
+    else
+        cr_assert_eq(n, 2, "encoder w, b only: there is no projector of the objective's own");
     for (int c = 0; c < 3; c++) {
         /* move the online weights so that the average has something to do */
         fill_params(invar_encoder_params(fx.online), 0.3 + c, 0);
@@ -787,4 +798,37 @@ Test(objectives_consist, each_refuses_a_single_view)
         invar_params_destroy(ctx.params);
         ph_close(&obj);
     }
+}
+
+/* proj_hidden 0: no projector of the objective's own. The online encoder's outputs go to the
+ * predictor, the target encoder's are the regression targets, and the EMA averages the encoder
+ * alone. */
+Test(byol, without_a_projector_the_encoder_output_is_predicted, .fini = fx_teardown)
+{
+    const char *const kv[] = {"proj_hidden", "0", "pred_hidden", "4", NULL};
+    byol_proj = 0;
+    fx_setup("byol", kv);
+    struct invar_params *p = fx.ctx.params;
+    for (size_t i = 0; i < invar_params_count(p); i++) {
+        const char *name;
+        invar_params_at(p, i, &name, NULL);
+        cr_assert(strncmp(name, "byol.pred.", 10) == 0, "unexpected tensor %s", name);
+    }
+    cr_assert_eq(invar_params_find(p, "byol.pred.fc2.w")->shape[0], D);
+    byol_detach_target();
+    struct invar_tensor *v[2];
+    make_views(v, 1);
+    double x[2][B * IN], pr[2][B * P], zt[2][B * P], fw[2][B * IN], ref[2][B * IN];
+    views_to_double(x, v);
+    ref_byol_branches(x, pr, zt);
+    double want = ref_byol_value(pr, zt), got = framework_loss(v);
+    cr_assert(fabs(got - want) <= 1e-5 * fmax(1, fabs(want)), "loss %.8f, want %.8f", got, want);
+    framework_grad(v, fw);
+    ref_grad(ref_byol_fixed_target, zt, x, ref);
+    double e = max_scaled_diff(fw, ref);
+    cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
+    gc_free(v[0]);
+    gc_free(v[1]);
+    byol_check_schedule(0.99, (const double[3]){0.99, 0.995, 1.0});
+    byol_proj = 1;
 }

@@ -10,6 +10,10 @@
  * f' is a framework clone of the encoder; g' is declared as buffers in ctx->params (so it is
  * checkpointed but not optimized) and averaged here. Batch-norm running statistics are not
  * averaged: the target keeps its own, estimated from the batches it sees.
+ * With proj_hidden: 0 the objective has no projector of its own and g is the identity: the
+ * encoder's projection head (convnet's head: mlp_bn, the same layers) serves as g, f' (its
+ * clone) as f' and g', and the predictor maps the encoder's output size to itself; evaluation
+ * can then read the projection (eval features: head) or the representation under it.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -31,10 +35,12 @@ struct byol_config {
 static const struct invar_param_spec byol_params[] = {
     INVAR_PARAM_FLOAT(struct byol_config, tau_base, "0.99", 0, 1,
                       "target EMA coefficient at the first step; it rises to 1 along a cosine"),
-    INVAR_PARAM_INT(struct byol_config, proj_hidden, "512", 1, 65536,
-                    "hidden width of the projector"),
+    INVAR_PARAM_INT(struct byol_config, proj_hidden, "512", 0, 65536,
+                    "hidden width of the projector; 0 = no projector of the objective's own "
+                    "(the encoder's output is projected and predicted)"),
     INVAR_PARAM_INT(struct byol_config, proj_dim, "128", 1, 65536,
-                    "output size of the projector and of the predictor"),
+                    "output size of the projector and of the predictor (the encoder's output "
+                    "size with proj_hidden 0)"),
     INVAR_PARAM_INT(struct byol_config, pred_hidden, "512", 1, 65536,
                     "hidden width of the predictor"),
     INVAR_PARAM_END,
@@ -44,8 +50,9 @@ struct byol {
     struct byol_config cfg;
     struct invar_objective_ctx *ctx;
     struct invar_encoder *target;
-    struct mlp_head proj, pred;  /* online, trained */
-    struct mlp_head target_proj; /* buffers */
+    int has_proj;                /* cfg.proj_hidden > 0 */
+    struct mlp_head proj, pred;  /* online, trained; proj unused without has_proj */
+    struct mlp_head target_proj; /* buffers; unused without has_proj */
     double tau;                  /* used by the last after_step */
     double proj_std, cos_sum;    /* running sums since the last metrics call */
     int64_t n_steps;
@@ -79,12 +86,15 @@ static enum invar_status byol_create(const void *config, struct invar_objective_
         return st;
     }
     const struct byol_config *c = &m->cfg;
-    mlp_head_declare(&m->proj, ctx->params, "byol.proj", ctx->feature_dim, c->proj_hidden,
-                     c->proj_dim, 0, 0);
-    mlp_head_declare(&m->pred, ctx->params, "byol.pred", c->proj_dim, c->pred_hidden, c->proj_dim,
-                     0, 0);
-    mlp_head_declare(&m->target_proj, ctx->params, "byol.target_proj", ctx->feature_dim,
-                     c->proj_hidden, c->proj_dim, 0, INVAR_P_BUFFER);
+    m->has_proj = c->proj_hidden > 0;
+    int64_t z_dim = m->has_proj ? c->proj_dim : ctx->feature_dim;
+    if (m->has_proj)
+        mlp_head_declare(&m->proj, ctx->params, "byol.proj", ctx->feature_dim, c->proj_hidden,
+                         c->proj_dim, 0, 0);
+    mlp_head_declare(&m->pred, ctx->params, "byol.pred", z_dim, c->pred_hidden, z_dim, 0, 0);
+    if (m->has_proj)
+        mlp_head_declare(&m->target_proj, ctx->params, "byol.target_proj", ctx->feature_dim,
+                         c->proj_hidden, c->proj_dim, 0, INVAR_P_BUFFER);
     *self = m;
     return INVAR_OK;
 }
@@ -93,7 +103,8 @@ static enum invar_status byol_init_state(void *self, struct invar_error *err)
 {
     (void)err;
     struct byol *m = self;
-    mlp_head_ema(&m->target_proj, &m->proj, 0.0f, 1); /* the target starts as a copy */
+    if (m->has_proj)
+        mlp_head_ema(&m->target_proj, &m->proj, 0.0f, 1); /* the target starts as a copy */
     return INVAR_OK;
 }
 
@@ -112,14 +123,18 @@ static struct invar_tensor *byol_loss(void *self, struct invar_graph *g,
     struct byol *m = self;
     struct invar_tensor *p[2], *zt[2];
     for (int v = 0; v < 2; v++) {
-        struct invar_tensor *z =
-            mlp_head_forward(&m->proj, g, invar_encoder_forward(m->ctx->online, g, views[v]));
+        struct invar_tensor *z = invar_encoder_forward(m->ctx->online, g, views[v]);
+        if (m->has_proj)
+            z = mlp_head_forward(&m->proj, g, z);
         p[v] = mlp_head_forward(&m->pred, g, z); /* (B, P) */
         m->proj_std += 0.5 * head_collapse_std(g, z);
     }
     int was = invar_graph_set_grad(g, 0);
-    for (int v = 0; v < 2; v++) /* (B, P), no gradient */
-        zt[v] = mlp_head_forward(&m->target_proj, g, invar_encoder_forward(m->target, g, views[v]));
+    for (int v = 0; v < 2; v++) { /* (B, P), no gradient */
+        zt[v] = invar_encoder_forward(m->target, g, views[v]);
+        if (m->has_proj)
+            zt[v] = mlp_head_forward(&m->target_proj, g, zt[v]);
+    }
     invar_graph_set_grad(g, was);
     struct invar_tensor *loss =
         invar_add(g, byol_regress(g, p[0], zt[1]), byol_regress(g, p[1], zt[0]));
@@ -135,7 +150,8 @@ static void byol_after_step(void *self, struct invar_graph *g, const struct inva
     m->tau = byol_tau(m->cfg.tau_base, info->global_step, info->total_steps);
     invar_params_ema(invar_encoder_params(m->target), invar_encoder_params(m->ctx->online),
                      (float)m->tau);
-    mlp_head_ema(&m->target_proj, &m->proj, (float)m->tau, 0);
+    if (m->has_proj)
+        mlp_head_ema(&m->target_proj, &m->proj, (float)m->tau, 0);
 }
 
 static void byol_metrics(void *self, invar_metric_fn emit, void *user)
