@@ -528,19 +528,28 @@ Test(byol, loss_is_symmetric_two_minus_two_cos_against_the_target, .fini = fx_te
     gc_free(v[1]);
 }
 
+/* The loss against the formula, and the framework's gradient w.r.t. the views against the
+ * derivative with the target projections held fixed (the stop-gradient). */
+static void byol_check_formula(struct invar_tensor *v[2])
+{
+    double x[2][B * IN], p[2][B * P], zt[2][B * P], fw[2][B * IN], ref[2][B * IN];
+    views_to_double(x, v);
+    ref_byol_branches(x, p, zt);
+    double want = ref_byol_value(p, zt), got = framework_loss(v);
+    cr_assert(fabs(got - want) <= 1e-5 * fmax(1, fabs(want)), "loss %.8f, want %.8f", got, want);
+    framework_grad(v, fw);
+    ref_grad(ref_byol_fixed_target, zt, x, ref);
+    double e = max_scaled_diff(fw, ref);
+    cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
+}
+
 Test(byol, gradient_flows_through_the_online_branch_only, .fini = fx_teardown)
 {
     fx_setup("byol", byol_kv);
     byol_detach_target();
     struct invar_tensor *v[2];
     make_views(v, 1);
-    double x[2][B * IN], p[2][B * P], zt[2][B * P], fw[2][B * IN], ref[2][B * IN];
-    views_to_double(x, v);
-    ref_byol_branches(x, p, zt);
-    framework_grad(v, fw);
-    ref_grad(ref_byol_fixed_target, zt, x, ref);
-    double e = max_scaled_diff(fw, ref);
-    cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
+    byol_check_formula(v);
     /* A target that ignores its input (zero weights: every row is the bias) leaves the loss an
      * ordinary function of the views, so the generic finite-difference check applies too. */
     struct invar_tensor *wt = invar_params_find(invar_encoder_params(fx.clones[0]), "out.w");
@@ -818,15 +827,7 @@ Test(byol, without_a_projector_the_encoder_output_is_predicted, .fini = fx_teard
     byol_detach_target();
     struct invar_tensor *v[2];
     make_views(v, 1);
-    double x[2][B * IN], pr[2][B * P], zt[2][B * P], fw[2][B * IN], ref[2][B * IN];
-    views_to_double(x, v);
-    ref_byol_branches(x, pr, zt);
-    double want = ref_byol_value(pr, zt), got = framework_loss(v);
-    cr_assert(fabs(got - want) <= 1e-5 * fmax(1, fabs(want)), "loss %.8f, want %.8f", got, want);
-    framework_grad(v, fw);
-    ref_grad(ref_byol_fixed_target, zt, x, ref);
-    double e = max_scaled_diff(fw, ref);
-    cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
+    byol_check_formula(v);
     gc_free(v[0]);
     gc_free(v[1]);
     byol_check_schedule(0.99, (const double[3]){0.99, 0.995, 1.0});
