@@ -9,9 +9,10 @@
  * (before g) is what evaluation sees. With hidden: 0 the objective has no head of its own and
  * g is the identity: the loss is on the encoder's output, so an encoder with a projection head
  * (convnet's head: mlp_bn, the same layers) lets evaluation choose between the projection
- * (eval features: head) and the representation under it (backbone), as for MoCo. The masked entry is -1e9 rather than -inf: exp of it
- * underflows to exactly 0 in the fused (max-subtracted) cross-entropy, so it drops out of the
- * normaliser and receives no gradient, and no inf - inf can arise.
+ * (eval features: head) and the representation under it (backbone), as for MoCo.
+ * The masked entry is -1e9 rather than -inf: exp of it underflows to exactly 0 in the fused
+ * (max-subtracted) cross-entropy, so it drops out of the normaliser and receives no gradient,
+ * and no inf - inf can arise.
  * The temperature defaults to 0.5, the paper's choice for its MLP head and batch sizes of a
  * few hundred (0.1 suits batches of thousands).
  */
