@@ -661,7 +661,8 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
             goto out;
     }
     struct cluster_result cr = {0};
-    if (cluster && (cluster_eval(&l, k, which, size, &cr) || cluster_store(&l, next_epoch - 1, &cr)))
+    if (cluster &&
+        (cluster_eval(&l, k, which, size, &cr) || cluster_store(&l, next_epoch - 1, &cr)))
         goto out;
     printf("run %lld epoch %lld", (long long)l.row.id, (long long)next_epoch);
     if (knn || linear) /* the trainer's evaluation always includes kNN */
