@@ -163,6 +163,7 @@ Test(config, resolves_sections_and_defaults)
     cr_assert_eq(d->use.plugin, &p_idx);
     cr_assert_str_eq(((const struct idx_config *)d->use.config)->path, "/data/fmnist");
     cr_assert_eq(d->limit, 0);
+    cr_assert_eq(d->holdout, 0);
     cr_assert_eq(d->normalize, 1);
     cr_assert_eq(invar_experiment_n_views(e), 3);
     for (size_t v = 0; v < 3; v++) {
@@ -524,6 +525,7 @@ Test(config, override_typing)
 {
     const char *ov[] = {"objective.momentum=1e-4",
                         "data.limit=2048",
+                        "data.holdout=500",
                         "data.normalize=false",
                         "augment[1].degrees=30",
                         "augment[0].scale=[0.2,1.0]",
@@ -535,6 +537,7 @@ Test(config, override_typing)
     cr_assert_eq(((const struct moco_config *)invar_experiment_objective(e)->config)->momentum,
                  1e-4);
     cr_assert_eq(invar_experiment_data(e)->limit, 2048);
+    cr_assert_eq(invar_experiment_data(e)->holdout, 500);
     cr_assert_eq(invar_experiment_data(e)->normalize, 0);
     cr_assert_str_eq(((const struct idx_config *)invar_experiment_data(e)->use.config)->path,
                      "/a b: c");

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "invar/registry.h"
@@ -33,20 +34,22 @@ static void put_be32(FILE *f, uint32_t v)
     fwrite(b, 1, 4, f);
 }
 
-/* n images of class i % 10: a bright vertical bar at column 2 + 2.4c and a horizontal one at
- * row 3 + 4(c % 5), over uniform noise. */
-static void write_split(const char *images, const char *labels, int n, uint32_t seed)
+/* Images from..to-1 of a sequence in which image i has class i % 10: a bright vertical bar at
+ * column 2 + 2.4c and a horizontal one at row 3 + 4(c % 5), over uniform noise. */
+static void write_split(const char *dir, const char *images, const char *labels, int from,
+                        int to, uint32_t seed)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, images);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, images);
     FILE *fi = fopen(path, "wb");
-    snprintf(path, sizeof path, "%s/%s", tmpdir, labels);
+    snprintf(path, sizeof path, "%s/%s", dir, labels);
     FILE *fl = fopen(path, "wb");
-    cr_assert(fi && fl, "cannot write the dataset in %s", tmpdir);
+    cr_assert(fi && fl, "cannot write the dataset in %s", dir);
+    int n = to - from;
     put_be32(fi, 0x803), put_be32(fi, (uint32_t)n), put_be32(fi, 28), put_be32(fi, 28);
     put_be32(fl, 0x801), put_be32(fl, (uint32_t)n);
     unsigned char img[28 * 28];
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < to; i++) {
         int c = i % 10, col = 2 + (c * 12) / 5, row = 3 + 4 * (c % 5);
         for (int y = 0; y < 28; y++)
             for (int x = 0; x < 28; x++) {
@@ -56,6 +59,8 @@ static void write_split(const char *images, const char *labels, int n, uint32_t 
                     v += 110;
                 img[y * 28 + x] = (unsigned char)v;
             }
+        if (i < from)
+            continue;
         fwrite(img, 1, sizeof img, fi);
         unsigned char label = (unsigned char)c;
         fwrite(&label, 1, 1, fl);
@@ -64,10 +69,18 @@ static void write_split(const char *images, const char *labels, int n, uint32_t 
     fclose(fl);
 }
 
+/* tmpdir: 300 training images, 200 test images. tmpdir/split: the same training sequence cut
+ * at 200, its images 200-255 as the test split (what data.limit=256 data.holdout=56 makes of
+ * the first). */
 static void write_dataset(void)
 {
-    write_split(tmp_files[0], tmp_files[1], 300, 1);
-    write_split(tmp_files[2], tmp_files[3], 200, 2);
+    write_split(tmpdir, tmp_files[0], tmp_files[1], 0, 300, 1);
+    write_split(tmpdir, tmp_files[2], tmp_files[3], 0, 200, 2);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/split", tmpdir);
+    cr_assert_eq(mkdir(dir, 0700), 0, "cannot create %s", dir);
+    write_split(dir, tmp_files[0], tmp_files[1], 0, 200, 1);
+    write_split(dir, tmp_files[2], tmp_files[3], 200, 256, 1);
 }
 
 static void suite_init(void)
@@ -92,7 +105,11 @@ static void suite_fini(void)
     for (int i = 0; tmp_files[i]; i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, tmp_files[i]);
         unlink(path);
+        snprintf(path, sizeof path, "%s/split/%s", tmpdir, tmp_files[i]);
+        unlink(path);
     }
+    snprintf(path, sizeof path, "%s/split", tmpdir);
+    rmdir(path);
     rmdir(tmpdir);
 }
 
@@ -371,6 +388,89 @@ Test(train, evaluation_sizes_follow_the_protocol_settings)
     cr_expect_neq(res[1].linear_top1, res[2].linear_top1, "the probe as stored vs at 20 x 20");
     cr_expect_neq(collapse[0], collapse[1]);
     cr_expect_eq(collapse[1], collapse[2], "collapse_std at kNN's size");
+}
+
+/* data.holdout: the last training samples (after the limit) leave training and take the test
+ * split's place in every evaluation. A run holding out 56 of its 256 images trains and scores
+ * bit for bit as the same run on a dataset whose training split is the first 200 images and
+ * whose test split is the 56 after them; a checkpoint's "test" embedding is the held-out
+ * images too; a holdout that leaves nothing to train on is refused, naming the key. */
+Test(train, holdout_replaces_the_test_split)
+{
+    struct invar_plugin_use moco = plugin_use("moco", 1, (const char *[]){"queue", "64", NULL});
+    struct setup s;
+    struct record ra, rb;
+    struct invar_result a, b;
+    struct invar_error err = {0};
+
+    setup_job(&s, &rb, moco, 2);
+    char split_dir[512];
+    snprintf(split_dir, sizeof split_dir, "%s/split", tmpdir);
+    s.job.dataset = plugin_use("idx", 1, (const char *[]){"path", split_dir, NULL});
+    s.job.eval.linear_epochs = 2;
+    s.job.eval.linear_lr = 1e-2;
+    s.job.checkpoint_every = 0;
+    enum invar_status st = invar_train(&s.job, &b, &err);
+    cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
+
+    setup_job(&s, &ra, moco, 2);
+    s.job.holdout = 56;
+    s.job.eval.linear_epochs = 2;
+    s.job.eval.linear_lr = 1e-2;
+    s.job.checkpoint_every = 0;
+    s.job.checkpoint_path = tmp_path("a.ckpt");
+    struct invar_dataset *train = NULL, *held = NULL, *all = NULL;
+    cr_assert_eq(invar_job_open_splits(&s.job, &train, &held, &err), INVAR_OK, "%s", err.msg);
+    cr_assert_eq(invar_dataset_open(&all, &s.job.dataset, "train", 0, &err), INVAR_OK);
+    cr_expect_eq(invar_dataset_count(train), 200);
+    cr_assert_eq(invar_dataset_count(held), 56);
+    int64_t numel = 28 * 28;
+    for (int64_t i = 0; i < 56; i++) {
+        cr_expect_eq(invar_dataset_labels(held)[i], (200 + i) % 10);
+        cr_expect_eq(memcmp(invar_dataset_sample(held, i), invar_dataset_sample(all, 200 + i),
+                            (size_t)numel * sizeof(float)),
+                     0, "held-out image %lld is training image %lld", (long long)i,
+                     (long long)(200 + i));
+    }
+    cr_expect_eq(memcmp(invar_dataset_sample(train, 199), invar_dataset_sample(all, 199),
+                        (size_t)numel * sizeof(float)),
+                 0);
+    invar_dataset_destroy(train);
+    invar_dataset_destroy(held);
+    invar_dataset_destroy(all);
+
+    st = invar_train(&s.job, &a, &err);
+    cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
+    cr_expect_eq(memcmp(&a.final_loss, &b.final_loss, sizeof a.final_loss), 0,
+                 "final loss %.17g vs %.17g", a.final_loss, b.final_loss);
+    cr_expect_eq(memcmp(&a.knn_top1, &b.knn_top1, sizeof a.knn_top1), 0, "kNN %.17g vs %.17g",
+                 a.knn_top1, b.knn_top1);
+    cr_expect_eq(memcmp(&a.knn_top5, &b.knn_top5, sizeof a.knn_top5), 0);
+    cr_expect_eq(memcmp(&a.linear_top1, &b.linear_top1, sizeof a.linear_top1), 0,
+                 "linear %.17g vs %.17g", a.linear_top1, b.linear_top1);
+    cr_expect_gt(a.linear_top1, 0);
+    cr_assert_eq(ra.n, rb.n, "%d metrics against %d", ra.n, rb.n);
+    for (int i = 0; i < ra.n; i++) {
+        cr_expect_str_eq(ra.m[i].key, rb.m[i].key);
+        if (strcmp(ra.m[i].key, "img_per_s") != 0)
+            cr_expect_eq(memcmp(&ra.m[i].value, &rb.m[i].value, sizeof(double)), 0,
+                         "%s: %.17g held out, %.17g on the cut dataset", ra.m[i].key,
+                         ra.m[i].value, rb.m[i].value);
+    }
+
+    struct invar_embedding e;
+    st = invar_checkpoint_embed(&s.job, tmp_path("a.ckpt"), "test", INVAR_FEATURES_HEAD, 0, &e,
+                                &err);
+    cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
+    cr_expect_eq(e.n, 56);
+    cr_expect_eq(e.labels[0], 0);
+    cr_expect_eq(e.labels[55], 5);
+    invar_embedding_deinit(&e);
+
+    s.job.holdout = 256;
+    st = invar_train(&s.job, &a, &err);
+    cr_expect_eq(st, INVAR_ERR_CONFIG, "%s", invar_status_str(st));
+    cr_expect_not_null(strstr(err.msg, "data.holdout"), "%s", err.msg);
 }
 
 /* 2 epochs in one go (checkpoint a), and the same job stopped in the middle of epoch 2 then

@@ -24,6 +24,9 @@ static const struct invar_param_spec top_params[] = {
 
 static const struct invar_param_spec data_params[] = {
     INVAR_PARAM_INT(struct invar_data_section, limit, "0", 0, 1e12, "first N samples; 0 = all"),
+    INVAR_PARAM_INT(struct invar_data_section, holdout, "0", 0, 1e12,
+                    "keep the last N training samples (after limit) out of training and evaluate "
+                    "on them instead of the test split; 0 = the test split"),
     INVAR_PARAM_BOOL(struct invar_data_section, normalize, "true",
                      "standardise by the training set's mean and std"),
     INVAR_PARAM_END,

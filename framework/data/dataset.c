@@ -60,6 +60,38 @@ enum invar_status invar_dataset_open(struct invar_dataset **out,
     return INVAR_OK;
 }
 
+enum invar_status invar_dataset_split_off(struct invar_dataset *d, int64_t n_last,
+                                          struct invar_dataset **out, struct invar_error *err)
+{
+    *out = NULL;
+    if (n_last < 1 || n_last >= d->n)
+        return invar_error_set(err, INVAR_ERR_INVALID,
+                               "cannot split %lld of %lld samples off: 1 to %lld", (long long)n_last,
+                               (long long)d->n, (long long)(d->n - 1));
+    struct invar_dataset *h = calloc(1, sizeof *h);
+    if (h) {
+        *h = *d;
+        h->n = n_last;
+        h->x = malloc((size_t)(n_last * d->numel) * sizeof *h->x);
+        h->y = malloc((size_t)n_last * sizeof *h->y);
+    }
+    if (!h || !h->x || !h->y) {
+        if (h) {
+            free(h->x);
+            free(h->y);
+            free(h);
+        }
+        return invar_error_set(err, INVAR_ERR_NOMEM, "out of memory for %lld held-out samples",
+                               (long long)n_last);
+    }
+    int64_t first = d->n - n_last;
+    memcpy(h->x, d->x + first * d->numel, (size_t)(n_last * d->numel) * sizeof *h->x);
+    memcpy(h->y, d->y + first, (size_t)n_last * sizeof *h->y);
+    d->n = first; /* the buffers keep their size; only the count shrinks */
+    *out = h;
+    return INVAR_OK;
+}
+
 void invar_dataset_destroy(struct invar_dataset *d)
 {
     if (!d)

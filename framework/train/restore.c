@@ -63,9 +63,7 @@ enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char
     struct invar_graph *g = NULL;
     float mean[4], std[4];
     int is_train = !strcmp(split, "train");
-    enum invar_status st = invar_dataset_open(&train, &job->dataset, "train", job->limit, err);
-    if (st == INVAR_OK && !is_train)
-        st = invar_dataset_open(&data, &job->dataset, "test", job->test_limit, err);
+    enum invar_status st = invar_job_open_splits(job, &train, is_train ? NULL : &data, err);
     if (st != INVAR_OK)
         goto done;
     const struct invar_dataset *d = is_train ? train : data;

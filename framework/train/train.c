@@ -385,6 +385,39 @@ done:
 
 /* ---- setup and the loop ------------------------------------------------------------------- */
 
+enum invar_status invar_job_open_splits(const struct invar_job *job, struct invar_dataset **train,
+                                        struct invar_dataset **test, struct invar_error *err)
+{
+    *train = NULL;
+    if (test)
+        *test = NULL;
+    enum invar_status st = invar_dataset_open(train, &job->dataset, "train", job->limit, err);
+    if (st != INVAR_OK)
+        return st;
+    if (job->holdout > 0) {
+        int64_t n = invar_dataset_count(*train);
+        struct invar_dataset *held = NULL;
+        if (job->holdout >= n)
+            st = invar_error_set(err, INVAR_ERR_CONFIG,
+                                 "data.holdout (%lld) leaves nothing to train on: the training "
+                                 "split has %lld samples",
+                                 (long long)job->holdout, (long long)n);
+        else
+            st = invar_dataset_split_off(*train, job->holdout, &held, err);
+        if (st == INVAR_OK && test)
+            *test = held;
+        else
+            invar_dataset_destroy(held);
+    } else if (test) {
+        st = invar_dataset_open(test, &job->dataset, "test", job->test_limit, err);
+    }
+    if (st != INVAR_OK) {
+        invar_dataset_destroy(*train);
+        *train = NULL;
+    }
+    return st;
+}
+
 static void metric_relay(void *user, const char *key, double value)
 {
     struct trainer *t = user;
@@ -395,10 +428,7 @@ static enum invar_status setup(struct trainer *t)
 {
     const struct invar_job *job = t->job;
     enum invar_status st;
-    st = invar_dataset_open(&t->train, &job->dataset, "train", job->limit, t->err);
-    if (st != INVAR_OK)
-        return st;
-    st = invar_dataset_open(&t->test, &job->dataset, "test", job->test_limit, t->err);
+    st = invar_job_open_splits(job, &t->train, &t->test, t->err);
     if (st != INVAR_OK)
         return st;
     const int64_t *shape = invar_dataset_shape(t->train);

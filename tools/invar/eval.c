@@ -71,9 +71,10 @@ static void eval_metric(void *user, const char *key, int64_t step, int64_t epoch
 
 /* The clustering protocol. It is fixed, not configurable, so that cluster_acc and cluster_nmi
  * of two runs are comparable and a run's figures are reproducible to the bit: the test split's
- * features, L2-normalised (the geometry kNN's cosine similarity uses) and not PCA-whitened,
- * k-means++ then Lloyd, restarted with seeds SEED, SEED + 1, ... and the restart with the
- * lowest inertia kept (the first one on a tie). */
+ * features (the held-out training samples under data.holdout), L2-normalised (the geometry
+ * kNN's cosine similarity uses) and not PCA-whitened, k-means++ then Lloyd, restarted with
+ * seeds SEED, SEED + 1, ... and the restart with the lowest inertia kept (the first one on a
+ * tie). */
 #define CLUSTER_SPLIT "test"
 #define CLUSTER_RESTARTS 10
 #define CLUSTER_ITERS 100
@@ -92,6 +93,13 @@ struct cluster_result {
 };
 
 /* What --features chose, as the protocol rows describe it. */
+/* The split every evaluation scores: the test split, or the training samples data.holdout
+ * keeps out of training (invar_job_open_splits). */
+static const char *split_text(const struct invar_job *job)
+{
+    return job->holdout > 0 ? "holdout" : "test";
+}
+
 static const char *features_text(enum invar_eval_features which)
 {
     return which == INVAR_FEATURES_BACKBONE
@@ -114,9 +122,9 @@ static int cluster_eval(const struct loaded_run *l, int64_t k_opt,
     float *cent = NULL;
     int32_t *assign = NULL, *best = NULL;
     int rc = 1;
-    /* The split is opened for its declared class count: a limited test split may miss a class
-     * among its labels, and k still follows the dataset. */
-    if (invar_dataset_open(&d, &job->dataset, CLUSTER_SPLIT, job->test_limit, &err) != INVAR_OK) {
+    /* The dataset is opened for its declared class count: a limited test split may miss a
+     * class among its labels, and k still follows the dataset. */
+    if (invar_job_open_splits(job, &d, NULL, &err) != INVAR_OK) {
         cli_error("%s", err.msg);
         goto done;
     }
@@ -140,13 +148,13 @@ static int cluster_eval(const struct loaded_run *l, int64_t k_opt,
     r->dim = e.dim;
     if (r->k > e.n) {
         cli_error("eval: --k %lld is more clusters than the %lld samples of the %s split",
-                  (long long)r->k, (long long)e.n, CLUSTER_SPLIT);
+                  (long long)r->k, (long long)e.n, split_text(job));
         goto done;
     }
     for (int64_t i = 0; i < e.n; i++)
         if (e.labels[i] < 0 || e.labels[i] >= r->classes) {
             cli_error("eval: sample %lld of the %s split has label %ld outside its %ld classes",
-                      (long long)i, CLUSTER_SPLIT, (long)e.labels[i], (long)r->classes);
+                      (long long)i, split_text(job), (long)e.labels[i], (long)r->classes);
             goto done;
         }
     invar_l2_normalize_rows(e.features, e.n, e.dim);
@@ -216,7 +224,7 @@ static int cluster_store(const struct loaded_run *l, int64_t epoch, const struct
     snprintf(iters, sizeof iters, "%d", CLUSTER_ITERS);
     snprintf(seed, sizeof seed, "%d", CLUSTER_SEED);
     const struct invar_store_param ps[] = {
-        {"eval.cluster.split", CLUSTER_SPLIT},
+        {"eval.cluster.split", split_text(&l->j.job)},
         {"eval.cluster.features", features_text(r->which)},
         {"eval.cluster.size", size},
         {"eval.cluster.l2_normalize", "1"},
@@ -249,8 +257,9 @@ static int cluster_store(const struct loaded_run *l, int64_t epoch, const struct
 /* The invariance protocol, fixed like clustering's so that two runs' figures compare and a
  * run's figures reproduce to the bit. For each distinct augmentation step of the experiment
  * (every entry of `augment:`, or of the per-view `views:` lists, a step repeated with the same
- * plugin, p and parameters counted once), every test image x_i is augmented by that step
- * alone, as the loader applies it: its probability p drawn first, randomness keyed by
+ * plugin, p and parameters counted once), every test image x_i (held-out training image
+ * under data.holdout) is augmented by that step alone, as the loader applies it: its
+ * probability p drawn first, randomness keyed by
  * (INVARIANCE_SEED, epoch 0, sample i, view 0). Both x_i and its augmented copy are
  * normalised like the trainer's inputs and embedded by the checkpoint's online encoder in eval
  * mode; the figure is the mean over i of the cosine similarity of the two features, so 1 means
@@ -258,7 +267,6 @@ static int cluster_store(const struct loaded_run *l, int64_t epoch, const struct
  * Cosines are taken in double from the float features and clamped to [-1, 1].
  * The baseline is the same mean for two different images, x_i against x_(i + N/2) mod N, so
  * that a high figure can be told apart from features that are alike for every image. */
-#define INVARIANCE_SPLIT "test"
 #define INVARIANCE_SEED 1
 #define INVARIANCE_BATCH 256
 #define INVARIANCE_MAX_STEPS (INVAR_MAX_VIEWS * INVAR_MAX_AUGMENTS)
@@ -357,9 +365,7 @@ static int invariance_eval(const struct loaded_run *l, enum invar_eval_features 
     r->which = which;
     /* The training split gives the encoder's input shape and the normalisation statistics,
      * as in the trainer. */
-    if (invar_dataset_open(&train, &job->dataset, "train", job->limit, &err) != INVAR_OK ||
-        invar_dataset_open(&test, &job->dataset, INVARIANCE_SPLIT, job->test_limit, &err) !=
-            INVAR_OK ||
+    if (invar_job_open_splits(job, &train, &test, &err) != INVAR_OK ||
         invar_checkpoint_encoder(job, l->row.checkpoint, invar_dataset_shape(train), &enc, &err) !=
             INVAR_OK) {
         cli_error("%s", err.msg);
@@ -381,7 +387,7 @@ static int invariance_eval(const struct loaded_run *l, enum invar_eval_features 
     r->dim = dim;
     if (n < 2) {
         cli_error("eval: --invariance needs at least 2 images in the %s split, it has %lld",
-                  INVARIANCE_SPLIT, (long long)n);
+                  split_text(job), (long long)n);
         goto done;
     }
     /* The largest image any step makes, and the scratch its chain needs. */
@@ -460,7 +466,7 @@ static int invariance_store(const struct loaded_run *l, int64_t epoch,
     snprintf(images, sizeof images, "%lld", (long long)r->images);
     snprintf(batch, sizeof batch, "%d", INVARIANCE_BATCH);
     const struct invar_store_param ps[] = {
-        {"eval.invariance.split", INVARIANCE_SPLIT},
+        {"eval.invariance.split", split_text(&l->j.job)},
         {"eval.invariance.images", images},
         {"eval.invariance.features", features_text(r->which)},
         {"eval.invariance.similarity", "cosine"},
@@ -676,7 +682,7 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
         fprintf(stderr,
                 "cluster: k-means, k %lld, %lld x %lld L2-normalised %s features, best of %d "
                 "restarts (inertia %.6g), %ld classes\n",
-                (long long)cr.k, (long long)cr.n, (long long)cr.dim, CLUSTER_SPLIT,
+                (long long)cr.k, (long long)cr.n, (long long)cr.dim, split_text(&l.j.job),
                 CLUSTER_RESTARTS, cr.inertia, (long)cr.classes);
     /* One line per figure, the metric's name then its value, so that a script can read them
      * as it reads the database. */
@@ -687,7 +693,7 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
         fprintf(stderr,
                 "invariance: mean cosine similarity over the %lld %s images (%lld features) of "
                 "each image and its augmented copy (baseline: another image)\n",
-                (long long)ir.images, INVARIANCE_SPLIT, (long long)ir.dim);
+                (long long)ir.images, split_text(&l.j.job), (long long)ir.dim);
     }
     rc = 0;
 out:

@@ -34,6 +34,7 @@ int cli_job_init(struct cli_job *j, const struct cli_experiment *x)
     job->dataset = d->use;
     job->limit = d->limit;
     job->test_limit = 0; /* evaluation always uses the whole test split */
+    job->holdout = d->holdout;
     job->normalize = d->normalize;
     job->views = invar_experiment_view(e, 0);
     job->n_views = (int)nv;

@@ -51,6 +51,7 @@ extern "C" {
 struct invar_data_section {
     struct invar_plugin_use use;
     int64_t limit; /* first N samples; 0 = all */
+    int64_t holdout; /* the last N of them evaluate in the test split's place; 0 = none */
     int normalize; /* standardise inputs by the training set's mean and std */
 };
 

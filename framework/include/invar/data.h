@@ -46,6 +46,11 @@ INVAR_API enum invar_status invar_dataset_open(struct invar_dataset **out,
                                                const char *split, int64_t limit,
                                                struct invar_error *err);
 INVAR_API void invar_dataset_destroy(struct invar_dataset *d);
+/* Moves the last n_last samples (1 <= n_last < count) into a new dataset *out and leaves d
+ * with the ones before them: a validation split held out of training (data.holdout). */
+INVAR_API enum invar_status invar_dataset_split_off(struct invar_dataset *d, int64_t n_last,
+                                                    struct invar_dataset **out,
+                                                    struct invar_error *err);
 INVAR_API int64_t invar_dataset_count(const struct invar_dataset *d);
 INVAR_API const int64_t *invar_dataset_shape(const struct invar_dataset *d); /* (C, H, W) */
 INVAR_API int32_t invar_dataset_num_classes(const struct invar_dataset *d);

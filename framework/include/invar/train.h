@@ -55,6 +55,8 @@ struct invar_job {
     struct invar_plugin_use dataset;
     int64_t limit;             /* first N training samples; 0 = all */
     int64_t test_limit;        /* first N test samples; 0 = all */
+    int64_t holdout;           /* the last N training samples (after limit) evaluate in the
+                                * test split's place; 0 = the test split */
     int normalize;             /* standardise inputs with the training split's statistics */
     const struct invar_view *views; /* (n_views) */
     int n_views;
@@ -83,6 +85,15 @@ struct invar_result {
     double knn_top1, knn_top5; /* percent; -1 when not evaluated */
     double linear_top1;        /* percent; -1 when not evaluated */
 };
+
+/* The splits a job trains and evaluates on: *train is the dataset's training split (first
+ * job->limit samples) less its last job->holdout samples; *test is those held-out samples when
+ * job->holdout > 0, else the test split (first job->test_limit samples). test may be NULL when
+ * only the training split is wanted. Free both with invar_dataset_destroy. */
+INVAR_API enum invar_status invar_job_open_splits(const struct invar_job *job,
+                                                  struct invar_dataset **train,
+                                                  struct invar_dataset **test,
+                                                  struct invar_error *err);
 
 INVAR_API enum invar_status invar_train(const struct invar_job *job, struct invar_result *res,
                                         struct invar_error *err);
@@ -143,8 +154,8 @@ struct invar_embedding {
 };
 
 /* Rebuilds job's encoder for the shape of its first view, loads its weights and BN statistics
- * ("online.*") from path, and embeds split ("train" with job->limit, "test" with
- * job->test_limit) in eval mode, each image resized to size x size first when size is set
+ * ("online.*") from path, and embeds split ("train" or "test", as invar_job_open_splits
+ * opens them) in eval mode, each image resized to size x size first when size is set
  * (0: as stored) and inputs normalised by the training split's statistics when job->normalize
  * is set, exactly as the trainer's evaluation does. which: the encoder's output or the
  * representation under its head (out->dim is then the backbone's size). */
