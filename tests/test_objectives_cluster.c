@@ -24,6 +24,7 @@ struct fixture {
     void *obj;
     const struct invar_objective_ops *ops;
     const float *data; /* (N, 1, 1, IN) */
+    const int32_t *truth; /* (N) labels for ctx->label_nmi, or NULL: none */
     int64_t n, in;
 };
 
@@ -54,6 +55,13 @@ static enum invar_status fx_embed(struct invar_objective_ctx *ctx, struct invar_
     memcpy(out, y->data, (size_t)y->numel * sizeof(float));
     invar_graph_destroy(g);
     return INVAR_OK;
+}
+
+static enum invar_status fx_label_nmi(struct invar_objective_ctx *ctx, const int32_t *assign,
+                                      double *nmi, struct invar_error *err)
+{
+    struct fixture *f = ctx->framework;
+    return invar_nmi(assign, f->truth, f->n, nmi, err);
 }
 
 /* An mlp encoder with no hidden layer: features = W x + b, W (dim, in). The objective's
@@ -91,7 +99,8 @@ static void fx_create(struct fixture *f, const float *data, int64_t n, int64_t b
                                           .params = invar_params_create(),
                                           .encoder_clone = fx_clone,
                                           .embed_train = fx_embed,
-                                          .framework = f};
+                                          .framework = f,
+                                          .label_nmi = f->truth ? fx_label_nmi : NULL};
     struct invar_error err = {0};
     cr_assert_eq(f->ops->create(f->obj_plugin.config, &f->ctx, &f->obj, &err), INVAR_OK, "%s",
                  err.msg);
@@ -481,8 +490,8 @@ static void set_identity(struct fixture *f)
 }
 
 struct metric_log {
-    double nmi_prev, largest;
-    int has_nmi;
+    double nmi_prev, nmi_labels, largest;
+    int has_nmi, has_nmi_labels;
 };
 
 static void grab_metric(void *user, const char *key, double value)
@@ -491,12 +500,17 @@ static void grab_metric(void *user, const char *key, double value)
     if (strcmp(key, "deepcluster/nmi_prev") == 0) {
         m->nmi_prev = value;
         m->has_nmi = 1;
+    } else if (strcmp(key, "deepcluster/nmi_labels") == 0) {
+        m->nmi_labels = value;
+        m->has_nmi_labels = 1;
     } else if (strcmp(key, "deepcluster/largest_cluster") == 0) {
         m->largest = value;
     }
 }
 
-static void dc_check_epoch_begin(const char *pca_dim)
+/* with_labels: the fixture offers the true groups to ctx->label_nmi (the clusters found are
+ * the groups: NMI 1); without, nmi_labels is not logged. */
+static void dc_check_epoch_begin(const char *pca_dim, int with_labels)
 {
     float x[DC_N * DC_IN];
     int32_t truth[DC_N], pred[DC_N];
@@ -505,6 +519,7 @@ static void dc_check_epoch_begin(const char *pca_dim)
     fx_open(&f, "deepcluster", DC_IN, DC_IN);
     ph_set(&f.obj_plugin, "k", "3");
     ph_set(&f.obj_plugin, "pca_dim", pca_dim);
+    f.truth = with_labels ? truth : NULL;
     fx_create(&f, x, DC_N, 4, 1);
     set_identity(&f);
     struct invar_tensor *hw = invar_params_find(f.ctx.params, "deepcluster.head.w");
@@ -515,6 +530,9 @@ static void dc_check_epoch_begin(const char *pca_dim)
     cr_assert_eq(f.ops->epoch_begin(f.obj, 0, &err), INVAR_OK, "%s", err.msg);
     f.ops->metrics(f.obj, grab_metric, &ml);
     cr_assert(!ml.has_nmi, "nmi_prev emitted without a previous assignment");
+    cr_assert_eq(ml.has_nmi_labels, with_labels);
+    if (with_labels)
+        cr_assert_float_eq(ml.nmi_labels, 1.0, 1e-9);
     cr_assert_float_eq(ml.largest, 10.0 / DC_N, 1e-12);
 
     const struct invar_tensor *lab = invar_params_find(f.ctx.params, "deepcluster.labels");
@@ -541,12 +559,12 @@ static void dc_check_epoch_begin(const char *pca_dim)
 
 Test(objectives_cluster, deepcluster_epoch_begin_clusters_separable_set)
 {
-    dc_check_epoch_begin("0");
+    dc_check_epoch_begin("0", 1);
 }
 
 Test(objectives_cluster, deepcluster_epoch_begin_with_pca_whitening)
 {
-    dc_check_epoch_begin("3");
+    dc_check_epoch_begin("3", 0);
 }
 
 Test(objectives_cluster, deepcluster_loss_matches_weighted_cross_entropy)

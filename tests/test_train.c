@@ -390,6 +390,29 @@ Test(train, evaluation_sizes_follow_the_protocol_settings)
     cr_expect_eq(collapse[1], collapse[2], "collapse_std at kNN's size");
 }
 
+/* The trainer scores a clustering objective's pseudo-labels against the true labels for it
+ * (ctx->label_nmi): DeepCluster logs deepcluster/nmi_labels every epoch. The bars of ten
+ * classes under noise cluster far from independently of their class. */
+Test(train, deepcluster_logs_nmi_against_the_labels)
+{
+    struct setup s;
+    struct record rec;
+    setup_job(&s, &rec,
+              plugin_use("deepcluster", 1, (const char *[]){"k", "10", "kmeans_iters", "10", NULL}),
+              1);
+    s.job.checkpoint_every = 0;
+    s.job.eval.knn_every = 0;
+    struct invar_result res;
+    struct invar_error err = {0};
+    enum invar_status st = invar_train(&s.job, &res, &err);
+    cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
+    cr_expect_eq(count_metric(&rec, "deepcluster/nmi_labels"), 2);
+    for (int i = 0; i < rec.n; i++)
+        if (strcmp(rec.m[i].key, "deepcluster/nmi_labels") == 0)
+            cr_expect(rec.m[i].value > 0.2 && rec.m[i].value <= 1, "NMI %g at epoch %lld",
+                      rec.m[i].value, (long long)rec.m[i].epoch);
+}
+
 /* data.holdout: the last training samples (after the limit) leave training and take the test
  * split's place in every evaluation. A run holding out 56 of its 256 images trains and scores
  * bit for bit as the same run on a dataset whose training split is the first 200 images and

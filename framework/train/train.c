@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "invar/graph.h"
+#include "invar/kmeans.h"
 #include "invar/optim.h"
 #include "train/checkpoint.h"
 #include "train/train_internal.h"
@@ -118,6 +119,14 @@ static enum invar_status ctx_embed_train(struct invar_objective_ctx *ctx, struct
         encoder_embed(e, t->train, t->pmean, t->pstd, out, INVAR_FEATURES_HEAD, 0, g, err);
     invar_graph_destroy(g);
     return st;
+}
+
+static enum invar_status ctx_label_nmi(struct invar_objective_ctx *ctx, const int32_t *assign,
+                                       double *nmi, struct invar_error *err)
+{
+    struct trainer *t = ctx->framework;
+    return invar_nmi(assign, invar_dataset_labels(t->train), invar_dataset_count(t->train), nmi,
+                     err);
 }
 
 /* ---- checkpoints -------------------------------------------------------------------------- */
@@ -474,6 +483,7 @@ static enum invar_status setup(struct trainer *t)
         .params = invar_params_create(),
         .encoder_clone = ctx_clone,
         .embed_train = ctx_embed_train,
+        .label_nmi = ctx_label_nmi,
         .framework = t,
     };
     if (!t->ctx.params)

@@ -22,8 +22,10 @@
  * Metrics: deepcluster/nmi_prev, the NMI between this epoch's assignment and the previous one
  * (from the second epoch on): how much the clusters still move; deepcluster/inertia; and
  * deepcluster/largest_cluster, the fraction of the set in the largest cluster (1 = collapsed).
- * NMI against the true labels is not computed here: objectives never see labels (the ABI
- * gives none); `invar eval RUN --cluster` scores a trained encoder's clusters against them.
+ * deepcluster/nmi_labels, the NMI between this epoch's assignment and the true labels (the
+ * paper's measure of how much the clusters say about the classes), through ctx->label_nmi:
+ * the objective never sees the labels themselves, and without them (label_nmi NULL) the metric
+ * is not logged. `invar eval RUN --cluster` scores a trained encoder's test features alike.
  *
  * The pseudo-labels and the weights are buffers, so a resumed run has them; the previous
  * assignment needed for nmi_prev is the labels buffer itself, read before it is overwritten.
@@ -68,7 +70,7 @@ struct deepcluster {
     float *white;                 /* (N, pca_dim) scratch, when pca_dim > 0 */
     float *centroids;             /* (k, dim) */
     int32_t *assign, *prev;       /* (N) */
-    double nmi_prev, inertia, largest;
+    double nmi_prev, nmi_labels, inertia, largest;
 };
 
 static void deepcluster_destroy(void *self)
@@ -120,7 +122,7 @@ static enum invar_status deepcluster_create(const void *config, struct invar_obj
                                  invar_init_const(-1), INVAR_P_BUFFER);
     m->weights = invar_params_add(ctx->params, "deepcluster.weights", 1, (int64_t[]){k},
                                   invar_init_const(1), INVAR_P_BUFFER);
-    m->nmi_prev = NAN;
+    m->nmi_prev = m->nmi_labels = NAN;
     *self = m;
     return INVAR_OK;
 }
@@ -151,7 +153,12 @@ static enum invar_status deepcluster_epoch_begin(void *self, int64_t epoch, stru
         return st;
 
     float *labels = m->labels->data, *w = m->weights->data;
-    m->nmi_prev = NAN;
+    m->nmi_prev = m->nmi_labels = NAN;
+    if (ctx->label_nmi) {
+        st = ctx->label_nmi(ctx, m->assign, &m->nmi_labels, err);
+        if (st != INVAR_OK)
+            return st;
+    }
     if (labels[0] >= 0) {
         for (int64_t i = 0; i < n; i++)
             m->prev[i] = (int32_t)labels[i];
@@ -218,6 +225,8 @@ static void deepcluster_metrics(void *self, invar_metric_fn emit, void *user)
     struct deepcluster *m = self;
     if (!isnan(m->nmi_prev))
         emit(user, "deepcluster/nmi_prev", m->nmi_prev);
+    if (!isnan(m->nmi_labels))
+        emit(user, "deepcluster/nmi_labels", m->nmi_labels);
     emit(user, "deepcluster/inertia", m->inertia);
     emit(user, "deepcluster/largest_cluster", m->largest);
 }

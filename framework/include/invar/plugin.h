@@ -208,6 +208,12 @@ struct invar_objective_ctx {
     enum invar_status (*embed_train)(struct invar_objective_ctx *ctx, struct invar_encoder *e,
                                      float *out, struct invar_error *err);
     void *framework;           /* private to the framework */
+    /* The NMI between an assignment of the training samples (dataset_size ids >= 0, for
+     * example this epoch's pseudo-labels) and their true labels: a monitor for clustering
+     * objectives, which never see the labels themselves. NULL when there are none to score
+     * against. */
+    enum invar_status (*label_nmi)(struct invar_objective_ctx *ctx, const int32_t *assign,
+                                   double *nmi, struct invar_error *err);
 };
 
 struct invar_step_info {
