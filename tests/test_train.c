@@ -486,6 +486,7 @@ Test(train, holdout_replaces_the_test_split)
                                 &err);
     cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
     cr_expect_eq(e.n, 56);
+    cr_expect_eq(e.classes, 10);
     cr_expect_eq(e.labels[0], 0);
     cr_expect_eq(e.labels[55], 5);
     invar_embedding_deinit(&e);

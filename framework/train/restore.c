@@ -85,6 +85,7 @@ enum invar_status invar_checkpoint_embed(const struct invar_job *job, const char
     g = invar_graph_create(64u << 20);
     out->n = invar_dataset_count(d);
     out->dim = encoder_out_dim(enc, (int)which);
+    out->classes = invar_dataset_num_classes(d);
     out->features = malloc((size_t)(out->n * out->dim) * sizeof *out->features);
     out->labels = malloc((size_t)out->n * sizeof *out->labels);
     if (!g || !out->features || !out->labels) {

@@ -92,13 +92,14 @@ struct cluster_result {
     int64_t size;    /* images resized to size x size; 0 = as stored */
 };
 
-/* What --features chose, as the protocol rows describe it. */
 /* The split every evaluation scores: the test split, or the training samples data.holdout
  * keeps out of training (invar_job_open_splits). */
 static const char *split_text(const struct invar_job *job)
 {
     return job->holdout > 0 ? "holdout" : "test";
 }
+
+/* What --features chose, as the protocol rows describe it. */
 
 static const char *features_text(enum invar_eval_features which)
 {
@@ -117,26 +118,10 @@ static int cluster_eval(const struct loaded_run *l, int64_t k_opt,
 {
     const struct invar_job *job = &l->j.job;
     struct invar_error err = {{0}};
-    struct invar_dataset *d = NULL;
     struct invar_embedding e = {0};
     float *cent = NULL;
     int32_t *assign = NULL, *best = NULL;
     int rc = 1;
-    /* The dataset is opened for its declared class count: a limited test split may miss a
-     * class among its labels, and k still follows the dataset. */
-    if (invar_job_open_splits(job, &d, NULL, &err) != INVAR_OK) {
-        cli_error("%s", err.msg);
-        goto done;
-    }
-    r->classes = invar_dataset_num_classes(d);
-    invar_dataset_destroy(d);
-    if (r->classes < 1 || r->classes > CLUSTER_MAX_K) {
-        cli_error("eval: the dataset has %ld classes: --cluster scores clusters against 1 to %d "
-                  "classes",
-                  (long)r->classes, CLUSTER_MAX_K);
-        goto done;
-    }
-    r->k = k_opt > 0 ? k_opt : r->classes; /* k_opt is within [1, CLUSTER_MAX_K] */
     r->which = which;
     r->size = size;
     if (invar_checkpoint_embed(job, l->row.checkpoint, CLUSTER_SPLIT, which, size, &e, &err) !=
@@ -144,6 +129,16 @@ static int cluster_eval(const struct loaded_run *l, int64_t k_opt,
         cli_error("%s", err.msg);
         goto done;
     }
+    /* The dataset's declared class count: a limited test split may miss a class among its
+     * labels, and k still follows the dataset. */
+    r->classes = e.classes;
+    if (r->classes < 1 || r->classes > CLUSTER_MAX_K) {
+        cli_error("eval: the dataset has %ld classes: --cluster scores clusters against 1 to %d "
+                  "classes",
+                  (long)r->classes, CLUSTER_MAX_K);
+        goto done;
+    }
+    r->k = k_opt > 0 ? k_opt : r->classes; /* k_opt is within [1, CLUSTER_MAX_K] */
     r->n = e.n;
     r->dim = e.dim;
     if (r->k > e.n) {

@@ -151,6 +151,7 @@ struct invar_embedding {
     int64_t n, dim;
     float *features;  /* (n, dim), owned; freed by invar_embedding_deinit */
     int32_t *labels;  /* (n) */
+    int32_t classes;  /* the dataset's declared class count */
 };
 
 /* Rebuilds job's encoder for the shape of its first view, loads its weights and BN statistics
