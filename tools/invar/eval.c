@@ -254,11 +254,11 @@ static int cluster_store(const struct loaded_run *l, int64_t epoch, const struct
  * (every entry of `augment:`, or of the per-view `views:` lists, a step repeated with the same
  * plugin, p and parameters counted once), every test image x_i (held-out training image
  * under data.holdout) is augmented by that step alone, as the loader applies it: its
- * probability p drawn first, randomness keyed by
- * (INVARIANCE_SEED, epoch 0, sample i, view 0). Both x_i and its augmented copy are
- * normalised like the trainer's inputs and embedded by the checkpoint's online encoder in eval
- * mode; the figure is the mean over i of the cosine similarity of the two features, so 1 means
- * the features do not move at all. An all-zero feature has no direction and scores 0.
+ * probability p drawn first, randomness keyed by (INVARIANCE_SEED, epoch 0, sample i, view 0).
+ * Both x_i and its augmented copy are normalised like the trainer's inputs and embedded by the
+ * checkpoint's online encoder in eval mode; the figure is the mean over i of the cosine similarity
+ * of the two features, so 1 means the features do not move at all. An all-zero feature has no
+ * direction and scores 0.
  * Cosines are taken in double from the float features and clamped to [-1, 1].
  * The baseline is the same mean for two different images, x_i against x_(i + N/2) mod N, so
  * that a high figure can be told apart from features that are alike for every image. */
@@ -797,7 +797,7 @@ int cmd_embed(const struct cli_globals *g, int argc, char **argv)
         npy_write(labels, "<i4", e.n, 0, e.labels, sizeof(int32_t)))
         goto done;
     fprintf(stderr, "%s: %lld x %lld float32 (%s split); labels in %s\n", out, (long long)e.n,
-            (long long)e.dim, split, labels);
+            (long long)e.dim, strcmp(split, "test") == 0 ? split_text(&l.j.job) : split, labels);
     rc = 0;
 done:
     invar_embedding_deinit(&e);
