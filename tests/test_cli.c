@@ -646,6 +646,74 @@ static void read_npy(const char *path, void *data, size_t count)
     fclose(f);
 }
 
+/* eval.knn.* and eval.linear.* on the command line re-evaluate with other settings: the figures
+ * are those of a run configured with them (training does not read them), the params follow,
+ * and the settings training used are refused. */
+Test(cli, eval_settings_override_the_runs_own, .timeout = 300)
+{
+    char ref[32], v[64], want[96];
+    cr_assert_eq(INVAR("run", fixture("convnet.yaml")), 0, "%s", err_text);
+    int64_t id = run_id_from_stdout();
+    snprintf(ref, sizeof ref, "%lld", (long long)id);
+    cr_assert_eq(INVAR("run", fixture("convnet.yaml"), "eval.knn.k=5", "eval.knn.t=0.5",
+                       "eval.linear.epochs=3", "eval.linear.lr=0.02"),
+                 0, "%s", err_text);
+    int64_t other = run_id_from_stdout();
+    const double knn = last_value(id, "knn_top1"), knn5 = last_value(other, "knn_top1");
+    const double lin = last_value(other, "linear_top1");
+    cr_assert_neq(knn, knn5, "k 20 and k 5 score alike: %g", knn);
+
+    cr_assert_eq(INVAR("eval", ref, "--knn", "eval.knn.k=5", "eval.knn.t=0.5"), 0, "%s",
+                 err_text);
+    snprintf(want, sizeof want, " knn_top1 %.2f ", knn5);
+    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
+    cr_assert_eq(last_value(id, "knn_top1"), knn5);
+    cr_assert_str_eq(stored_param(id, "eval.knn.k", v, sizeof v), "5");
+    cr_assert_str_eq(stored_param(id, "eval.knn.t", v, sizeof v), "0.5");
+    cr_assert_str_eq(stored_param(id, "eval.linear.epochs", v, sizeof v), "0");
+
+    /* the probe's settings with --linear (which runs kNN too); 0.020 is stored as resolved */
+    cr_assert_eq(INVAR("eval", ref, "--linear", "eval.linear.epochs=3", "eval.linear.lr=0.020",
+                       "eval.knn.k=20"),
+                 0, "%s", err_text);
+    snprintf(want, sizeof want, " knn_top1 %.2f ", knn);
+    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
+    snprintf(want, sizeof want, " linear_top1 %.2f\n", lin);
+    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
+    cr_assert_eq(last_value(id, "linear_top1"), lin);
+    cr_assert_str_eq(stored_param(id, "eval.linear.epochs", v, sizeof v), "3");
+    cr_assert_str_eq(stored_param(id, "eval.linear.lr", v, sizeof v), "0.02");
+    cr_assert_str_eq(stored_param(id, "eval.knn.k", v, sizeof v), "20");
+
+    /* refused with one line, before anything is evaluated */
+    cr_assert_eq(INVAR("eval", ref, "--knn", "data.limit=64"), 2);
+    assert_one_line_message();
+    cr_assert_str_eq(err_text, "invar: eval: `data.limit=64`: only eval.knn.* and eval.linear.* "
+                               "settings can change after training (the checkpoint was trained "
+                               "with the others)\n");
+    cr_assert_eq(INVAR("eval", ref, "--knn", "eval.knn.every=1"), 2);
+    assert_one_line_message();
+    cr_assert_eq(INVAR("eval", ref, "--knn", "eval.linear.lr=0.5"), 2);
+    cr_assert_str_eq(err_text, "invar: eval: `eval.linear.lr=0.5` sets the probe: add --linear\n");
+    cr_assert_eq(INVAR("eval", ref, "--cluster", "eval.knn.k=5"), 2);
+    cr_assert_str_eq(err_text, "invar: eval: `eval.knn.k=5` sets kNN: add --knn\n");
+    cr_assert_eq(INVAR("eval", ref, "--knn", "--size", "12", "eval.knn.size=10"), 2);
+    cr_assert_str_eq(err_text,
+                     "invar: eval: `eval.knn.size=10` and --size both set it: give one\n");
+    cr_assert_eq(INVAR("eval", ref, "--linear", "eval.linear.epochs=0"), 1);
+    assert_one_line_message();
+    /* the config's own checks name the key */
+    cr_assert_eq(INVAR("eval", ref, "--knn", "eval.knn.k=many"), 1);
+    assert_one_line_message();
+    cr_assert_not_null(strstr(err_text, "eval.knn.k"), "%s", err_text);
+    cr_assert_eq(INVAR("eval", ref, "--knn", "eval.knn.kk=5"), 1);
+    assert_one_line_message();
+    cr_assert_not_null(strstr(err_text, "eval.knn.kk"), "%s", err_text);
+    /* nothing of the refused calls reached the params */
+    cr_assert_str_eq(stored_param(id, "eval.knn.k", v, sizeof v), "20");
+    cr_assert_str_eq(stored_param(id, "eval.linear.lr", v, sizeof v), "0.02");
+}
+
 /* --size resizes the images kNN, the probe, --cluster and embed see, and the params follow; the
  * figure is the one a run configured with eval.knn.size computes itself. */
 Test(cli, eval_size_resizes_the_images_the_protocols_embed, .timeout = 300)

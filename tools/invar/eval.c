@@ -1,5 +1,5 @@
-/* invar eval RUN [--knn] [--linear] [--cluster [--k N]] [--invariance]  and
- * invar embed RUN --out F.npy [--split train|test] */
+/* invar eval RUN [--knn] [--linear] [--cluster [--k N]] [--invariance] [eval.KEY=VALUE...]
+ * and invar embed RUN --out F.npy [--split train|test] */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -28,7 +28,9 @@ static void loaded_run_deinit(struct loaded_run *l)
     invar_registry_destroy(l->reg);
 }
 
-static int loaded_run_init(struct loaded_run *l, const struct cli_globals *g, const char *ref)
+/* overrides: eval.knn.* and eval.linear.* settings over the stored experiment's (cmd_eval). */
+static int loaded_run_init(struct loaded_run *l, const struct cli_globals *g, const char *ref,
+                           const char *const *overrides, size_t n_overrides)
 {
     struct invar_error err = {{0}};
     int64_t id;
@@ -46,7 +48,7 @@ static int loaded_run_init(struct loaded_run *l, const struct cli_globals *g, co
     }
     char name[128];
     snprintf(name, sizeof name, "run %lld (%s)", (long long)id, l->row.uuid);
-    if (cli_experiment_load(&l->x, name, l->row.config, NULL, 0, l->reg) ||
+    if (cli_experiment_load(&l->x, name, l->row.config, overrides, n_overrides, l->reg) ||
         cli_job_init(&l->j, &l->x))
         return 1;
     return 0;
@@ -523,6 +525,67 @@ static int protocol_store(const struct loaded_run *l, int linear, const char *wh
     return 0;
 }
 
+/* ---- eval.KEY=VALUE --------------------------------------------------------------------- */
+
+#define EVAL_MAX_OVERRIDES 32
+
+/* The evaluation's own settings are all that may change after training: the checkpoint was
+ * trained with the rest. eval.knn.every schedules the monitor during training. */
+static int override_check(const char *kv)
+{
+    size_t n = strcspn(kv, "=");
+    if ((strncmp(kv, "eval.knn.", 9) != 0 && strncmp(kv, "eval.linear.", 12) != 0) ||
+        n == 9 || (n == 12 && kv[4] == 'l')) {
+        cli_error("eval: `%s`: only eval.knn.* and eval.linear.* settings can change after "
+                  "training (the checkpoint was trained with the others)",
+                  kv);
+        return 1;
+    }
+    if (n == strlen("eval.knn.every") && !strncmp(kv, "eval.knn.every", n)) {
+        cli_error("eval: `%s`: eval.knn.every schedules the kNN monitor during training; "
+                  "eval runs kNN once",
+                  kv);
+        return 1;
+    }
+    return 0;
+}
+
+/* Whether one of the overrides sets key. */
+static int overrides_set(const char *const *ov, size_t n, const char *key)
+{
+    size_t len = strlen(key);
+    for (size_t i = 0; i < n; i++)
+        if (!strncmp(ov[i], key, len) && ov[i][len] == '=')
+            return 1;
+    return 0;
+}
+
+/* The overridden settings as the experiment resolved them, in the run's params beside the rows
+ * its own evaluation wrote, so that the params describe the latest figures. Written after the
+ * figures. */
+static int overrides_store(const struct loaded_run *l, const char *const *ov, size_t n)
+{
+    struct invar_store_param ps[EVAL_MAX_OVERRIDES];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strcspn(ov[i], "=");
+        for (size_t j = 0; j < l->x.n_params; j++) {
+            const char *key, *value;
+            cli_experiment_param(&l->x, j, &key, &value);
+            if (strlen(key) == len && !strncmp(key, ov[i], len)) {
+                ps[m++] = (struct invar_store_param){key, value};
+                break;
+            }
+        }
+    }
+    struct invar_error err = {{0}};
+    if (m && invar_store_log_params(l->db, l->row.id, ps, m, &err) != INVAR_OK) {
+        cli_error("%s", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 /* "--size N": 1 <= N <= 4096 (eval.knn.size's range but 0, which is the default already),
  * the whole argument a decimal number; -1 after a message. */
 static int64_t parse_size(const char *cmd, const char *s)
@@ -560,6 +623,8 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
     int knn = 0, linear = 0, cluster = 0, invariance = 0, feat = -1; /* -1: the run's own */
     int64_t k = 0;     /* 0: the dataset's number of classes */
     int64_t size = 0;  /* 0: the run's own (kNN, the probe); as stored (--cluster) */
+    const char *overrides[EVAL_MAX_OVERRIDES];
+    size_t n_over = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--features")) {
             if ((feat = parse_features("eval", i + 1 < argc ? argv[++i] : NULL)) < 0)
@@ -582,6 +647,14 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
             }
             if (parse_k(argv[++i], &k))
                 return 2;
+        } else if (argv[i][0] != '-' && strchr(argv[i], '=')) {
+            if (override_check(argv[i]))
+                return 2;
+            if (n_over == EVAL_MAX_OVERRIDES) {
+                cli_error("eval: more than %d settings", EVAL_MAX_OVERRIDES);
+                return 2;
+            }
+            overrides[n_over++] = argv[i];
         } else if (argv[i][0] != '-' && !ref)
             ref = argv[i];
         else {
@@ -607,10 +680,27 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
         cli_error("eval: --size applies to --knn, --linear and --cluster, not --invariance");
         return 2;
     }
+    for (size_t i = 0; i < n_over; i++) {
+        /* Not silently ignored: the settings are kNN's and the probe's, and --size or
+         * --features would overwrite a size or features given here. */
+        int lin = !strncmp(overrides[i], "eval.linear.", 12);
+        if (!(lin ? linear : (knn || linear))) { /* --linear runs kNN too */
+            cli_error("eval: `%s` sets %s: add %s", overrides[i], lin ? "the probe" : "kNN",
+                      lin ? "--linear" : "--knn");
+            return 2;
+        }
+        const char *sub = overrides[i] + (lin ? 12 : 9);
+        if ((size && !strncmp(sub, "size=", 5)) ||
+            (feat >= 0 && !strncmp(sub, "features=", 9))) {
+            cli_error("eval: `%s` and --%s both set it: give one", overrides[i],
+                      sub[0] == 's' ? "size" : "features");
+            return 2;
+        }
+    }
     static struct loaded_run l;
     memset(&l, 0, sizeof l);
     int rc = 1;
-    if (loaded_run_init(&l, g, ref))
+    if (loaded_run_init(&l, g, ref, overrides, n_over))
         goto out;
     struct invar_error err = {{0}};
     int64_t next_epoch = 0;
@@ -640,8 +730,14 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
         job->eval.knn_every = 0;
         if (!linear)
             job->eval.linear_epochs = 0;
-        else if (job->eval.linear_epochs == 0)
+        else if (job->eval.linear_epochs == 0) {
+            if (overrides_set(overrides, n_over, "eval.linear.epochs")) {
+                cli_error("eval: eval.linear.epochs=0 trains no probe: drop --linear or give "
+                          "a number of epochs");
+                goto out;
+            }
             job->eval.linear_epochs = 10;
+        }
         if (feat >= 0)
             job->eval.knn_features = job->eval.linear_features = which;
         if (size)
@@ -659,6 +755,8 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
                                         which == INVAR_FEATURES_BACKBONE ? "backbone" : "head"))
             goto out;
         if (size && protocol_store(&l, linear, "size", size_text))
+            goto out;
+        if (overrides_store(&l, overrides, n_over))
             goto out;
     }
     struct cluster_result cr = {0};
@@ -783,7 +881,7 @@ int cmd_embed(const struct cli_globals *g, int argc, char **argv)
     memset(&l, 0, sizeof l);
     struct invar_embedding e = {0};
     int rc = 1;
-    if (loaded_run_init(&l, g, ref))
+    if (loaded_run_init(&l, g, ref, NULL, 0))
         goto done;
     struct invar_error err = {{0}};
     if (invar_checkpoint_embed(&l.j.job, l.row.checkpoint, split, (enum invar_eval_features)feat,

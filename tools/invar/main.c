@@ -26,7 +26,7 @@ static const struct cli_command commands[] = {
      "invar report [--sweep NAME] [--by KEYS] [--metric M] [--csv F] [--html F]"},
     {"eval", cmd_eval, "evaluate a run's checkpoint: kNN, linear probe, k-means, invariance",
      "invar eval RUN [--knn] [--linear] [--cluster [--k N]] [--invariance]\n"
-     "               [--features head|backbone] [--size N]\n\n"
+     "               [--features head|backbone] [--size N] [eval.KEY=VALUE...]\n\n"
      "  --knn        weighted kNN, training features as memory (knn_top1, knn_top5)\n"
      "  --linear     the linear probe (linear_top1; also runs kNN)\n"
      "  --cluster    k-means on the L2-normalised test features, scored against the labels:\n"
@@ -43,6 +43,10 @@ static const struct cli_command commands[] = {
      "  --size N     kNN, the probe and --cluster embed the images resized to N x N\n"
      "               (bilinear); without it kNN and the probe follow eval.knn.size and\n"
      "               eval.linear.size, --cluster takes the images as stored\n"
+     "  eval.knn.KEY=VALUE, eval.linear.KEY=VALUE\n"
+     "               kNN's and the probe's settings for this evaluation instead of the\n"
+     "               run's (k, t, size, features; epochs, lr, batch_size,\n"
+     "               weight_decay, size, features); the run's params follow\n"
      "\nWith no flag: --knn --linear. Results are added to the run's metrics."},
     {"embed", cmd_embed, "write a split's embeddings as NumPy .npy (float32) plus labels",
      "invar embed RUN --out F.npy [--split train|test] [--features head|backbone]\n"
