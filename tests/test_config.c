@@ -555,6 +555,19 @@ Test(config, override_typing)
     cr_assert_eq(invar_experiment_view(e, 3)->n_augs, 0);
     cr_assert_str_eq(param(e, "augment"), "[]");
     invar_experiment_destroy(e);
+    /* One past the end appends: a new augmentation on top of a file's chain. */
+    const char *append[] = {"augment[2]={plugin: rotate, degrees: 7, p: 0.25}",
+                            "augment[2].degrees=8"};
+    e = load_ok(SECTIONS, append, 2);
+    const struct invar_view *av = invar_experiment_view(e, 0);
+    cr_assert_eq(av->n_augs, 3);
+    cr_assert_eq(av->augs[1].plugin, &p_rotate);
+    cr_assert_eq(((const struct rotate_config *)av->augs[1].config)->degrees, 15.0);
+    cr_assert_eq(av->augs[2].plugin, &p_rotate);
+    cr_assert_eq(av->augs[2].p, 0.25);
+    cr_assert_eq(((const struct rotate_config *)av->augs[2].config)->degrees, 8.0);
+    cr_assert_str_eq(param(e, "augment[2].degrees"), "8");
+    invar_experiment_destroy(e);
     const char *one[] = {"augment=[{plugin: rotate, degrees: 1e1}]"};
     e = load_ok(SECTIONS, one, 1);
     cr_assert_eq(invar_experiment_view(e, 0)->n_augs, 1);
@@ -581,6 +594,10 @@ Test(config, override_errors)
     expect_fail(SECTIONS, index, 1,
                 "<command line>: augment[5].degrees=1: augment: index [5] is out of range (the "
                 "list has 2 items)");
+    const char *gap[] = {"augment[3]={plugin: rotate}"};
+    expect_fail(SECTIONS, gap, 1,
+                "<command line>: augment[3]={plugin: rotate}: augment: index [3] is out of range "
+                "(the list has 2 items; [2] appends one)");
     const char *noeq[] = {"train.epochs"};
     expect_fail(SECTIONS, noeq, 1,
                 "<command line>: train.epochs: expected KEY=VALUE (like train.epochs=10)");

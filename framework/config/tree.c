@@ -981,15 +981,27 @@ enum invar_status cfg_set_path(struct cfg_ctx *c, struct cfg_node *root, const c
                 cfg_node_free(val);
                 return cfg_fail(c, &pos, path, "not a list, so it has no item [%ld]", idx);
             }
+            int final = s == n_seg - 1 && k == segs[s].n_index - 1;
+            if (final && (size_t)idx == cur->n) { /* one past the end appends */
+                if (cfg_node_push(cur, NULL, &pos, val) != INVAR_OK) {
+                    cfg_node_free(val);
+                    return fail_nomem(c);
+                }
+                return INVAR_OK;
+            }
             if ((size_t)idx >= cur->n) {
                 cfg_node_free(val);
+                if (final)
+                    return cfg_fail(c, &pos, path,
+                                    "index [%ld] is out of range (the list has %zu items; "
+                                    "[%zu] appends one)",
+                                    idx, cur->n, cur->n);
                 return cfg_fail(c, &pos, path,
-                                "index [%ld] is out of range (the list has %zu "
-                                "items)",
-                                idx, cur->n);
+                                "index [%ld] is out of range (the list has %zu items)", idx,
+                                cur->n);
             }
             cfg_path_join(path, sizeof path, path, NULL, idx);
-            if (s == n_seg - 1 && k == segs[s].n_index - 1) {
+            if (final) {
                 cfg_node_free(cur->items[idx].val);
                 cur->items[idx].val = val;
                 cur->items[idx].kpos = pos;
