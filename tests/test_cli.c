@@ -684,6 +684,8 @@ Test(cli, eval_settings_override_the_runs_own, .timeout = 300)
     cr_assert_str_eq(stored_param(id, "eval.linear.epochs", v, sizeof v), "3");
     cr_assert_str_eq(stored_param(id, "eval.linear.lr", v, sizeof v), "0.02");
     cr_assert_str_eq(stored_param(id, "eval.knn.k", v, sizeof v), "20");
+    /* the t of the evaluation before is not this one's: the row goes back to the run's */
+    cr_assert_str_eq(stored_param(id, "eval.knn.t", v, sizeof v), "0.1");
 
     /* refused with one line, before anything is evaluated */
     cr_assert_eq(INVAR("eval", ref, "--knn", "data.limit=64"), 2);
@@ -742,6 +744,11 @@ Test(cli, eval_size_resizes_the_images_the_protocols_embed, .timeout = 300)
     snprintf(want, sizeof want, " knn_top1 %.2f ", knn);
     cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
     cr_assert_str_eq(stored_param(sized, "eval.knn.size", v, sizeof v), "8");
+    /* without --size, the run's own size again, and its row */
+    cr_assert_eq(INVAR("eval", ref, "--knn"), 0, "%s", err_text);
+    snprintf(want, sizeof want, " knn_top1 %.2f ", knn);
+    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
+    cr_assert_str_eq(stored_param(id, "eval.knn.size", v, sizeof v), "0");
 
     /* embed: the same rows and features, other values at 12; the same bits at 8 */
     static float plain[N * DIM], big[N * DIM], same[N * DIM];

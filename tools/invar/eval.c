@@ -560,22 +560,24 @@ static int overrides_set(const char *const *ov, size_t n, const char *key)
     return 0;
 }
 
-/* The overridden settings as the experiment resolved them, in the run's params beside the rows
- * its own evaluation wrote, so that the params describe the latest figures. Written after the
- * figures. */
-static int overrides_store(const struct loaded_run *l, const char *const *ov, size_t n)
+/* The settings this evaluation ran with, as the experiment resolved them with the overrides:
+ * every eval.knn.* row (and eval.linear.* when the probe ran), written over the rows of the
+ * run's own evaluation or of an earlier `invar eval`, so that the params describe the latest
+ * figures (a setting overridden before and not now goes back to the run's). --features and
+ * --size are written after, by protocol_store. Written after the figures. */
+static int settings_store(const struct loaded_run *l, int linear, int64_t linear_epochs)
 {
-    struct invar_store_param ps[EVAL_MAX_OVERRIDES];
+    struct invar_store_param ps[64];
+    char epochs[32];
+    snprintf(epochs, sizeof epochs, "%lld", (long long)linear_epochs);
     size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t len = strcspn(ov[i], "=");
-        for (size_t j = 0; j < l->x.n_params; j++) {
-            const char *key, *value;
-            cli_experiment_param(&l->x, j, &key, &value);
-            if (strlen(key) == len && !strncmp(key, ov[i], len)) {
-                ps[m++] = (struct invar_store_param){key, value};
-                break;
-            }
+    for (size_t j = 0; j < l->x.n_params && m < sizeof ps / sizeof ps[0]; j++) {
+        const char *key, *value;
+        cli_experiment_param(&l->x, j, &key, &value);
+        if (!strncmp(key, "eval.knn.", 9) || (linear && !strncmp(key, "eval.linear.", 12))) {
+            if (!strcmp(key, "eval.linear.epochs")) /* 0 in the run: eval's default */
+                value = epochs;
+            ps[m++] = (struct invar_store_param){key, value};
         }
     }
     struct invar_error err = {{0}};
@@ -751,12 +753,12 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
         }
         char size_text[32];
         snprintf(size_text, sizeof size_text, "%lld", (long long)size);
+        if (settings_store(&l, linear, job->eval.linear_epochs))
+            goto out;
         if (feat >= 0 && protocol_store(&l, linear, "features",
                                         which == INVAR_FEATURES_BACKBONE ? "backbone" : "head"))
             goto out;
         if (size && protocol_store(&l, linear, "size", size_text))
-            goto out;
-        if (overrides_store(&l, overrides, n_over))
             goto out;
     }
     struct cluster_result cr = {0};
