@@ -646,12 +646,20 @@ static void read_npy(const char *path, void *data, size_t count)
     fclose(f);
 }
 
+/* `invar eval` printed " NAME VALUE" (two decimals) followed by after. */
+static void assert_printed(const char *name, double value, const char *after)
+{
+    char want[96];
+    snprintf(want, sizeof want, " %s %.2f%s", name, value, after);
+    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
+}
+
 /* eval.knn.* and eval.linear.* on the command line re-evaluate with other settings: the figures
  * are those of a run configured with them (training does not read them), the params follow,
  * and the settings training used are refused. */
 Test(cli, eval_settings_override_the_runs_own, .timeout = 300)
 {
-    char ref[32], v[64], want[96];
+    char ref[32], v[64];
     cr_assert_eq(INVAR("run", fixture("convnet.yaml")), 0, "%s", err_text);
     int64_t id = run_id_from_stdout();
     snprintf(ref, sizeof ref, "%lld", (long long)id);
@@ -665,8 +673,7 @@ Test(cli, eval_settings_override_the_runs_own, .timeout = 300)
 
     cr_assert_eq(INVAR("eval", ref, "--knn", "eval.knn.k=5", "eval.knn.t=0.5"), 0, "%s",
                  err_text);
-    snprintf(want, sizeof want, " knn_top1 %.2f ", knn5);
-    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
+    assert_printed("knn_top1", knn5, " ");
     cr_assert_eq(last_value(id, "knn_top1"), knn5);
     cr_assert_str_eq(stored_param(id, "eval.knn.k", v, sizeof v), "5");
     cr_assert_str_eq(stored_param(id, "eval.knn.t", v, sizeof v), "0.5");
@@ -676,10 +683,8 @@ Test(cli, eval_settings_override_the_runs_own, .timeout = 300)
     cr_assert_eq(INVAR("eval", ref, "--linear", "eval.linear.epochs=3", "eval.linear.lr=0.020",
                        "eval.knn.k=20"),
                  0, "%s", err_text);
-    snprintf(want, sizeof want, " knn_top1 %.2f ", knn);
-    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
-    snprintf(want, sizeof want, " linear_top1 %.2f\n", lin);
-    cr_assert_not_null(strstr(out_text, want), "`%s` not in `%s`", want, out_text);
+    assert_printed("knn_top1", knn, " ");
+    assert_printed("linear_top1", lin, "\n");
     cr_assert_eq(last_value(id, "linear_top1"), lin);
     cr_assert_str_eq(stored_param(id, "eval.linear.epochs", v, sizeof v), "3");
     cr_assert_str_eq(stored_param(id, "eval.linear.lr", v, sizeof v), "0.02");
