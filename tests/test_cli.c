@@ -671,8 +671,7 @@ Test(cli, eval_settings_override_the_runs_own, .timeout = 300)
     const double lin = last_value(other, "linear_top1");
     cr_assert_neq(knn, knn5, "k 20 and k 5 score alike: %g", knn);
 
-    cr_assert_eq(INVAR("eval", ref, "--knn", "eval.knn.k=5", "eval.knn.t=0.5"), 0, "%s",
-                 err_text);
+    cr_assert_eq(INVAR("eval", ref, "--knn", "eval.knn.k=5", "eval.knn.t=0.5"), 0, "%s", err_text);
     assert_printed("knn_top1", knn5, " ");
     cr_assert_eq(last_value(id, "knn_top1"), knn5);
     cr_assert_str_eq(stored_param(id, "eval.knn.k", v, sizeof v), "5");

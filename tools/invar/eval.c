@@ -534,8 +534,8 @@ static int protocol_store(const struct loaded_run *l, int linear, const char *wh
 static int override_check(const char *kv)
 {
     size_t n = strcspn(kv, "=");
-    if ((strncmp(kv, "eval.knn.", 9) != 0 && strncmp(kv, "eval.linear.", 12) != 0) ||
-        n == 9 || (n == 12 && kv[4] == 'l')) {
+    size_t prefix = !strncmp(kv, "eval.knn.", 9) ? 9 : !strncmp(kv, "eval.linear.", 12) ? 12 : 0;
+    if (!prefix || n == prefix) { /* another section, or no key after the prefix */
         cli_error("eval: `%s`: only eval.knn.* and eval.linear.* settings can change after "
                   "training (the checkpoint was trained with the others)",
                   kv);
@@ -575,7 +575,7 @@ static int settings_store(const struct loaded_run *l, int linear, int64_t linear
         const char *key, *value;
         cli_experiment_param(&l->x, j, &key, &value);
         if (!strncmp(key, "eval.knn.", 9) || (linear && !strncmp(key, "eval.linear.", 12))) {
-            if (!strcmp(key, "eval.linear.epochs")) /* 0 in the run: eval's default */
+            if (!strcmp(key, "eval.linear.epochs")) /* as the probe ran: 10 for the run's 0 */
                 value = epochs;
             ps[m++] = (struct invar_store_param){key, value};
         }
@@ -692,8 +692,7 @@ int cmd_eval(const struct cli_globals *g, int argc, char **argv)
             return 2;
         }
         const char *sub = overrides[i] + (lin ? 12 : 9);
-        if ((size && !strncmp(sub, "size=", 5)) ||
-            (feat >= 0 && !strncmp(sub, "features=", 9))) {
+        if ((size && !strncmp(sub, "size=", 5)) || (feat >= 0 && !strncmp(sub, "features=", 9))) {
             cli_error("eval: `%s` and --%s both set it: give one", overrides[i],
                       sub[0] == 's' ? "size" : "features");
             return 2;
