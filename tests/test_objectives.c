@@ -639,6 +639,43 @@ Test(objectives, instdisc_nonparametric_loss_and_bank_update)
     harness_close(&h);
 }
 
+/* The proximal term (Wu et al. 2018, section 3.4): lambda * mean_i |v_i - bank_i|^2 on top of the
+ * softmax's loss, the bank row being the image's representation before this step. */
+Test(objectives, instdisc_proximal_term)
+{
+    const double lambda = 2.5;
+    struct harness h;
+    harness_open(
+        &h, "instdisc",
+        (const char *[]){"softmax", "nonparametric", "temperature", "0.1", "proximal", "2.5", NULL},
+        N, 2, 1);
+    set_linear(h.online, wq, bq);
+    instdisc_bank(&h);
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    struct invar_tensor *views[1] = {view(g, 2, xb)};
+    int64_t idx[2] = {3, 0};
+    struct invar_step_info info = {0};
+    struct invar_tensor *loss = h.ops->loss(h.obj, g, views, 1, idx, &info);
+    double want = 0, dist = 0;
+    for (int b = 0; b < 2; b++) {
+        double v[D], logits[N], d2 = 0;
+        embed(wq[0], bq, xb + b * F, v);
+        for (int j = 0; j < N; j++)
+            logits[j] = dot(v, bank0[j]) / 0.1;
+        for (int j = 0; j < D; j++)
+            d2 += (v[j] - bank0[idx[b]][j]) * (v[j] - bank0[idx[b]][j]);
+        want += (nll(logits, N, (int)idx[b]) + lambda * d2) / 2;
+        dist += d2 / 2;
+    }
+    cr_expect_float_eq(loss->data[0], want, 1e-5, "loss %.7g, want %.7g", loss->data[0], want);
+    struct metric_box mb = {"instdisc/proximal", 0, 0};
+    h.ops->metrics(h.obj, metric_catch, &mb);
+    cr_assert_eq(mb.seen, 1, "instdisc/proximal was not emitted");
+    cr_expect_float_eq(mb.value, dist, 1e-6, "proximal %.7g, want %.7g", mb.value, dist);
+    invar_graph_destroy(g);
+    harness_close(&h);
+}
+
 Test(objectives, instdisc_parametric_loss)
 {
     struct harness h;
@@ -743,12 +780,14 @@ Test(objectives, instdisc_nce_normaliser_and_loss)
 Test(objectives, instdisc_gradients_wrt_the_view)
 {
     static const char *const variants[] = {"nonparametric", "parametric", "nce"};
-    for (int v = 0; v < 3; v++) {
+    for (int vp = 0; vp < 6; vp++) {
+        int v = vp % 3;
+        const char *prox = vp < 3 ? "0" : "3"; /* without and with the proximal term */
         struct harness h;
-        harness_open(
-            &h, "instdisc",
-            (const char *[]){"softmax", variants[v], "temperature", "0.5", "nce_k", "4", NULL}, N,
-            3, 1);
+        harness_open(&h, "instdisc",
+                     (const char *[]){"softmax", variants[v], "temperature", "0.5", "nce_k", "4",
+                                      "proximal", prox, NULL},
+                     N, 3, 1);
         set_linear(h.online, wq, bq);
         instdisc_bank(&h);
         struct mem_io io;
@@ -767,7 +806,8 @@ Test(objectives, instdisc_gradients_wrt_the_view)
         }
         struct invar_tensor *x = gc_tensor(4, (int64_t[]){3, 1, 1, F}, 1);
         double worst = gc_check(loss_fn, &x, 1, &c, 1e-3, 1e-2);
-        cr_log_info("instdisc %s: worst scaled gradient error %.3g", variants[v], worst);
+        cr_log_info("instdisc %s, proximal %s: worst scaled gradient error %.3g", variants[v], prox,
+                    worst);
         gc_free(x);
         harness_close(&h);
     }

@@ -11,6 +11,12 @@
  *    are one (B, D) x (D, K) GEMM instead of B*K scattered dot products.
  *  - parametric: a trained N-way linear classifier, softmax(W v / T).
  * After each step the bank rows of the batch become normalize(mu f_i + (1 - mu) v_i).
+ *
+ * Proximal regularisation (the paper's section 3.4, `proximal: lambda`, 0 = off as in the
+ * authors' released code): every variant adds lambda * mean_i |v_i - f_i|^2, the distance of
+ * this step's embedding from the image's bank row (the representation of the previous visit),
+ * which damps the oscillation of a class that is seen once an epoch; it vanishes as training
+ * converges. The paper's figure compares lambda 0, 10, 30 and 50.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -26,6 +32,7 @@ struct instdisc_config {
     double bank_momentum;
     int64_t nce_k;
     double nce_z;
+    double proximal;
 };
 
 static const struct invar_param_spec instdisc_params[] = {
@@ -39,6 +46,8 @@ static const struct invar_param_spec instdisc_params[] = {
                     "m: noise samples per batch for nce"),
     INVAR_PARAM_FLOAT(struct instdisc_config, nce_z, "0", 0, 1e30,
                       "Z: NCE normaliser; 0 estimates it from the first batch"),
+    INVAR_PARAM_FLOAT(struct instdisc_config, proximal, "0", 0, 1e6,
+                      "lambda: weight of the proximal term |v_i - bank_i|^2 (0: off)"),
     INVAR_PARAM_END,
 };
 
@@ -52,6 +61,7 @@ struct instdisc {
     const int64_t *indices;       /* (B) */
     struct invar_rng rng;
     double pos_prob;
+    double prox;                  /* this step's mean |v_i - bank_i|^2 */
 };
 
 static enum invar_status instdisc_create(const void *config, struct invar_objective_ctx *ctx,
@@ -187,6 +197,13 @@ static struct invar_tensor *instdisc_loss(void *self, struct invar_graph *g,
         break;
     }
     }
+    if (m->cfg.proximal > 0) {
+        /* lambda * mean over rows of |v_i - f_i|^2 = lambda * D * (mean over elements) */
+        struct invar_tensor *prev = invar_gather_rows(g, m->bank, indices, b);
+        struct invar_tensor *dist = invar_mse(g, v, prev);
+        m->prox = dist->data[0] * (double)v->shape[1];
+        loss = invar_add(g, loss, invar_scale(g, dist, (float)(m->cfg.proximal * v->shape[1]), 0));
+    }
     return loss;
 }
 
@@ -216,6 +233,8 @@ static void instdisc_metrics(void *self, invar_metric_fn emit, void *user)
     struct instdisc *m = self;
     if (m->cfg.softmax == SOFTMAX_NCE)
         emit(user, "instdisc/nce_z", m->z);
+    if (m->cfg.proximal > 0)
+        emit(user, "instdisc/proximal", m->prox);
 }
 
 static enum invar_status instdisc_save(void *self, struct invar_state_io *io)
