@@ -12,11 +12,10 @@
  *  - parametric: a trained N-way linear classifier, softmax(W v / T).
  * After each step the bank rows of the batch become normalize(mu f_i + (1 - mu) v_i).
  *
- * Proximal regularisation (the paper's section 3.4, `proximal: lambda`, 0 = off as in the
- * authors' released code): every variant adds lambda * mean_i |v_i - f_i|^2, the distance of
- * this step's embedding from the image's bank row (the representation of the previous visit),
- * which damps the oscillation of a class that is seen once an epoch; it vanishes as training
- * converges. The paper's figure compares lambda 0, 10, 30 and 50.
+ * Proximal regularisation (the paper's section 3.4, `proximal: lambda`, 0 = off by default):
+ * every variant adds lambda * mean_i |v_i - f_i|^2, the distance of this step's embedding from
+ * the image's bank row (its representation at the previous visit), which damps the oscillation
+ * of a class that is seen once an epoch; the term vanishes as training converges.
  */
 #include <math.h>
 #include <stdlib.h>
