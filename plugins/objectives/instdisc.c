@@ -59,7 +59,6 @@ struct instdisc {
     const struct invar_tensor *v; /* this step's embeddings (B, D), in the graph arena */
     const int64_t *indices;       /* (B) */
     struct invar_rng rng;
-    double pos_prob;
     double prox;                  /* this step's mean |v_i - bank_i|^2 */
 };
 
@@ -163,7 +162,7 @@ static struct invar_tensor *instdisc_loss(void *self, struct invar_graph *g,
     for (int64_t i = 0; i < b; i++)
         labels[i] = (int32_t)indices[i];
 
-    struct invar_tensor *loss;
+    struct invar_tensor *loss, *fpos = NULL; /* fpos: the batch's bank rows (B, D) */
     switch (m->cfg.softmax) {
     case SOFTMAX_NONPARAMETRIC:
     case SOFTMAX_PARAMETRIC: {
@@ -180,7 +179,7 @@ static struct invar_tensor *instdisc_loss(void *self, struct invar_graph *g,
         int64_t *noise = invar_arena_alloc(a, (size_t)k * sizeof *noise);
         for (int64_t j = 0; j < k; j++)
             noise[j] = invar_rng_below(&m->rng, (uint32_t)n);
-        struct invar_tensor *fpos = invar_gather_rows(g, m->bank, indices, b);   /* (B, D) */
+        fpos = invar_gather_rows(g, m->bank, indices, b);                        /* (B, D) */
         struct invar_tensor *fneg = invar_gather_rows(g, m->bank, noise, k);     /* (K, D) */
         struct invar_tensor *spos = invar_sum_rows(g, invar_mul(g, v, fpos));    /* (B) */
         struct invar_tensor *sneg = invar_matmul(g, v, fneg, 0, 1);              /* (B, K) */
@@ -198,8 +197,9 @@ static struct invar_tensor *instdisc_loss(void *self, struct invar_graph *g,
     }
     if (m->cfg.proximal > 0) {
         /* lambda * mean over rows of |v_i - f_i|^2 = lambda * D * (mean over elements) */
-        struct invar_tensor *prev = invar_gather_rows(g, m->bank, indices, b);
-        struct invar_tensor *dist = invar_mse(g, v, prev);
+        if (!fpos)
+            fpos = invar_gather_rows(g, m->bank, indices, b);
+        struct invar_tensor *dist = invar_mse(g, v, fpos);
         m->prox = dist->data[0] * (double)v->shape[1];
         loss = invar_add(g, loss, invar_scale(g, dist, (float)(m->cfg.proximal * v->shape[1]), 0));
     }
