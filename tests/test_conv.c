@@ -11,6 +11,9 @@
 void conv_set_limits(size_t chunk_bytes, size_t keep_bytes, int64_t par_min);
 /* conv.c's test hook: stride-1 layers take the direct path by shape (0), always (1), never (-1) */
 void conv_set_direct(int mode);
+/* conv.c's test hook: 3x3 pad-1 layers take Winograd F(2x2, 3x3) by channel count (0), always
+ * (1), never (-1) */
+void conv_set_winograd(int mode);
 /* conv.c's default chunk size, given explicitly so that par_min can be set alone */
 #define CONV_TEST_CHUNK ((size_t)16 << 20)
 
@@ -269,6 +272,24 @@ Test(conv, backward_matches_direct)
     conv_set_direct(0);
 }
 
+/* Every 3x3 pad-1 case through Winograd F(2x2, 3x3), forward and dx, whatever its channel
+ * count: odd and even planes (a last block half outside), one and several vectors of blocks per
+ * row, a plane narrower than a vector; dw stays on the direct kernel. */
+Test(conv, winograd_matches_direct_convolution)
+{
+    conv_set_direct(1);
+    conv_set_winograd(1);
+    conv_check_values();
+    conv_check_backward(1, 1, 1); /* 26 x 23: 13 x 12 blocks, two vectors a row */
+    conv_check_backward(1, 1, 0);
+    conv_set_limits(CONV_TEST_CHUNK, CONV_TEST_CHUNK, 1);
+    conv_check_backward(1, 1, 1);
+    conv_set_limits(0, 0, 0);
+    conv_run_gradchecks();
+    conv_set_winograd(0);
+    conv_set_direct(0);
+}
+
 /* One forward+backward at a size where the direct path runs: y, dx, dw, db into out. */
 static void conv_direct_step(float *out, const struct invar_tensor *x0,
                              const struct invar_tensor *w0, const struct invar_tensor *b0,
@@ -322,6 +343,42 @@ Test(conv, direct_path_is_reproducible_and_matches_im2col)
     for (int64_t i = 0; i < total; i++)
         cr_assert(fabsf(one[i] - ref[i]) < 1e-4f * (1 + fabsf(ref[i])), "element %lld: %g vs %g",
                   (long long)i, one[i], ref[i]);
+    free(one), free(two), free(ref);
+    gc_free(x), gc_free(w), gc_free(b), gc_free(dy);
+}
+
+/* Winograd at the reference encoder's channel counts (taken by shape, not forced): the same
+ * bits on one thread and two, and the direct kernel's values to float rounding. A 9 x 10 plane
+ * is 25 blocks, so three images share a GEMM: the fixed slices of 2 and 3 images make groups
+ * of 2 and of 3. */
+Test(conv, winograd_is_reproducible_and_matches_direct)
+{
+    const int64_t n = 5, c = 16, h = 9, wd = 10, o = 12;
+    struct invar_tensor *x = gc_tensor(4, (int64_t[]){n, c, h, wd}, 0);
+    struct invar_tensor *w = gc_tensor(4, (int64_t[]){o, c, 3, 3}, 0);
+    struct invar_tensor *b = gc_tensor(1, (int64_t[]){o}, 0);
+    struct invar_tensor *dy = gc_tensor(4, (int64_t[]){n, o, h, wd}, 0);
+    const int64_t total = dy->numel + x->numel + w->numel + b->numel; // y, dx, dw, db
+    float *one = malloc((size_t)total * sizeof(float)), *two = malloc((size_t)total * sizeof(float));
+    float *ref = malloc((size_t)total * sizeof(float));
+    conv_set_limits(CONV_TEST_CHUNK, CONV_TEST_CHUNK, INT64_MAX);
+    conv_direct_step(one, x, w, b, dy);
+    conv_set_limits(CONV_TEST_CHUNK, CONV_TEST_CHUNK, 1);
+    conv_direct_step(two, x, w, b, dy);
+    conv_set_winograd(-1);
+    conv_direct_step(ref, x, w, b, dy);
+    conv_set_limits(0, 0, 0);
+    conv_set_winograd(0);
+    cr_assert(memcmp(one, two, (size_t)total * sizeof(float)) == 0,
+              "Winograd differs between one thread and two");
+    int64_t differ = 0;
+    for (int64_t i = 0; i < total; i++) {
+        cr_assert(fabsf(one[i] - ref[i]) < 1e-4f * (1 + fabsf(ref[i])), "element %lld: %g vs %g",
+                  (long long)i, one[i], ref[i]);
+        differ += one[i] != ref[i];
+    }
+    /* y and dx went through Winograd (else this compared the direct kernel with itself) */
+    cr_assert(differ > 0, "Winograd was not taken at 16 -> 12 channels");
     free(one), free(two), free(ref);
     gc_free(x), gc_free(w), gc_free(b), gc_free(dy);
 }

@@ -1,7 +1,8 @@
 /* conv2d, forward and backward side by side, by one of two paths: stride-1 layers on planes at
  * least CONV_DIRECT_MIN_OW wide take the direct path (further down: register-tiled kernels over
- * flat padded planes, no im2col, no OpenBLAS); every other layer takes im2col + one sgemm per
- * chunk of images, described here.
+ * flat padded planes, no im2col, no OpenBLAS; for 3x3 kernels with padding 1 and at least
+ * WINO_MIN_C input channels, forward and dx through Winograd F(2x2, 3x3) on the same kernel);
+ * every other layer takes im2col + one sgemm per chunk of images, described here.
  *
  * Layout. A chunk of nb images is unrolled into col (K, P) with K = C*KH*KW rows ordered like
  * the weight's (c, kh, kw) and P = nb*OH*OW columns ordered (n, oh, ow), so each GEMM has the
@@ -602,11 +603,364 @@ static void direct_image(const struct direct_geom *d, const int32_t *off, const 
         }
 }
 
+/* ---- Winograd F(2x2, 3x3) (Lavin & Gray 2016) on the direct kernel -------------------------
+ *
+ * A 3x3 convolution with padding 1 (forward, and dx: the same shape of convolution on dy with
+ * the flipped kernel) computes each 2x2 block of outputs from the 4x4 input patch under it as
+ *     Y (2x2) = A^T [ sum over c of (G g_oc G^T) (.) (B^T d_c B) ] A
+ * with 16 multiplies per (block, c, o) instead of the direct path's 36. Per entry xi of the
+ * transformed 4x4 the sum over c is a GEMM, M_xi (O, T) = U_xi (O, C) @ V_xi (C, T) over the
+ * image's T blocks, which is direct_tile with tap c at offset c*TP in V_xi: only the three
+ * transforms are new. Input and output transforms run on 8 blocks of a row at once. Every
+ * block sums its channels in one fixed order, so results are reproducible like the direct
+ * path's, and differ from it only by rounding (the transforms add a few ulps).
+ *     B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+ *     A^T = [1 1 1 0; 0 1 -1 -1] */
+#define WINO_MIN_C 8 /* fewer input channels (a first layer): the transforms would dominate */
+#define WINO_BLOCKS 96 /* blocks per GEMM at least, from several images of a small plane */
+static int conv_wino_mode; /* test hook: 0 by shape, 1 whenever 3x3 with padding 1, -1 never */
+
+GRAPH_HIDDEN void conv_set_winograd(int mode);
+void conv_set_winograd(int mode) { conv_wino_mode = mode; }
+
+struct wino_geom {
+    int64_t c, h, w, o, or4;
+    int64_t th, tw, t; /* blocks down, across, per image */
+    int64_t g, tp;     /* images per GEMM; rows of V and M, g*t and a vector's spill */
+    int64_t hp, wp;        /* the padded plane, 2*th + 2 rows of 2*tw + 2 */
+    int64_t xp_len;        /* c planes and the transform's read slack */
+    int64_t ys;            /* row of the staged output: 2*tw and a store's slack */
+};
+
+static void wino_geom_init(struct wino_geom *d, int64_t c, int64_t h, int64_t w, int64_t o)
+{
+    *d = (struct wino_geom){.c = c, .h = h, .w = w, .o = o};
+    d->or4 = (o + DIR_MR - 1) / DIR_MR * DIR_MR;
+    d->th = (h + 1) / 2, d->tw = (w + 1) / 2, d->t = d->th * d->tw;
+    /* small planes share their GEMMs, so a vector of blocks is rarely half empty */
+    d->g = WINO_BLOCKS / d->t > 1 ? WINO_BLOCKS / d->t : 1;
+    /* a row's last vector of 8 blocks writes past the row: up to block g*t + 6 */
+    d->tp = (d->g * d->t + 7 + 7) / 8 * 8;
+    d->hp = 2 * d->th + 2, d->wp = 2 * d->tw + 2;
+    /* a vector of blocks reads 18 floats from 2*tx0: at most wp + 14 past its row's start */
+    d->xp_len = c * d->hp * d->wp + 16;
+    d->ys = 2 * d->tw + 16;
+}
+
+/* Scratch: [xp | V (16, c, tp) | M (16, or4, tp) | staged output (o, 2*th, ys)]; image k of a
+ * group has blocks [k*t, (k+1)*t) of V and M. */
+static size_t wino_buf_floats(const struct wino_geom *d)
+{
+    return (size_t)(d->xp_len + 16 * d->c * d->tp + 16 * d->or4 * d->tp + d->o * 2 * d->th * d->ys);
+}
+
+static int wino_shape_ok(int64_t c, int64_t kh, int64_t kw, int64_t ph, int64_t pw)
+{
+    if (conv_wino_mode < 0 || kh != 3 || kw != 3 || ph != 1 || pw != 1)
+        return 0;
+    return conv_wino_mode > 0 || c >= WINO_MIN_C;
+}
+
+/* U_xi for every xi, packed like direct_pack: (16, rows/4, K, 4), rows past `rows` zero.
+ * flip: the dx kernel, rows = the layer's input channels, K its output channels, taps reversed. */
+static float *wino_pack(struct invar_graph *g, const float *w, int64_t o, int64_t c, int flip)
+{
+    const int64_t rows = flip ? c : o, k = flip ? o : c;
+    const int64_t r4 = (rows + DIR_MR - 1) / DIR_MR * DIR_MR;
+    float *p = graph_alloc(g, (size_t)(16 * r4 * k) * sizeof(float));
+    memset(p, 0, (size_t)(16 * r4 * k) * sizeof(float));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < k; j++) {
+            double gk[3][3], t[4][3];
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++)
+                    gk[ky][kx] = flip ? w[((j * c + r) * 3 + 2 - ky) * 3 + 2 - kx]
+                                      : w[((r * c + j) * 3 + ky) * 3 + kx];
+            for (int kx = 0; kx < 3; kx++) { /* G g */
+                t[0][kx] = gk[0][kx];
+                t[1][kx] = 0.5 * (gk[0][kx] + gk[1][kx] + gk[2][kx]);
+                t[2][kx] = 0.5 * (gk[0][kx] - gk[1][kx] + gk[2][kx]);
+                t[3][kx] = gk[2][kx];
+            }
+            for (int i = 0; i < 4; i++) { /* (G g) G^T */
+                const double u[4] = {t[i][0], 0.5 * (t[i][0] + t[i][1] + t[i][2]),
+                                     0.5 * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
+                for (int jj = 0; jj < 4; jj++)
+                    p[(((i * 4 + jj) * (r4 / DIR_MR) + r / DIR_MR) * k + j) * DIR_MR +
+                      r % DIR_MR] = (float)u[jj];
+            }
+        }
+    return p;
+}
+
+/* off[j] = j*tp: "tap" j of the GEMM is channel j's row of V_xi. */
+static int32_t *wino_offsets(struct invar_graph *g, const struct wino_geom *d)
+{
+    int32_t *off = graph_alloc(g, (size_t)d->c * sizeof *off);
+    for (int64_t j = 0; j < d->c; j++)
+        off[j] = (int32_t)(j * d->tp);
+    return off;
+}
+
+#if CONV_HAVE_DIRECT
+/* The even and the odd floats of the 16 at s, in order. */
+static inline void wino_deinterleave(const float *s, __m256 *even, __m256 *odd)
+{
+    const __m256 lo = _mm256_loadu_ps(s), hi = _mm256_loadu_ps(s + 8);
+    *even = _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
+    *odd = _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
+}
+
+/* V (16, c, tp) = B^T d B for every block of the padded image xp, 8 blocks of a row at once. A
+ * row's last vector spills into the next row's first blocks, which that row then overwrites. */
+static void wino_input(const struct wino_geom *d, const float *xp, float *v)
+{
+    const int64_t ct = d->c * d->tp;
+    for (int64_t ch = 0; ch < d->c; ch++)
+        for (int64_t ty = 0; ty < d->th; ty++) {
+            const float *r = xp + ch * d->hp * d->wp + 2 * ty * d->wp;
+            float *vt = v + ch * d->tp + ty * d->tw;
+            for (int64_t tx = 0; tx < d->tw; tx += 8) {
+                __m256 h[4][4]; /* row i of the patch, transformed along x */
+                for (int i = 0; i < 4; i++) {
+                    __m256 d0, d1, d2, d3;
+                    wino_deinterleave(r + i * d->wp + 2 * tx, &d0, &d1);
+                    wino_deinterleave(r + i * d->wp + 2 * tx + 2, &d2, &d3);
+                    h[i][0] = _mm256_sub_ps(d0, d2), h[i][1] = _mm256_add_ps(d1, d2);
+                    h[i][2] = _mm256_sub_ps(d2, d1), h[i][3] = _mm256_sub_ps(d1, d3);
+                }
+                for (int j = 0; j < 4; j++) { /* and along y */
+                    _mm256_storeu_ps(vt + (0 * 4 + j) * ct + tx, _mm256_sub_ps(h[0][j], h[2][j]));
+                    _mm256_storeu_ps(vt + (1 * 4 + j) * ct + tx, _mm256_add_ps(h[1][j], h[2][j]));
+                    _mm256_storeu_ps(vt + (2 * 4 + j) * ct + tx, _mm256_sub_ps(h[2][j], h[1][j]));
+                    _mm256_storeu_ps(vt + (3 * 4 + j) * ct + tx, _mm256_sub_ps(h[1][j], h[3][j]));
+                }
+            }
+        }
+}
+
+/* Staged output rows (o, 2*th, ys) = A^T M A, 8 blocks at once, the two columns of each block
+ * interleaved into 16 consecutive floats. */
+static void wino_output(const struct wino_geom *d, const float *m, float *yo)
+{
+    const int64_t ot = d->or4 * d->tp;
+    for (int64_t o = 0; o < d->o; o++)
+        for (int64_t ty = 0; ty < d->th; ty++) {
+            const float *mt = m + o * d->tp + ty * d->tw;
+            float *y0 = yo + (o * 2 * d->th + 2 * ty) * d->ys, *y1 = y0 + d->ys;
+            for (int64_t tx = 0; tx < d->tw; tx += 8) {
+                __m256 s[4], e[4]; /* row i of M, through A along x: s = m0+m1+m2, e = m1-m2-m3 */
+                for (int i = 0; i < 4; i++) {
+                    const __m256 m0 = _mm256_loadu_ps(mt + (i * 4 + 0) * ot + tx);
+                    const __m256 m1 = _mm256_loadu_ps(mt + (i * 4 + 1) * ot + tx);
+                    const __m256 m2 = _mm256_loadu_ps(mt + (i * 4 + 2) * ot + tx);
+                    const __m256 m3 = _mm256_loadu_ps(mt + (i * 4 + 3) * ot + tx);
+                    s[i] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+                    e[i] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+                }
+                const __m256 y00 = _mm256_add_ps(_mm256_add_ps(s[0], s[1]), s[2]);
+                const __m256 y01 = _mm256_add_ps(_mm256_add_ps(e[0], e[1]), e[2]);
+                const __m256 y10 = _mm256_sub_ps(_mm256_sub_ps(s[1], s[2]), s[3]);
+                const __m256 y11 = _mm256_sub_ps(_mm256_sub_ps(e[1], e[2]), e[3]);
+                __m256 lo = _mm256_unpacklo_ps(y00, y01), hi = _mm256_unpackhi_ps(y00, y01);
+                _mm256_storeu_ps(y0 + 2 * tx, _mm256_permute2f128_ps(lo, hi, 0x20));
+                _mm256_storeu_ps(y0 + 2 * tx + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+                lo = _mm256_unpacklo_ps(y10, y11), hi = _mm256_unpackhi_ps(y10, y11);
+                _mm256_storeu_ps(y1 + 2 * tx, _mm256_permute2f128_ps(lo, hi, 0x20));
+                _mm256_storeu_ps(y1 + 2 * tx + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+            }
+        }
+}
+#endif
+
+/* dst (n, O, H, W) (=, + bias | +=) the 3x3 pad-1 convolution of src (n, C, H, W) by the
+ * packed u, n <= g images in one GEMM per xi. buf: wino_buf_floats of scratch whose padding ring
+ * and slack are zero (and stay so). */
+static void wino_group(const struct wino_geom *d, const int32_t *off, const float *u,
+                       const float *src, int64_t n, float *buf, float *dst, const float *bias,
+                       int accumulate)
+{
+#if CONV_HAVE_DIRECT
+    float *xp = buf, *v = xp + d->xp_len, *m = v + 16 * d->c * d->tp;
+    float *yo = m + 16 * d->or4 * d->tp;
+    for (int64_t k = 0; k < n; k++) {
+        const float *sk = src + k * d->c * d->h * d->w;
+        for (int64_t ch = 0; ch < d->c; ch++)
+            for (int64_t y = 0; y < d->h; y++)
+                memcpy(xp + ch * d->hp * d->wp + (y + 1) * d->wp + 1, sk + (ch * d->h + y) * d->w,
+                       (size_t)d->w * sizeof(float));
+        wino_input(d, xp, v + k * d->t);
+    }
+    const int64_t nb = d->or4 / DIR_MR, tn = n * d->t;
+    for (int xi = 0; xi < 16; xi++) {
+        const float *vx = v + xi * d->c * d->tp, *ux = u + xi * nb * d->c * DIR_MR;
+        float *mx = m + xi * d->or4 * d->tp;
+        for (int64_t t0 = 0; t0 < tn; t0 += DIR_NR) {
+            const int64_t left = tn - t0;
+            const int nv = left >= DIR_NR ? DIR_NR / 8 : (int)((left + 7) / 8);
+            for (int64_t ob = 0; ob < nb; ob++)
+                direct_tile(vx + t0, off, ux + ob * d->c * DIR_MR, d->c,
+                            mx + ob * DIR_MR * d->tp + t0, d->tp, nv);
+        }
+    }
+    for (int64_t k = 0; k < n; k++) {
+        wino_output(d, m + k * d->t, yo);
+        float *dk = dst + k * d->o * d->h * d->w;
+        for (int64_t o = 0; o < d->o; o++)
+            for (int64_t y = 0; y < d->h; y++) {
+                const float *row = yo + (o * 2 * d->th + y) * d->ys;
+                float *out = dk + (o * d->h + y) * d->w;
+                if (accumulate) {
+                    for (int64_t x = 0; x < d->w; x++)
+                        out[x] += row[x];
+                } else {
+                    const float bo = bias ? bias[o] : 0.0f;
+                    for (int64_t x = 0; x < d->w; x++)
+                        out[x] = row[x] + bo;
+                }
+            }
+    }
+#else
+    (void)d, (void)off, (void)u, (void)src, (void)n, (void)buf, (void)dst, (void)bias;
+    (void)accumulate;
+    INVAR_ASSERT(!"the Winograd path needs AVX2 and FMA");
+#endif
+}
+
+/* dw through the same transform: the forward's Y = A^T [U (.) V] A gives
+ *     dL/dg = G^T [ sum over blocks of (A dY A^T) (.) (B^T d B) ] G
+ * so per entry xi a GEMM over a group's blocks, Ghat_xi (C, O) += V_xi (C, T) @ Yhat_xi^T,
+ * which is direct_dw_tile with channel c's row of V_xi as its tap, accumulated over the slice's
+ * images into (16, C, o16) and taken back through G^T . G once the slices are summed.
+ * Scratch after wino_buf_floats' xp and V: one image's dy on the flat grid (2*th, 2*tw, o16),
+ * zero outside the plane, and the group's Yhat (16, tp, o16). */
+static size_t wino_dw_buf_floats(const struct wino_geom *d, int64_t o16)
+{
+    return (size_t)(d->xp_len + 16 * d->c * d->tp + 4 * d->t * o16 + 16 * d->tp * o16);
+}
+
+#if CONV_HAVE_DIRECT
+/* One image's Yhat, rows [0, t) of yh (xi planes plane floats apart) = A dY A^T for every 2x2
+ * block of dyt (2*th, 2*tw, o16), 8 channels at once: A dY's rows are [a b], [a+c b+d],
+ * [a-c b-d], [-c -d], and each row [p q] becomes [p, p+q, p-q, -q]. */
+static void wino_dy(const struct wino_geom *d, int64_t o16, const float *dyt, float *yh,
+                    int64_t plane)
+{
+    const int64_t row = 2 * d->tw * o16;
+    for (int64_t ty = 0; ty < d->th; ty++)
+        for (int64_t tx = 0; tx < d->tw; tx++) {
+            const float *s = dyt + 2 * ty * row + 2 * tx * o16;
+            float *yt = yh + (ty * d->tw + tx) * o16;
+            for (int64_t o = 0; o < o16; o += 8) {
+                const __m256 a = _mm256_loadu_ps(s + o), b = _mm256_loadu_ps(s + o16 + o);
+                const __m256 c = _mm256_loadu_ps(s + row + o);
+                const __m256 e = _mm256_loadu_ps(s + row + o16 + o);
+                const __m256 z = _mm256_setzero_ps();
+                const __m256 p[4] = {a, _mm256_add_ps(a, c), _mm256_sub_ps(a, c),
+                                     _mm256_sub_ps(z, c)};
+                const __m256 q[4] = {b, _mm256_add_ps(b, e), _mm256_sub_ps(b, e),
+                                     _mm256_sub_ps(z, e)};
+                for (int i = 0; i < 4; i++) {
+                    float *y = yt + i * 4 * plane + o;
+                    _mm256_storeu_ps(y, p[i]);
+                    _mm256_storeu_ps(y + plane, _mm256_add_ps(p[i], q[i]));
+                    _mm256_storeu_ps(y + 2 * plane, _mm256_sub_ps(p[i], q[i]));
+                    _mm256_storeu_ps(y + 3 * plane, _mm256_sub_ps(z, q[i]));
+                }
+            }
+        }
+}
+#endif
+
+/* ghat (16, c, o16) += the sum over the blocks of n <= g images, src (n, C, H, W) and
+ * dy (n, O, H, W); buf as in wino_dw_buf_floats, its padding ring and the grid's margins zero. */
+static void wino_dw_group(const struct wino_geom *d, const int32_t *off, int64_t o16,
+                          const float *src, const float *dy, int64_t n, float *buf, float *ghat)
+{
+#if CONV_HAVE_DIRECT
+    float *xp = buf, *v = xp + d->xp_len, *dyt = v + 16 * d->c * d->tp;
+    float *yh = dyt + 4 * d->t * o16;
+    for (int64_t k = 0; k < n; k++) {
+        const float *sk = src + k * d->c * d->h * d->w, *dk = dy + k * d->o * d->h * d->w;
+        for (int64_t ch = 0; ch < d->c; ch++)
+            for (int64_t y = 0; y < d->h; y++)
+                memcpy(xp + ch * d->hp * d->wp + (y + 1) * d->wp + 1, sk + (ch * d->h + y) * d->w,
+                       (size_t)d->w * sizeof(float));
+        wino_input(d, xp, v + k * d->t);
+        for (int64_t o = 0; o < d->o; o++)
+            for (int64_t y = 0; y < d->h; y++) {
+                const float *s = dk + (o * d->h + y) * d->w;
+                float *t = dyt + y * 2 * d->tw * o16 + o;
+                for (int64_t x = 0; x < d->w; x++)
+                    t[x * o16] = s[x];
+            }
+        wino_dy(d, o16, dyt, yh + k * d->t * o16, d->tp * o16);
+    }
+    const int64_t tn = n * d->t;
+    for (int xi = 0; xi < 16; xi++) {
+        const float *vx = v + xi * d->c * d->tp, *yx = yh + xi * d->tp * o16;
+        float *gx = ghat + xi * d->c * o16;
+        for (int64_t o0 = 0; o0 < o16; o0 += DIR_DO)
+            for (int64_t j = 0; j < d->c; j += DIR_DK) {
+#define WDW_TILE(N) direct_dw_tile(N, yx + o0, o16, vx, off + j, tn, gx + j * o16 + o0)
+                switch (d->c - j < DIR_DK ? d->c - j : DIR_DK) {
+                case 6: WDW_TILE(6); break;
+                case 5: WDW_TILE(5); break;
+                case 4: WDW_TILE(4); break;
+                case 3: WDW_TILE(3); break;
+                case 2: WDW_TILE(2); break;
+                default: WDW_TILE(1); break;
+                }
+#undef WDW_TILE
+            }
+    }
+#else
+    (void)d, (void)off, (void)o16, (void)src, (void)dy, (void)n, (void)buf, (void)ghat;
+    INVAR_ASSERT(!"the Winograd path needs AVX2 and FMA");
+#endif
+}
+
+/* w->grad (O, C, 3, 3) += G^T ghat G, ghat summed over the slices' partials in a fixed order. */
+static void wino_dw_finish(const float *parts, int n_parts, int64_t o, int64_t c, int64_t o16,
+                           float *dw)
+{
+    const int64_t part = 16 * c * o16;
+    for (int64_t oc = 0; oc < o; oc++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            float gh[4][4];
+            for (int xi = 0; xi < 16; xi++) {
+                float acc = 0.0f;
+                for (int t = 0; t < n_parts; t++)
+                    acc += parts[t * part + (xi * c + ch) * o16 + oc];
+                gh[xi / 4][xi % 4] = acc;
+            }
+            double r[3][4]; /* G^T ghat */
+            for (int jj = 0; jj < 4; jj++) {
+                r[0][jj] = gh[0][jj] + 0.5 * (gh[1][jj] + gh[2][jj]);
+                r[1][jj] = 0.5 * (gh[1][jj] - gh[2][jj]);
+                r[2][jj] = 0.5 * (gh[1][jj] + gh[2][jj]) + gh[3][jj];
+            }
+            float *g = dw + (oc * c + ch) * 9;
+            for (int ky = 0; ky < 3; ky++) { /* (G^T ghat) G */
+                g[ky * 3 + 0] += (float)(r[ky][0] + 0.5 * (r[ky][1] + r[ky][2]));
+                g[ky * 3 + 1] += (float)(0.5 * (r[ky][1] - r[ky][2]));
+                g[ky * 3 + 2] += (float)(0.5 * (r[ky][1] + r[ky][2]) + r[ky][3]);
+            }
+        }
+}
+
 /* Everything a direct pass needs, shared by the threads; bufs are per thread. */
 struct direct_job {
     const struct direct_geom *fg, *bg; /* forward geometry; dx's (backward) or NULL */
     const int32_t *foff, *boff;
     const float *wpk, *wtpk; /* packed w (forward) and flipped w^T (dx), (or4/4, K, 4) */
+    const struct wino_geom *fw, *bw; /* forward's or dx's Winograd geometry, or NULL */
+    const int32_t *fwoff, *bwoff;
+    const float *wu, *wtu; /* their packed transformed kernels */
+    const struct wino_geom *dww; /* dw's Winograd geometry (the forward's), or NULL */
+    const int32_t *dwwoff;
     const float *x, *bias;   /* (N, C, H, W), (O) or NULL */
     float *y;                /* forward output (N, O, OH, OW) */
     const float *dy;         /* backward: (N, O, OH, OW) */
@@ -627,12 +981,13 @@ static size_t direct_buf_floats(const struct direct_job *j)
 {
     const struct direct_geom *f = j->fg, *b = j->bg;
     if (!j->dy)
-        return (size_t)(f->xp_len + f->or4 * f->qr);
+        return j->fw ? wino_buf_floats(j->fw) : (size_t)(f->xp_len + f->or4 * f->qr);
     size_t n = 0;
     if (j->dw)
-        n += (size_t)(f->xp_len + f->q * direct_o16(f));
+        n += j->dww ? wino_dw_buf_floats(j->dww, direct_o16(f))
+                    : (size_t)(f->xp_len + f->q * direct_o16(f));
     if (j->dx)
-        n += (size_t)(b->xp_len + b->or4 * b->qr);
+        n += j->bw ? wino_buf_floats(j->bw) : (size_t)(b->xp_len + b->or4 * b->qr);
     return n;
 }
 
@@ -641,6 +996,14 @@ static void direct_forward_slice(void *arg, int t, int64_t lo, int64_t hi)
 {
     const struct direct_job *j = arg;
     const struct direct_geom *d = j->fg;
+    if (j->fw) {
+        memset(j->bufs[t], 0, j->buf_floats * sizeof(float));
+        for (int64_t i = lo; i < hi; i += j->fw->g)
+            wino_group(j->fw, j->fwoff, j->wu, j->x + i * d->c * d->h * d->w,
+                       hi - i < j->fw->g ? hi - i : j->fw->g, j->bufs[t],
+                       j->y + i * d->o * d->oh * d->ow, j->bias, 0);
+        return;
+    }
     float *xp = j->bufs[t], *yf = xp + d->xp_len;
     memset(xp, 0, (size_t)d->xp_len * sizeof *xp);
     for (int64_t i = lo; i < hi; i++) {
@@ -656,34 +1019,54 @@ static void direct_backward_slice(void *arg, int t, int64_t lo, int64_t hi)
     float *p = j->bufs[t];
     float *xp = NULL, *dyt = NULL, *dyp = NULL, *dxf = NULL;
     const int64_t o16 = direct_o16(f);
-    if (j->dw) {
+    if (j->dw && j->dww) {
+        xp = p, p += wino_dw_buf_floats(j->dww, o16);
+        memset(xp, 0, (size_t)(p - xp) * sizeof *p);
+    } else if (j->dw) {
         xp = p, dyt = xp + f->xp_len, p = dyt + f->q * o16;
         memset(xp, 0, (size_t)(p - xp) * sizeof *p);
     }
-    if (j->dx) {
+    if (j->dx && j->bw) {
+        dyp = p; /* Winograd scratch */
+        memset(dyp, 0, wino_buf_floats(j->bw) * sizeof *p);
+    } else if (j->dx) {
         dyp = p, dxf = dyp + b->xp_len;
         memset(dyp, 0, (size_t)b->xp_len * sizeof *p);
     }
-    float *dwt = j->dw ? j->dw + (int64_t)t * f->k * o16 : NULL; // (K, o16)
+    /* (K, o16), or Winograd's (16, C, o16) */
+    const int64_t dw_part = j->dww ? 16 * f->c * o16 : f->k * o16;
+    float *dwt = j->dw ? j->dw + (int64_t)t * dw_part : NULL;
     if (dwt)
-        memset(dwt, 0, (size_t)(f->k * o16) * sizeof *dwt);
+        memset(dwt, 0, (size_t)dw_part * sizeof *dwt);
     const int64_t img_in = f->c * f->h * f->w, img_out = f->o * f->oh * f->ow;
-    for (int64_t i = lo; i < hi; i++) {
-        const float *dy = j->dy + i * img_out; // (O, OH, OW)
-        if (dwt) {
-            direct_pad(f, xp, j->x + i * img_in);
-            for (int64_t o = 0; o < f->o; o++)
-                for (int64_t oy = 0; oy < f->oh; oy++) {
-                    const float *src = dy + (o * f->oh + oy) * f->ow;
-                    float *dst = dyt + oy * f->wp * o16 + o;
-                    for (int64_t ox = 0; ox < f->ow; ox++)
-                        dst[ox * o16] = src[ox];
-                }
-            direct_dw_image(f, j->foff, xp, dyt, o16, dwt);
-        }
-        if (j->dx) {
-            direct_pad(b, dyp, dy);
-            direct_image(b, j->boff, j->wtpk, dyp, dxf, j->dx + i * img_in, NULL, !j->dx_fresh);
+    /* dw's and dx's Winograd planes are the same size: the same groups */
+    const int64_t gs = j->dww ? j->dww->g : j->bw ? j->bw->g : 1;
+    for (int64_t i0 = lo; i0 < hi; i0 += gs) {
+        const int64_t n = hi - i0 < gs ? hi - i0 : gs;
+        if (dwt && j->dww)
+            wino_dw_group(j->dww, j->dwwoff, o16, j->x + i0 * img_in, j->dy + i0 * img_out, n,
+                          xp, dwt);
+        if (j->dx && j->bw)
+            wino_group(j->bw, j->bwoff, j->wtu, j->dy + i0 * img_out, n, dyp,
+                       j->dx + i0 * img_in, NULL, !j->dx_fresh);
+        for (int64_t i = i0; i < i0 + n; i++) {
+            const float *dy = j->dy + i * img_out; // (O, OH, OW)
+            if (dwt && !j->dww) {
+                direct_pad(f, xp, j->x + i * img_in);
+                for (int64_t o = 0; o < f->o; o++)
+                    for (int64_t oy = 0; oy < f->oh; oy++) {
+                        const float *src = dy + (o * f->oh + oy) * f->ow;
+                        float *dst = dyt + oy * f->wp * o16 + o;
+                        for (int64_t ox = 0; ox < f->ow; ox++)
+                            dst[ox * o16] = src[ox];
+                    }
+                direct_dw_image(f, j->foff, xp, dyt, o16, dwt);
+            }
+            if (j->dx && !j->bw) {
+                direct_pad(b, dyp, dy);
+                direct_image(b, j->boff, j->wtpk, dyp, dxf, j->dx + i * img_in, NULL,
+                             !j->dx_fresh);
+            }
         }
     }
 }
@@ -708,12 +1091,15 @@ static float *direct_pack(struct invar_graph *g, const float *w, int64_t o, int6
     return p;
 }
 
-/* Whether a stride-1 layer of this shape takes the direct path. */
+/* Whether a stride-1 layer of this shape takes the direct path: wide planes, and narrow ones
+ * whose forward goes through Winograd (its blocks from several images share a GEMM). */
 static int conv_direct_ok(const struct conv_shape *s)
 {
-    if (!CONV_HAVE_DIRECT || s->fwd.stride != 1 || conv_direct_mode < 0)
+    const struct im2col_geom *q = &s->fwd;
+    if (!CONV_HAVE_DIRECT || q->stride != 1 || conv_direct_mode < 0)
         return 0;
-    return conv_direct_mode > 0 || s->fwd.ow >= CONV_DIRECT_MIN_OW;
+    return conv_direct_mode > 0 || q->ow >= CONV_DIRECT_MIN_OW ||
+           wino_shape_ok(q->c, q->kh, q->kw, q->ph, q->pw);
 }
 
 static void conv_forward_direct(struct invar_graph *g, const struct conv_shape *s,
@@ -723,14 +1109,19 @@ static void conv_forward_direct(struct invar_graph *g, const struct conv_shape *
     const struct im2col_geom *q = &s->fwd;
     struct direct_geom d;
     direct_geom_init(&d, q->c, q->h, q->w, s->o, q->kh, q->kw, q->ph, q->pw);
-    int32_t *off = graph_alloc(g, (size_t)d.k * sizeof *off);
-    direct_offsets(&d, off);
-    struct direct_job j = {.fg = &d,
-                           .foff = off,
-                           .wpk = direct_pack(g, w->data, s->o, q->c, q->kh, q->kw, 0),
-                           .x = x->data,
-                           .bias = b ? b->data : NULL,
-                           .y = y->data};
+    struct direct_job j = {.fg = &d, .x = x->data, .bias = b ? b->data : NULL, .y = y->data};
+    struct wino_geom fw;
+    if (wino_shape_ok(q->c, q->kh, q->kw, q->ph, q->pw)) {
+        wino_geom_init(&fw, q->c, q->h, q->w, s->o);
+        j.fw = &fw;
+        j.fwoff = wino_offsets(g, &fw);
+        j.wu = wino_pack(g, w->data, s->o, q->c, 0);
+    } else {
+        int32_t *off = graph_alloc(g, (size_t)d.k * sizeof *off);
+        direct_offsets(&d, off);
+        j.foff = off;
+        j.wpk = direct_pack(g, w->data, s->o, q->c, q->kh, q->kw, 0);
+    }
     j.buf_floats = direct_buf_floats(&j);
     for (int t = 0; t < OPS_THREADS; t++)
         j.bufs[t] = graph_alloc(g, j.buf_floats * sizeof(float));
@@ -750,9 +1141,24 @@ static void conv_backward_direct(struct invar_graph *g, const struct conv_shape 
     direct_offsets(&f, off);
     j.foff = off;
     const int64_t o16 = direct_o16(&f);
-    if (need_dw) /* per thread, (K, o16) */
+    struct wino_geom dww; /* per-thread dw partials: (16, C, o16) for Winograd, else (K, o16) */
+    if (need_dw && wino_shape_ok(q->c, q->kh, q->kw, q->ph, q->pw)) {
+        wino_geom_init(&dww, q->c, q->h, q->w, s->o);
+        j.dww = &dww;
+        j.dwwoff = wino_offsets(g, &dww);
+        j.dw = graph_alloc(g, (size_t)(OPS_THREADS * 16 * f.c * o16) * sizeof(float));
+    } else if (need_dw) {
         j.dw = graph_alloc(g, (size_t)(OPS_THREADS * f.k * o16) * sizeof(float));
-    if (need_dx) {
+    }
+    struct wino_geom bw;
+    if (need_dx && wino_shape_ok(s->o, q->kh, q->kw, bq->ph, bq->pw)) {
+        wino_geom_init(&bw, s->o, q->oh, q->ow, q->c);
+        j.bw = &bw;
+        j.bwoff = wino_offsets(g, &bw);
+        j.wtu = wino_pack(g, w->data, s->o, q->c, 1);
+        j.dx = x->grad;
+        j.dx_fresh = dx_fresh;
+    } else if (need_dx) {
         int32_t *boff = graph_alloc(g, (size_t)bk.k * sizeof *boff);
         direct_offsets(&bk, boff);
         j.boff = boff;
@@ -765,6 +1171,10 @@ static void conv_backward_direct(struct invar_graph *g, const struct conv_shape 
         j.bufs[t] = graph_alloc(g, j.buf_floats * sizeof(float));
     ops_parallel_for(direct_backward_slice, &j, s->n, s->n * s->o * f.q * f.k * (need_dx + need_dw));
     /* the partials in a fixed order, whoever finished first, back to (O, K) */
+    if (need_dw && j.dww) {
+        wino_dw_finish(j.dw, OPS_THREADS, f.o, f.c, o16, w->grad);
+        return;
+    }
     for (int64_t o = 0; need_dw && o < f.o; o++)
         for (int64_t k = 0; k < f.k; k++) {
             float acc = 0.0f;
