@@ -202,9 +202,10 @@ Test(conv, matches_direct_convolution)
 /* Gradients against the direct formulas at sizes large enough that the copy loops split across
  * threads and the batch spans several chunks: dx[n,c,iy,ix] = sum dy * w over the windows that
  * read the cell, dw[o,c,ky,kx] = sum dy * x under the tap, db[o] = sum dy. */
-static void conv_check_backward(int stride, int pad, int bias)
+static void conv_check_backward_shape(int64_t n, int64_t c, int64_t h, int64_t wd, int64_t o,
+                                      int stride, int pad, int bias)
 {
-    const int64_t n = 5, c = 8, h = 26, wd = 23, o = 6, k = 3;
+    const int64_t k = 3;
     struct invar_tensor *x = gc_tensor(4, (int64_t[]){n, c, h, wd}, 1);
     struct invar_tensor *w = gc_tensor(4, (int64_t[]){o, c, k, k}, 1);
     struct invar_tensor *b = bias ? gc_tensor(1, (int64_t[]){o}, 1) : NULL;
@@ -219,7 +220,7 @@ static void conv_check_backward(int stride, int pad, int bias)
     invar_graph_backward(g, loss);
 
     double *dx = calloc((size_t)x->numel, sizeof *dx), *dw = calloc((size_t)w->numel, sizeof *dw);
-    double db[6] = {0};
+    double *db = calloc((size_t)o, sizeof *db);
     for (int64_t i = 0; i < n; i++)
         for (int64_t oc = 0; oc < o; oc++)
             for (int64_t oy = 0; oy < oh; oy++)
@@ -248,9 +249,14 @@ static void conv_check_backward(int stride, int pad, int bias)
     for (int64_t i = 0; b && i < o; i++)
         cr_assert(fabs(b->grad[i] - db[i]) < 1e-4 * (1 + fabs(db[i])), "db[%lld]: %g vs %g",
                   (long long)i, b->grad[i], db[i]);
-    free(dx), free(dw);
+    free(dx), free(dw), free(db);
     invar_graph_destroy(g);
     gc_free(x), gc_free(w), gc_free(b), gc_free(dy);
+}
+
+static void conv_check_backward(int stride, int pad, int bias)
+{
+    conv_check_backward_shape(5, 8, 26, 23, 6, stride, pad, bias);
 }
 
 Test(conv, backward_matches_direct)
@@ -288,6 +294,19 @@ Test(conv, winograd_matches_direct_convolution)
     conv_run_gradchecks();
     conv_set_winograd(0);
     conv_set_direct(0);
+}
+
+/* Planes narrower than the direct path's 7 columns take it when their forward goes through
+ * Winograd (8 input channels or more), with several images' blocks in one GEMM: 4 x 5 and 3 x 3
+ * planes, 6 and 4 blocks an image, and a first-layer-like 1-channel input that keeps im2col. */
+Test(conv, winograd_on_narrow_planes)
+{
+    conv_check_backward_shape(7, 12, 4, 5, 9, 1, 1, 1);
+    conv_check_backward_shape(9, 8, 3, 3, 16, 1, 1, 0);
+    conv_check_backward_shape(3, 1, 4, 4, 8, 1, 1, 1);
+    conv_set_limits(CONV_TEST_CHUNK, CONV_TEST_CHUNK, 1);
+    conv_check_backward_shape(7, 12, 4, 5, 9, 1, 1, 1);
+    conv_set_limits(0, 0, 0);
 }
 
 /* One forward+backward at a size where the direct path runs: y, dx, dw, db into out. */
