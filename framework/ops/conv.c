@@ -548,18 +548,19 @@ static void direct_tile(const float *x, const int32_t *off, const float *wp, int
 }
 #endif
 
-/* Rows of dw^T, (K, o16), += the image's padded input "@" its dy on the flat grid (q, o16). */
-static void direct_dw_image(const struct direct_geom *d, const int32_t *off, const float *xp,
-                            const float *dyt, int64_t o16, float *dwt)
+/* dwt (k, o16) += sum over positions p < q of x[off[j] + p] (j < k) times dyt[p] (o16), in
+ * tiles of 6 taps x 16 channels. */
+static void direct_dw_tiles(const float *dyt, int64_t o16, const float *x, const int32_t *off,
+                            int64_t k, int64_t q, float *dwt)
 {
 #if CONV_HAVE_DIRECT
     for (int64_t o0 = 0; o0 < o16; o0 += DIR_DO)
-        for (int64_t j = 0; j < d->k; j += DIR_DK) {
+        for (int64_t j = 0; j < k; j += DIR_DK) {
             const float *dy = dyt + o0;
             float *dw = dwt + j * o16 + o0;
             /* nr as a constant: one specialised tile per case */
-#define DW_TILE(N) direct_dw_tile(N, dy, o16, xp, off + j, d->q, dw)
-            switch (d->k - j < DIR_DK ? d->k - j : DIR_DK) {
+#define DW_TILE(N) direct_dw_tile(N, dy, o16, x, off + j, q, dw)
+            switch (k - j < DIR_DK ? k - j : DIR_DK) {
             case 6: DW_TILE(6); break;
             case 5: DW_TILE(5); break;
             case 4: DW_TILE(4); break;
@@ -570,9 +571,36 @@ static void direct_dw_image(const struct direct_geom *d, const int32_t *off, con
 #undef DW_TILE
         }
 #else
-    (void)d, (void)off, (void)xp, (void)dyt, (void)o16, (void)dwt;
+    (void)dyt, (void)o16, (void)x, (void)off, (void)k, (void)q, (void)dwt;
     INVAR_ASSERT(!"the direct conv path needs AVX2 and FMA");
 #endif
+}
+
+/* Rows of dw^T, (K, o16), += the image's padded input "@" its dy on the flat grid (q, o16). */
+static void direct_dw_image(const struct direct_geom *d, const int32_t *off, const float *xp,
+                            const float *dyt, int64_t o16, float *dwt)
+{
+    direct_dw_tiles(dyt, o16, xp, off, d->k, d->q, dwt);
+}
+
+/* dst (o, h, w) (=, + bias | +=) the valid part of planes staged with wider rows: plane p's
+ * row y starts at src + p*plane + y*row. */
+static void conv_store_planes(const float *src, int64_t plane, int64_t row, int64_t o, int64_t h,
+                              int64_t w, float *dst, const float *bias, int accumulate)
+{
+    for (int64_t p = 0; p < o; p++)
+        for (int64_t y = 0; y < h; y++) {
+            const float *r = src + p * plane + y * row;
+            float *out = dst + (p * h + y) * w;
+            if (accumulate) {
+                for (int64_t x = 0; x < w; x++)
+                    out[x] += r[x];
+            } else {
+                const float bo = bias ? bias[p] : 0.0f;
+                for (int64_t x = 0; x < w; x++)
+                    out[x] = r[x] + bo;
+            }
+        }
 }
 
 /* dst (O, OH, OW) (=, + bias | +=) the convolution of the padded image xp, through yf. */
@@ -588,19 +616,7 @@ static void direct_image(const struct direct_geom *d, const int32_t *off, const 
             direct_tile(xp + q0, off, wpk + ob * d->k * DIR_MR, d->k, yf + ob * DIR_MR * d->qr + q0,
                         d->qr, nv);
     }
-    for (int64_t o = 0; o < d->o; o++)
-        for (int64_t oy = 0; oy < d->oh; oy++) {
-            const float *row = yf + o * d->qr + oy * d->wp;
-            float *out = dst + (o * d->oh + oy) * d->ow;
-            if (accumulate) {
-                for (int64_t ox = 0; ox < d->ow; ox++)
-                    out[ox] += row[ox];
-            } else {
-                const float bo = bias ? bias[o] : 0.0f;
-                for (int64_t ox = 0; ox < d->ow; ox++)
-                    out[ox] = row[ox] + bo;
-            }
-        }
+    conv_store_planes(yf, d->qr, d->wp, d->o, d->oh, d->ow, dst, bias, accumulate);
 }
 
 /* ---- Winograd F(2x2, 3x3) (Lavin & Gray 2016) on the direct kernel -------------------------
@@ -807,20 +823,8 @@ static void wino_group(const struct wino_geom *d, const int32_t *off, const floa
     }
     for (int64_t k = 0; k < n; k++) {
         wino_output(d, m + k * d->t, yo);
-        float *dk = dst + k * d->o * d->h * d->w;
-        for (int64_t o = 0; o < d->o; o++)
-            for (int64_t y = 0; y < d->h; y++) {
-                const float *row = yo + (o * 2 * d->th + y) * d->ys;
-                float *out = dk + (o * d->h + y) * d->w;
-                if (accumulate) {
-                    for (int64_t x = 0; x < d->w; x++)
-                        out[x] += row[x];
-                } else {
-                    const float bo = bias ? bias[o] : 0.0f;
-                    for (int64_t x = 0; x < d->w; x++)
-                        out[x] = row[x] + bo;
-                }
-            }
+        conv_store_planes(yo, 2 * d->th * d->ys, d->ys, d->o, d->h, d->w,
+                          dst + k * d->o * d->h * d->w, bias, accumulate);
     }
 #else
     (void)d, (void)off, (void)u, (void)src, (void)n, (void)buf, (void)dst, (void)bias;
@@ -898,24 +902,9 @@ static void wino_dw_group(const struct wino_geom *d, const int32_t *off, int64_t
             }
         wino_dy(d, o16, dyt, yh + k * d->t * o16, d->tp * o16);
     }
-    const int64_t tn = n * d->t;
-    for (int xi = 0; xi < 16; xi++) {
-        const float *vx = v + xi * d->c * d->tp, *yx = yh + xi * d->tp * o16;
-        float *gx = ghat + xi * d->c * o16;
-        for (int64_t o0 = 0; o0 < o16; o0 += DIR_DO)
-            for (int64_t j = 0; j < d->c; j += DIR_DK) {
-#define WDW_TILE(N) direct_dw_tile(N, yx + o0, o16, vx, off + j, tn, gx + j * o16 + o0)
-                switch (d->c - j < DIR_DK ? d->c - j : DIR_DK) {
-                case 6: WDW_TILE(6); break;
-                case 5: WDW_TILE(5); break;
-                case 4: WDW_TILE(4); break;
-                case 3: WDW_TILE(3); break;
-                case 2: WDW_TILE(2); break;
-                default: WDW_TILE(1); break;
-                }
-#undef WDW_TILE
-            }
-    }
+    for (int xi = 0; xi < 16; xi++)
+        direct_dw_tiles(yh + xi * d->tp * o16, o16, v + xi * d->c * d->tp, off, d->c, n * d->t,
+                        ghat + xi * d->c * o16);
 #else
     (void)d, (void)off, (void)o16, (void)src, (void)dy, (void)n, (void)buf, (void)ghat;
     INVAR_ASSERT(!"the Winograd path needs AVX2 and FMA");
