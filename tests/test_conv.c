@@ -278,9 +278,9 @@ Test(conv, backward_matches_direct)
     conv_set_direct(0);
 }
 
-/* Every 3x3 pad-1 case through Winograd F(2x2, 3x3), forward and dx, whatever its channel
+/* Every 3x3 pad-1 case through Winograd F(2x2, 3x3), forward, dx and dw, whatever its channel
  * count: odd and even planes (a last block half outside), one and several vectors of blocks per
- * row, a plane narrower than a vector; dw stays on the direct kernel. */
+ * row, a plane narrower than a vector. */
 Test(conv, winograd_matches_direct_convolution)
 {
     conv_set_direct(1);

@@ -1,7 +1,8 @@
 /* conv2d, forward and backward side by side, by one of two paths: stride-1 layers on planes at
  * least CONV_DIRECT_MIN_OW wide take the direct path (further down: register-tiled kernels over
  * flat padded planes, no im2col, no OpenBLAS; for 3x3 kernels with padding 1 and at least
- * WINO_MIN_C input channels, forward and dx through Winograd F(2x2, 3x3) on the same kernel);
+ * WINO_MIN_C input channels, forward, dx and dw through Winograd F(2x2, 3x3) on the same
+ * kernels);
  * every other layer takes im2col + one sgemm per chunk of images, described here.
  *
  * Layout. A chunk of nb images is unrolled into col (K, P) with K = C*KH*KW rows ordered like
@@ -404,12 +405,32 @@ static void direct_offsets(const struct direct_geom *d, int32_t *off)
 
 /* src (N, C, H, W) image i into the interior of xp; the padding was zeroed once and is never
  * written. */
+static void pad_planes(float *xp, const float *src, int64_t c, int64_t h, int64_t w,
+                       int64_t plane, int64_t wp, int64_t ph, int64_t pw)
+{
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t y = 0; y < h; y++)
+            memcpy(xp + ch * plane + (y + ph) * wp + pw, src + (ch * h + y) * w,
+                   (size_t)w * sizeof(float));
+}
+
 static void direct_pad(const struct direct_geom *d, float *xp, const float *src)
 {
-    for (int64_t c = 0; c < d->c; c++)
-        for (int64_t y = 0; y < d->h; y++)
-            memcpy(xp + c * d->hpwp + (y + d->ph) * d->wp + d->pw, src + (c * d->h + y) * d->w,
-                   (size_t)d->w * sizeof(float));
+    pad_planes(xp, src, d->c, d->h, d->w, d->hpwp, d->wp, d->ph, d->pw);
+}
+
+/* dy (o, h, w) onto a channel-minor grid: position (y, x) of channel ch at
+ * dst[(y*row + x)*o16 + ch]; cells outside the plane are left as they are. */
+static void grid_planes(float *dst, const float *src, int64_t o, int64_t h, int64_t w,
+                        int64_t row, int64_t o16)
+{
+    for (int64_t ch = 0; ch < o; ch++)
+        for (int64_t y = 0; y < h; y++) {
+            const float *s = src + (ch * h + y) * w;
+            float *t = dst + y * row * o16 + ch;
+            for (int64_t x = 0; x < w; x++)
+                t[x * o16] = s[x];
+        }
 }
 
 #if CONV_HAVE_DIRECT
@@ -802,11 +823,8 @@ static void wino_group(const struct wino_geom *d, const int32_t *off, const floa
     float *xp = buf, *v = xp + d->xp_len, *m = v + 16 * d->c * d->tp;
     float *yo = m + 16 * d->or4 * d->tp;
     for (int64_t k = 0; k < n; k++) {
-        const float *sk = src + k * d->c * d->h * d->w;
-        for (int64_t ch = 0; ch < d->c; ch++)
-            for (int64_t y = 0; y < d->h; y++)
-                memcpy(xp + ch * d->hp * d->wp + (y + 1) * d->wp + 1, sk + (ch * d->h + y) * d->w,
-                       (size_t)d->w * sizeof(float));
+        pad_planes(xp, src + k * d->c * d->h * d->w, d->c, d->h, d->w, d->hp * d->wp, d->wp, 1,
+                   1);
         wino_input(d, xp, v + k * d->t);
     }
     const int64_t nb = d->or4 / DIR_MR, tn = n * d->t;
@@ -887,19 +905,10 @@ static void wino_dw_group(const struct wino_geom *d, const int32_t *off, int64_t
     float *xp = buf, *v = xp + d->xp_len, *dyt = v + 16 * d->c * d->tp;
     float *yh = dyt + 4 * d->t * o16;
     for (int64_t k = 0; k < n; k++) {
-        const float *sk = src + k * d->c * d->h * d->w, *dk = dy + k * d->o * d->h * d->w;
-        for (int64_t ch = 0; ch < d->c; ch++)
-            for (int64_t y = 0; y < d->h; y++)
-                memcpy(xp + ch * d->hp * d->wp + (y + 1) * d->wp + 1, sk + (ch * d->h + y) * d->w,
-                       (size_t)d->w * sizeof(float));
+        pad_planes(xp, src + k * d->c * d->h * d->w, d->c, d->h, d->w, d->hp * d->wp, d->wp, 1,
+                   1);
         wino_input(d, xp, v + k * d->t);
-        for (int64_t o = 0; o < d->o; o++)
-            for (int64_t y = 0; y < d->h; y++) {
-                const float *s = dk + (o * d->h + y) * d->w;
-                float *t = dyt + y * 2 * d->tw * o16 + o;
-                for (int64_t x = 0; x < d->w; x++)
-                    t[x * o16] = s[x];
-            }
+        grid_planes(dyt, dy + k * d->o * d->h * d->w, d->o, d->h, d->w, 2 * d->tw, o16);
         wino_dy(d, o16, dyt, yh + k * d->t * o16, d->tp * o16);
     }
     for (int xi = 0; xi < 16; xi++)
@@ -1042,13 +1051,7 @@ static void direct_backward_slice(void *arg, int t, int64_t lo, int64_t hi)
             const float *dy = j->dy + i * img_out; // (O, OH, OW)
             if (dwt && !j->dww) {
                 direct_pad(f, xp, j->x + i * img_in);
-                for (int64_t o = 0; o < f->o; o++)
-                    for (int64_t oy = 0; oy < f->oh; oy++) {
-                        const float *src = dy + (o * f->oh + oy) * f->ow;
-                        float *dst = dyt + oy * f->wp * o16 + o;
-                        for (int64_t ox = 0; ox < f->ow; ox++)
-                            dst[ox * o16] = src[ox];
-                    }
+                grid_planes(dyt, dy, f->o, f->oh, f->ow, f->wp, o16);
                 direct_dw_image(f, j->foff, xp, dyt, o16, dwt);
             }
             if (j->dx && !j->bw) {
@@ -1126,9 +1129,6 @@ static void conv_backward_direct(struct invar_graph *g, const struct conv_shape 
     direct_geom_init(&f, q->c, q->h, q->w, s->o, q->kh, q->kw, q->ph, q->pw);
     direct_geom_init(&bk, s->o, q->oh, q->ow, q->c, q->kh, q->kw, bq->ph, bq->pw);
     struct direct_job j = {.fg = &f, .bg = &bk, .x = x->data, .dy = dy};
-    int32_t *off = graph_alloc(g, (size_t)f.k * sizeof *off);
-    direct_offsets(&f, off);
-    j.foff = off;
     const int64_t o16 = direct_o16(&f);
     struct wino_geom dww; /* per-thread dw partials: (16, C, o16) for Winograd, else (K, o16) */
     if (need_dw && wino_shape_ok(q->c, q->kh, q->kw, q->ph, q->pw)) {
@@ -1137,6 +1137,9 @@ static void conv_backward_direct(struct invar_graph *g, const struct conv_shape 
         j.dwwoff = wino_offsets(g, &dww);
         j.dw = graph_alloc(g, (size_t)(OPS_THREADS * 16 * f.c * o16) * sizeof(float));
     } else if (need_dw) {
+        int32_t *off = graph_alloc(g, (size_t)f.k * sizeof *off);
+        direct_offsets(&f, off);
+        j.foff = off;
         j.dw = graph_alloc(g, (size_t)(OPS_THREADS * f.k * o16) * sizeof(float));
     }
     struct wino_geom bw;
@@ -1145,16 +1148,14 @@ static void conv_backward_direct(struct invar_graph *g, const struct conv_shape 
         j.bw = &bw;
         j.bwoff = wino_offsets(g, &bw);
         j.wtu = wino_pack(g, w->data, s->o, q->c, 1);
-        j.dx = x->grad;
-        j.dx_fresh = dx_fresh;
     } else if (need_dx) {
         int32_t *boff = graph_alloc(g, (size_t)bk.k * sizeof *boff);
         direct_offsets(&bk, boff);
         j.boff = boff;
         j.wtpk = direct_pack(g, w->data, s->o, q->c, q->kh, q->kw, 1);
-        j.dx = x->grad;
-        j.dx_fresh = dx_fresh;
     }
+    if (need_dx)
+        j.dx = x->grad, j.dx_fresh = dx_fresh;
     j.buf_floats = direct_buf_floats(&j);
     for (int t = 0; t < OPS_THREADS; t++)
         j.bufs[t] = graph_alloc(g, j.buf_floats * sizeof(float));
