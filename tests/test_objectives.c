@@ -430,6 +430,70 @@ Test(objectives, moco_symmetric_loss_and_enqueue)
     harness_close(&h);
 }
 
+/* Multi-crop: views 2.. are queries only. Four views, plain and symmetric: the loss is the mean
+ * InfoNCE over the (query view, key view) pairs (0-1, 2-1, 3-1; symmetric adds 1-0, 2-0, 3-0),
+ * and only the key views' keys reach the queue. */
+Test(objectives, moco_multi_crop_queries_share_the_keys)
+{
+    static const float qv[3][D] = {{0.0f, 0.6f, 0.8f}, {-0.8f, 0.0f, 0.6f}, {0.6f, -0.8f, 0.0f}};
+    static const float x[4][2 * F] = {{0.2f, -1.0f, 1.3f, 0.4f},
+                                      {-0.6f, 0.8f, 0.5f, 1.5f},
+                                      {1.1f, 0.3f, -0.2f, 0.7f},
+                                      {0.4f, 0.9f, -1.4f, 0.1f}};
+    for (int sym = 0; sym < 2; sym++) {
+        struct harness h;
+        harness_open(&h, "moco",
+                     (const char *[]){"queue", "3", "momentum", "1", "temperature", "0.5",
+                                      "symmetric", sym ? "true" : "false", NULL},
+                     10, 2, 4);
+        struct invar_encoder *key = moco_key_encoder(&h);
+        set_linear(h.online, wq, bq);
+        set_linear(key, wk0, bk0);
+        struct invar_tensor *queue = invar_params_find(h.ctx.params, "moco.queue");
+        memcpy(queue->data, qv, sizeof qv);
+        struct invar_graph *g = invar_graph_create(1 << 16);
+        struct invar_tensor *views[4];
+        for (int v = 0; v < 4; v++)
+            views[v] = view(g, 2, x[v]);
+        int64_t idx[2] = {0, 1};
+        struct invar_step_info info = {0};
+        struct invar_tensor *loss = h.ops->loss(h.obj, g, views, 4, idx, &info);
+        static const int pairs[6][2] = {{0, 1}, {2, 1}, {3, 1}, {1, 0}, {2, 0}, {3, 0}};
+        const int n_pairs = sym ? 6 : 3;
+        double want = 0, keys[2][2][D]; /* [key view][row] */
+        for (int kv = 0; kv < 2; kv++)
+            for (int b = 0; b < 2; b++)
+                embed(wk0[0], bk0, x[kv] + b * F, keys[kv][b]);
+        for (int p = 0; p < n_pairs; p++)
+            for (int b = 0; b < 2; b++) {
+                double q[D], logits[4];
+                embed(wq[0], bq, x[pairs[p][0]] + b * F, q);
+                logits[0] = 0;
+                for (int j = 0; j < D; j++)
+                    logits[0] += q[j] * keys[pairs[p][1]][b][j];
+                for (int r = 0; r < 3; r++)
+                    logits[1 + r] = dot(q, qv[r]);
+                for (int r = 0; r < 4; r++)
+                    logits[r] /= 0.5;
+                want += nll(logits, 4, 0) / (2.0 * n_pairs);
+            }
+        cr_expect_float_eq(loss->data[0], want, 1e-5, "symmetric %d: loss %.7g, want %.7g", sym,
+                           loss->data[0], want);
+        h.ops->after_step(h.obj, g, &info);
+        /* plain: view 1's two keys at rows 0, 1; symmetric: then view 0's, wrapping to row 0 */
+        const int src_view[2][3] = {{1, 1, -1}, {0, 1, 0}}, src_row[2][3] = {{0, 1, 2}, {1, 1, 0}};
+        for (int r = 0; r < 3; r++)
+            for (int j = 0; j < D; j++) {
+                double w =
+                    src_view[sym][r] < 0 ? qv[r][j] : keys[src_view[sym][r]][src_row[sym][r]][j];
+                cr_expect_float_eq(queue->data[r * D + j], w, 1e-5, "symmetric %d: queue %d %d",
+                                   sym, r, j);
+            }
+        invar_graph_destroy(g);
+        harness_close(&h);
+    }
+}
+
 /* The rows of normalize(e(x)) for a (b, 1, 1, F) batch x, in training mode, one batch-norm. */
 static void encode_rows(struct invar_encoder *e, int64_t b, const float *x, double out[][D])
 {

@@ -7,6 +7,9 @@
  *     q = normalize(f_q(x_q))  (B, D)     k = normalize(f_k(x_k))  (B, D), no gradient
  *     logits = [q.k, q queue^T] / T  (B, 1 + K),    loss = cross-entropy with label 0
  * after the step the keys are enqueued (any K >= 1; K need not be a multiple of B).
+ * symmetric also swaps the two views; views 2.. (multi-crop, e.g. smaller crops) are further
+ * queries against the same keys and are never encoded as keys. The loss is the mean over the
+ * (query view, key view) pairs.
  *
  * Shuffled batch-norm (shuffle_bn: G > 1), the paper's remedy for a leak through batch-norm:
  * with one set of batch statistics, a query and its positive key are normalised by the
@@ -49,9 +52,9 @@ struct moco {
     struct moco_config cfg;
     struct invar_objective_ctx *ctx;
     struct invar_encoder *key_enc;
-    struct invar_tensor *queue;  /* (K, D) buffer: normalised keys */
-    int64_t ptr;                 /* next queue row to overwrite */
-    const struct invar_tensor *keys[2];  /* this step's keys (B, D), in the graph arena */
+    struct invar_tensor *queue;         /* (K, D) buffer: normalised keys */
+    int64_t ptr;                        /* next queue row to overwrite */
+    const struct invar_tensor *keys[2]; /* this step's keys (B, D), in the graph arena */
     int n_keys;
     double pos_sim, neg_sim;
 };
@@ -83,9 +86,9 @@ static enum invar_status moco_create(const void *config, struct invar_objective_
         return st;
     }
     /* Random unit keys to start with, as the reference implementation does. */
-    m->queue = invar_params_add(ctx->params, "moco.queue", 2,
-                                (int64_t[]){m->cfg.queue, ctx->feature_dim},
-                                invar_init_normal(0, 1), INVAR_P_BUFFER);
+    m->queue =
+        invar_params_add(ctx->params, "moco.queue", 2, (int64_t[]){m->cfg.queue, ctx->feature_dim},
+                         invar_init_normal(0, 1), INVAR_P_BUFFER);
     *self = m;
     return INVAR_OK;
 }
@@ -116,7 +119,8 @@ static struct invar_tensor *moco_shuffled_keys(struct moco *m, struct invar_grap
     const int64_t b = xk->shape[0], row = xk->numel / b;
     int64_t *perm = invar_arena_alloc(invar_graph_arena(g), (size_t)b * sizeof *perm);
     struct invar_rng r;
-    invar_rng_init(&r, m->ctx->seed, invar_rng_stream((uint64_t)step, (uint64_t)dir, 0x6d6f636f, 0));
+    invar_rng_init(&r, m->ctx->seed,
+                   invar_rng_stream((uint64_t)step, (uint64_t)dir, 0x6d6f636f, 0));
     invar_rng_permutation(&r, perm, b);
     struct invar_tensor *xs = invar_graph_tensor(g, xk->ndim, xk->shape); /* xs[i] = xk[perm[i]] */
     for (int64_t i = 0; i < b; i++)
@@ -130,30 +134,35 @@ static struct invar_tensor *moco_shuffled_keys(struct moco *m, struct invar_grap
     return k;
 }
 
-/* loss of queries from view a against keys from view b */
-static struct invar_tensor *moco_direction(struct moco *m, struct invar_graph *g,
-                                           struct invar_tensor *xq, struct invar_tensor *xk,
-                                           int64_t step, int dir)
+/* Normalised keys (B, D) of xk from the key encoder, without gradient; kept for the queue. */
+static struct invar_tensor *moco_keys(struct moco *m, struct invar_graph *g,
+                                      struct invar_tensor *xk, int64_t step, int dir)
 {
-    const int splits = (int)m->cfg.shuffle_bn;
-    int old_splits = invar_graph_set_bn_splits(g, splits);
-    struct invar_tensor *q = invar_l2_normalize(g, invar_encoder_forward(m->ctx->online, g, xq),
-                                                1e-12f); /* (B, D) */
+    int old_splits = invar_graph_set_bn_splits(g, (int)m->cfg.shuffle_bn);
     int was = invar_graph_set_grad(g, 0);
     struct invar_tensor *k;
-    if (splits > 1) {
+    if (m->cfg.shuffle_bn > 1)
         k = moco_shuffled_keys(m, g, xk, step, dir);
-    } else {
+    else
         k = invar_l2_normalize(g, invar_encoder_forward(m->key_enc, g, xk), 1e-12f); /* (B, D) */
-    }
     invar_graph_set_grad(g, was);
     invar_graph_set_bn_splits(g, old_splits);
     m->keys[m->n_keys++] = k;
+    return k;
+}
 
+/* InfoNCE of the queries of view xq against the keys k (their positives) and the queue. */
+static struct invar_tensor *moco_infonce(struct moco *m, struct invar_graph *g,
+                                         struct invar_tensor *xq, const struct invar_tensor *k)
+{
+    int old_splits = invar_graph_set_bn_splits(g, (int)m->cfg.shuffle_bn);
+    struct invar_tensor *q =
+        invar_l2_normalize(g, invar_encoder_forward(m->ctx->online, g, xq), 1e-12f); /* (B, D) */
+    invar_graph_set_bn_splits(g, old_splits);
     int64_t b = q->shape[0];
-    struct invar_tensor *lpos = invar_reshape(g, invar_sum_rows(g, invar_mul(g, q, k)), 2,
-                                              (int64_t[]){b, 1});      /* (B, 1) */
-    struct invar_tensor *lneg = invar_matmul(g, q, m->queue, 0, 1);   /* (B, K) */
+    struct invar_tensor *lpos =
+        invar_reshape(g, invar_sum_rows(g, invar_mul(g, q, k)), 2, (int64_t[]){b, 1}); /* (B, 1) */
+    struct invar_tensor *lneg = invar_matmul(g, q, m->queue, 0, 1);                    /* (B, K) */
     struct invar_tensor *parts[2] = {lpos, lneg};
     struct invar_tensor *logits = invar_scale(g, invar_concat(g, parts, 2, 1),
                                               (float)(1.0 / m->cfg.temperature), 0); /* (B, 1+K) */
@@ -173,19 +182,36 @@ static struct invar_tensor *moco_loss(void *self, struct invar_graph *g,
                                       struct invar_tensor **views, int64_t n_views,
                                       const int64_t *indices, const struct invar_step_info *info)
 {
-    (void)n_views, (void)indices;
+    (void)indices;
     struct moco *m = self;
     /* The key encoder follows the query encoder before it encodes this batch's keys. */
     invar_params_ema(invar_encoder_params(m->key_enc), invar_encoder_params(m->ctx->online),
                      (float)m->cfg.momentum);
     m->n_keys = 0;
     m->pos_sim = m->neg_sim = 0;
-    struct invar_tensor *loss = moco_direction(m, g, views[0], views[1], info->global_step, 0);
+    const int64_t step = info->global_step;
+    struct invar_tensor *k1 = moco_keys(m, g, views[1], step, 0), *k0 = NULL;
+    struct invar_tensor *loss = moco_infonce(m, g, views[0], k1);
+    int terms = 1;
     if (m->cfg.symmetric) {
-        struct invar_tensor *l2 = moco_direction(m, g, views[1], views[0], info->global_step, 1);
-        loss = invar_scale(g, invar_add(g, loss, l2), 0.5f, 0);
-        m->pos_sim *= 0.5;
-        m->neg_sim *= 0.5;
+        k0 = moco_keys(m, g, views[0], step, 1);
+        loss = invar_add(g, loss, moco_infonce(m, g, views[1], k0));
+        terms++;
+    }
+    /* Multi-crop: every further view is a query only, its positives the keys of view 1 (and,
+     * symmetric, of view 0 too). */
+    for (int64_t v = 2; v < n_views; v++) {
+        loss = invar_add(g, loss, moco_infonce(m, g, views[v], k1));
+        terms++;
+        if (k0) {
+            loss = invar_add(g, loss, moco_infonce(m, g, views[v], k0));
+            terms++;
+        }
+    }
+    if (terms > 1) {
+        loss = invar_scale(g, loss, (float)(1.0 / terms), 0);
+        m->pos_sim /= terms;
+        m->neg_sim /= terms;
     }
     return loss;
 }
@@ -227,7 +253,10 @@ static enum invar_status moco_load(void *self, struct invar_state_io *io)
     return io->get(io, "moco.ptr", &m->ptr, sizeof m->ptr);
 }
 
-static void moco_destroy(void *self) { free(self); }
+static void moco_destroy(void *self)
+{
+    free(self);
+}
 
 static const struct invar_objective_ops moco_ops = {
     .create = moco_create,
