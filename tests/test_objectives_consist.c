@@ -173,6 +173,23 @@ static void framework_grad(struct invar_tensor *v[2], double grad[2][B * IN])
     invar_graph_destroy(g);
 }
 
+/* The objective's loss on three views (multi-crop: the third only predicts). */
+static struct invar_tensor *loss3_fn(struct invar_graph *g, struct invar_tensor **in, void *ctx)
+{
+    (void)ctx;
+    int64_t idx[B] = {0, 1, 2};
+    struct invar_step_info info = step_info(0, 10);
+    return fx.ops->loss(fx.self, g, in, 3, idx, &info);
+}
+
+static double framework_loss3(struct invar_tensor *v[3])
+{
+    struct invar_graph *g = invar_graph_create(1 << 20);
+    double l = loss3_fn(g, v, NULL)->data[0];
+    invar_graph_destroy(g);
+    return l;
+}
+
 struct metric_capture {
     const char *key;
     double value;
@@ -559,6 +576,41 @@ Test(byol, gradient_flows_through_the_online_branch_only, .fini = fx_teardown)
     gc_free(v[1]);
 }
 
+/* Multi-crop: a third view goes through the online network only and predicts both targets;
+ * the loss is the mean of 2 - 2 cos over the four (view, target) pairs, times 2, and byol/cos
+ * their mean cosine. With a target that ignores its input the loss is an ordinary function of
+ * the three views, so the finite-difference check covers the third view's gradient. */
+Test(byol, a_third_view_predicts_both_targets, .fini = fx_teardown)
+{
+    fx_setup("byol", byol_kv);
+    byol_detach_target();
+    struct invar_tensor *v[3];
+    make_views(v, 1);
+    v[2] = gc_tensor(4, (int64_t[]){B, 1, 1, IN}, 1);
+    double x[2][B * IN], x2[2][B * IN], p[2][B * P], zt[2][B * P], p2[2][B * P], zt2[2][B * P];
+    views_to_double(x, v);
+    to_double(x2[0], v[2]);
+    to_double(x2[1], v[2]);
+    ref_byol_branches(x, p, zt);
+    ref_byol_branches(x2, p2, zt2); /* p2[0]: the third view's prediction */
+    double sum_cos = 0;
+    for (int i = 0; i < B; i++)
+        sum_cos += ref_cos(p[0] + i * P, zt[1] + i * P, P) +
+                   ref_cos(p[1] + i * P, zt[0] + i * P, P) +
+                   ref_cos(p2[0] + i * P, zt[0] + i * P, P) +
+                   ref_cos(p2[0] + i * P, zt[1] + i * P, P);
+    double mean_cos = sum_cos / (4 * B), want = 2 * (2 - 2 * mean_cos);
+    double got = framework_loss3(v);
+    cr_assert(fabs(got - want) <= 1e-5 * fmax(1, fabs(want)), "loss %.8f, want %.8f", got, want);
+    double cos = metric("byol/cos");
+    cr_assert(fabs(cos - mean_cos) < 1e-5, "byol/cos %.8f, want %.8f", cos, mean_cos);
+    struct invar_tensor *wt = invar_params_find(invar_encoder_params(fx.clones[0]), "out.w");
+    memset(wt->data, 0, (size_t)wt->numel * sizeof(float));
+    gc_check(loss3_fn, v, 3, NULL, 1e-3, 2e-2);
+    for (int k = 0; k < 3; k++)
+        gc_free(v[k]);
+}
+
 /* Every (target, online) pair of trainable tensors: encoder weights, then the projector's. */
 struct ema_pair {
     struct invar_tensor *target, *online;
@@ -787,6 +839,42 @@ Test(simsiam, ablation_without_predictor_compares_the_projections, .fini = fx_te
     cr_assert(fabs(got - want) <= 1e-5, "loss %.8f, -mean cos(z1, z2) %.8f", got, want);
     gc_free(v[0]);
     gc_free(v[1]);
+}
+
+/* Multi-crop: a third view only predicts, against both (stopped) targets; the loss is the mean
+ * of -cos over the four pairs, halved as the two-view loss is. Without the stop-gradient the
+ * loss is an ordinary function of the three views: finite differences check every gradient. */
+Test(simsiam, a_third_view_predicts_both_targets, .fini = fx_teardown)
+{
+    for (int sg = 1; sg >= 0; sg--) {
+        const char *const kv[] = {"proj_hidden",   "4",   "proj_dim", "3", "pred_hidden", "4",
+                                  "stop_gradient", sg ? "true" : "false", NULL};
+        fx_setup("simsiam", kv);
+        struct invar_tensor *v[3];
+        make_views(v, 1);
+        v[2] = gc_tensor(4, (int64_t[]){B, 1, 1, IN}, 1);
+        double x[2][B * IN], x2[2][B * IN], z[2][B * P], p[2][B * P], z2[2][B * P], p2[2][B * P];
+        views_to_double(x, v);
+        to_double(x2[0], v[2]);
+        to_double(x2[1], v[2]);
+        ref_simsiam_branches(x, z, p);
+        ref_simsiam_branches(x2, z2, p2);
+        double want = 0;
+        for (int i = 0; i < B; i++)
+            want -= (ref_cos(p[0] + i * P, z[1] + i * P, P) +
+                     ref_cos(p[1] + i * P, z[0] + i * P, P) +
+                     ref_cos(p2[0] + i * P, z[0] + i * P, P) +
+                     ref_cos(p2[0] + i * P, z[1] + i * P, P)) /
+                    (2.0 * 2 * B);
+        double got = framework_loss3(v);
+        cr_assert(fabs(got - want) <= 1e-5, "stop_gradient %d: loss %.8f, want %.8f", sg, got,
+                  want);
+        if (!sg)
+            gc_check(loss3_fn, v, 3, NULL, 1e-3, 2e-2);
+        for (int k = 0; k < 3; k++)
+            gc_free(v[k]);
+        fx_teardown();
+    }
 }
 
 /* ---- configuration errors ---------------------------------------------------------------- */

@@ -4,7 +4,9 @@
  * exponential moving average of f and g (never optimized). For views x1, x2:
  *     p1 = q(g(f(x1)))  (B, P)      z2' = g'(f'(x2))  (B, P), no gradient
  *     loss = mean_i [2 - 2 cos(p1_i, z2'_i)] + mean_i [2 - 2 cos(p2_i, z1'_i)]
- * (the second term swaps the views). After each optimizer step k of K:
+ * (the second term swaps the views). Views 2.. (multi-crop, e.g. smaller crops) go through
+ * the online network only, each predicting both targets; the loss is then the mean over the
+ * 2 (V - 1) (view, target) pairs, times 2. After each optimizer step k of K:
  *     tau_k = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2        (tau_base at k = 0, 1 at K)
  *     theta' <- tau_k theta' + (1 - tau_k) theta     for f' and for g'
  * f' is a framework clone of the encoder; g' is declared as buffers in ctx->params (so it is
@@ -119,15 +121,17 @@ static struct invar_tensor *byol_loss(void *self, struct invar_graph *g,
                                       struct invar_tensor **views, int64_t n_views,
                                       const int64_t *indices, const struct invar_step_info *info)
 {
-    (void)n_views, (void)indices, (void)info;
+    (void)indices, (void)info;
     struct byol *m = self;
-    struct invar_tensor *p[2], *zt[2];
-    for (int v = 0; v < 2; v++) {
+    struct invar_tensor **p = invar_arena_alloc(invar_graph_arena(g), (size_t)n_views * sizeof *p);
+    struct invar_tensor *zt[2];
+    for (int64_t v = 0; v < n_views; v++) {
         struct invar_tensor *z = invar_encoder_forward(m->ctx->online, g, views[v]);
         if (m->has_proj)
             z = mlp_head_forward(&m->proj, g, z);
         p[v] = mlp_head_forward(&m->pred, g, z); /* (B, P) */
-        m->proj_std += 0.5 * head_collapse_std(g, z);
+        if (v < 2)
+            m->proj_std += 0.5 * head_collapse_std(g, z);
     }
     int was = invar_graph_set_grad(g, 0);
     for (int v = 0; v < 2; v++) { /* (B, P), no gradient */
@@ -138,7 +142,13 @@ static struct invar_tensor *byol_loss(void *self, struct invar_graph *g,
     invar_graph_set_grad(g, was);
     struct invar_tensor *loss =
         invar_add(g, byol_regress(g, p[0], zt[1]), byol_regress(g, p[1], zt[0]));
-    m->cos_sum += 1.0 - loss->data[0] / 4.0; /* mean cosine over both directions */
+    if (n_views > 2) { /* multi-crop: each further view predicts both targets */
+        for (int64_t v = 2; v < n_views; v++)
+            loss = invar_add(g, loss, invar_add(g, byol_regress(g, p[v], zt[0]),
+                                                byol_regress(g, p[v], zt[1])));
+        loss = invar_scale(g, loss, (float)(1.0 / (double)(n_views - 1)), 0);
+    }
+    m->cos_sum += 1.0 - loss->data[0] / 4.0; /* mean cosine over the pairs */
     m->n_steps++;
     return loss;
 }

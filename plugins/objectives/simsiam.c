@@ -6,7 +6,9 @@
  *     z_v = g(f(x_v))  (B, P)      p_v = h(z_v)  (B, P)
  *     loss = -1/2 mean_i cos(p1_i, sg(z2_i)) - 1/2 mean_i cos(p2_i, sg(z1_i))
  * sg() is a stop-gradient: each z receives gradient only through its own prediction, never as
- * a target. Both branches share f and g; there is no EMA. The loss is -1 at its minimum; a
+ * a target. Views 2.. (multi-crop, e.g. smaller crops) only predict: p_v against sg(z1) and
+ * sg(z2), the loss then the mean over the 2 (V - 1) (prediction, target) pairs. Both
+ * branches share f and g; there is no EMA. The loss is -1 at its minimum; a
  * collapse shows as projector outputs whose normalised std over the batch falls to 0
  * (simsiam/proj_std, healthy near 1/sqrt(P)). `predictor: false` and `stop_gradient: false`
  * are the paper's two ablations, both of which collapse: for showing what collapse looks like.
@@ -87,7 +89,7 @@ static struct invar_tensor *simsiam_loss(void *self, struct invar_graph *g,
                                          struct invar_tensor **views, int64_t n_views,
                                          const int64_t *indices, const struct invar_step_info *info)
 {
-    (void)n_views, (void)indices, (void)info;
+    (void)indices, (void)info;
     struct simsiam *m = self;
     struct invar_tensor *z[2], *p[2];
     for (int v = 0; v < 2; v++) {
@@ -96,7 +98,18 @@ static struct invar_tensor *simsiam_loss(void *self, struct invar_graph *g,
         m->proj_std += 0.5 * head_collapse_std(g, z[v]);
     }
     m->n_steps++;
-    return invar_add(g, simsiam_half(m, g, p[0], z[1]), simsiam_half(m, g, p[1], z[0]));
+    struct invar_tensor *loss =
+        invar_add(g, simsiam_half(m, g, p[0], z[1]), simsiam_half(m, g, p[1], z[0]));
+    if (n_views == 2)
+        return loss;
+    for (int64_t v = 2; v < n_views; v++) { /* multi-crop: each further view predicts both */
+        struct invar_tensor *zv =
+            mlp_head_forward(&m->proj, g, invar_encoder_forward(m->ctx->online, g, views[v]));
+        struct invar_tensor *pv = m->cfg.predictor ? mlp_head_forward(&m->pred, g, zv) : zv;
+        loss = invar_add(g, loss, invar_add(g, simsiam_half(m, g, pv, z[0]),
+                                            simsiam_half(m, g, pv, z[1])));
+    }
+    return invar_scale(g, loss, (float)(1.0 / (double)(n_views - 1)), 0);
 }
 
 static void simsiam_metrics(void *self, invar_metric_fn emit, void *user)
