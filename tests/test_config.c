@@ -224,6 +224,12 @@ Test(config, views_list_of_lists)
     cr_assert_eq(invar_experiment_view(e, 2)->n_augs, 2);
     cr_assert_eq(invar_experiment_view(e, 2)->augs[1].p, 0.25);
     cr_assert_str_eq(param(e, "views[2][1].plugin"), "resized_crop");
+    cr_assert_str_eq(param(e, "train.views"), "3");
+    /* the stored form loads back (a run's config is re-read by eval and --resume) */
+    struct invar_experiment *again = load_ok(invar_experiment_canonical(e), NULL, 0);
+    cr_assert_eq(invar_experiment_n_views(again), 3);
+    cr_assert_str_eq(invar_experiment_canonical(again), invar_experiment_canonical(e));
+    invar_experiment_destroy(again);
     invar_experiment_destroy(e);
 }
 

@@ -561,6 +561,18 @@ static enum invar_status resolve_views(struct res *r, const struct cfg_node *roo
                             "views",
                             (long long)e->train.views, v->n);
         e->train.views = (int64_t)v->n;
+        /* The canonical text says so too, so that a stored config loads back. */
+        struct cfg_entry *ct = cfg_map_find(canon, "train");
+        struct cfg_entry *cv = ct ? cfg_map_find(ct->val, "views") : NULL;
+        if (cv) {
+            char buf[24];
+            snprintf(buf, sizeof buf, "%zu", v->n);
+            char *text = strdup(buf);
+            if (!text)
+                return nomem(r);
+            free(cv->val->text);
+            cv->val->text = text;
+        }
     }
     size_t total = 0;
     if (views)
