@@ -138,21 +138,25 @@ static struct invar_step_info step_info(int64_t k, int64_t total)
         .epoch = 0, .step = k, .global_step = k, .total_steps = total, .lr = 0.1};
 }
 
-/* The objective's loss as a gradcheck function of the two views. */
+/* The objective's loss as a gradcheck function of the views: two, or *(int *)ctx (multi-crop). */
 static struct invar_tensor *loss_fn(struct invar_graph *g, struct invar_tensor **in, void *ctx)
 {
-    (void)ctx;
     int64_t idx[B] = {0, 1, 2};
     struct invar_step_info info = step_info(0, 10);
-    return fx.ops->loss(fx.self, g, in, 2, idx, &info);
+    return fx.ops->loss(fx.self, g, in, ctx ? *(const int *)ctx : 2, idx, &info);
+}
+
+static double framework_loss_views(struct invar_tensor **v, int n_views)
+{
+    struct invar_graph *g = invar_graph_create(1 << 20);
+    double l = loss_fn(g, v, &n_views)->data[0];
+    invar_graph_destroy(g);
+    return l;
 }
 
 static double framework_loss(struct invar_tensor *v[2])
 {
-    struct invar_graph *g = invar_graph_create(1 << 20);
-    double l = loss_fn(g, v, NULL)->data[0];
-    invar_graph_destroy(g);
-    return l;
+    return framework_loss_views(v, 2);
 }
 
 /* d loss / d views from one backward pass, into grad[2][B * IN]. */
@@ -171,23 +175,6 @@ static void framework_grad(struct invar_tensor *v[2], double grad[2][B * IN])
         v[k]->grad = NULL;
     }
     invar_graph_destroy(g);
-}
-
-/* The objective's loss on three views (multi-crop: the third only predicts). */
-static struct invar_tensor *loss3_fn(struct invar_graph *g, struct invar_tensor **in, void *ctx)
-{
-    (void)ctx;
-    int64_t idx[B] = {0, 1, 2};
-    struct invar_step_info info = step_info(0, 10);
-    return fx.ops->loss(fx.self, g, in, 3, idx, &info);
-}
-
-static double framework_loss3(struct invar_tensor *v[3])
-{
-    struct invar_graph *g = invar_graph_create(1 << 20);
-    double l = loss3_fn(g, v, NULL)->data[0];
-    invar_graph_destroy(g);
-    return l;
 }
 
 struct metric_capture {
@@ -349,6 +336,17 @@ static void views_to_double(double x[2][B * IN], struct invar_tensor *v[2])
 {
     to_double(x[0], v[0]);
     to_double(x[1], v[1]);
+}
+
+/* Three views that require grad (multi-crop); x gets the first two in double, both rows of x2
+ * the third (so that the two-view references compute its branch). */
+static void make_three_views(struct invar_tensor *v[3], double x[2][B * IN], double x2[2][B * IN])
+{
+    make_views(v, 1);
+    v[2] = gc_tensor(4, (int64_t[]){B, 1, 1, IN}, 1);
+    views_to_double(x, v);
+    to_double(x2[0], v[2]);
+    to_double(x2[1], v[2]);
 }
 
 /* ---- SimCLR ------------------------------------------------------------------------------ */
@@ -585,12 +583,8 @@ Test(byol, a_third_view_predicts_both_targets, .fini = fx_teardown)
     fx_setup("byol", byol_kv);
     byol_detach_target();
     struct invar_tensor *v[3];
-    make_views(v, 1);
-    v[2] = gc_tensor(4, (int64_t[]){B, 1, 1, IN}, 1);
     double x[2][B * IN], x2[2][B * IN], p[2][B * P], zt[2][B * P], p2[2][B * P], zt2[2][B * P];
-    views_to_double(x, v);
-    to_double(x2[0], v[2]);
-    to_double(x2[1], v[2]);
+    make_three_views(v, x, x2);
     ref_byol_branches(x, p, zt);
     ref_byol_branches(x2, p2, zt2); /* p2[0]: the third view's prediction */
     double sum_cos = 0;
@@ -600,13 +594,13 @@ Test(byol, a_third_view_predicts_both_targets, .fini = fx_teardown)
                    ref_cos(p2[0] + i * P, zt[0] + i * P, P) +
                    ref_cos(p2[0] + i * P, zt[1] + i * P, P);
     double mean_cos = sum_cos / (4 * B), want = 2 * (2 - 2 * mean_cos);
-    double got = framework_loss3(v);
+    double got = framework_loss_views(v, 3);
     cr_assert(fabs(got - want) <= 1e-5 * fmax(1, fabs(want)), "loss %.8f, want %.8f", got, want);
     double cos = metric("byol/cos");
     cr_assert(fabs(cos - mean_cos) < 1e-5, "byol/cos %.8f, want %.8f", cos, mean_cos);
     struct invar_tensor *wt = invar_params_find(invar_encoder_params(fx.clones[0]), "out.w");
     memset(wt->data, 0, (size_t)wt->numel * sizeof(float));
-    gc_check(loss3_fn, v, 3, NULL, 1e-3, 2e-2);
+    gc_check(loss_fn, v, 3, &(int){3}, 1e-3, 2e-2);
     for (int k = 0; k < 3; k++)
         gc_free(v[k]);
 }
@@ -851,12 +845,8 @@ Test(simsiam, a_third_view_predicts_both_targets, .fini = fx_teardown)
                                   "stop_gradient", sg ? "true" : "false", NULL};
         fx_setup("simsiam", kv);
         struct invar_tensor *v[3];
-        make_views(v, 1);
-        v[2] = gc_tensor(4, (int64_t[]){B, 1, 1, IN}, 1);
         double x[2][B * IN], x2[2][B * IN], z[2][B * P], p[2][B * P], z2[2][B * P], p2[2][B * P];
-        views_to_double(x, v);
-        to_double(x2[0], v[2]);
-        to_double(x2[1], v[2]);
+        make_three_views(v, x, x2);
         ref_simsiam_branches(x, z, p);
         ref_simsiam_branches(x2, z2, p2);
         double want = 0;
@@ -866,11 +856,11 @@ Test(simsiam, a_third_view_predicts_both_targets, .fini = fx_teardown)
                      ref_cos(p2[0] + i * P, z[0] + i * P, P) +
                      ref_cos(p2[0] + i * P, z[1] + i * P, P)) /
                     (2.0 * 2 * B);
-        double got = framework_loss3(v);
+        double got = framework_loss_views(v, 3);
         cr_assert(fabs(got - want) <= 1e-5, "stop_gradient %d: loss %.8f, want %.8f", sg, got,
                   want);
         if (!sg)
-            gc_check(loss3_fn, v, 3, NULL, 1e-3, 2e-2);
+            gc_check(loss_fn, v, 3, &(int){3}, 1e-3, 2e-2);
         for (int k = 0; k < 3; k++)
             gc_free(v[k]);
         fx_teardown();
