@@ -191,7 +191,7 @@ static const char *line_at(const char *text, size_t i, char *buf, size_t n)
 
 /* Every experiment file the project ships loads and validates with the real plugins (the
  * dry run resolves each trial without touching the data): a key a plugin no longer knows, or
- * a multi-view file the resolver refuses, fails here rather than in a user's hands. */
+ * a value out of its range, fails here rather than in a user's hands. */
 Test(sweep, every_shipped_experiment_validates)
 {
     static const char *const dirs[] = {"experiments", "experiments/ablations"};
