@@ -153,7 +153,7 @@ static struct invar_tensor *moco_keys(struct moco *m, struct invar_graph *g,
 
 /* InfoNCE of the queries of view xq against the keys k (their positives) and the queue. */
 static struct invar_tensor *moco_infonce(struct moco *m, struct invar_graph *g,
-                                         struct invar_tensor *xq, const struct invar_tensor *k)
+                                         struct invar_tensor *xq, struct invar_tensor *k)
 {
     int old_splits = invar_graph_set_bn_splits(g, (int)m->cfg.shuffle_bn);
     struct invar_tensor *q =
