@@ -606,6 +606,20 @@ Test(objectives, moco_shuffled_bn_normalises_keys_in_other_sub_batches)
     cr_assert(strstr(err.msg, "shuffle_bn 4 does not divide the batch size 6"), "%s", err.msg);
 }
 
+/* InstDisc encodes view 0 only (the bank is the other side of each pair): a second view would
+ * be augmented and never read, so the experiment is refused with the key to change. */
+Test(objectives, instdisc_refuses_a_second_view)
+{
+    struct invar_plugin_use use = rf_use(INVAR_KIND_OBJECTIVE, "instdisc", NULL);
+    struct invar_objective_ctx ctx = {
+        .dataset_size = 16, .batch_size = 2, .n_views = 2, .feature_dim = D};
+    struct invar_error err = {0};
+    void *obj = NULL;
+    cr_assert_eq(use.plugin->ops.objective->create(use.config, &ctx, &obj, &err),
+                 INVAR_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "the experiment has 2: set train.views: 1"), "%s", err.msg);
+}
+
 struct loss_fn_ctx {
     struct harness *h;
     int64_t idx[4];

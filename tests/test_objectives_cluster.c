@@ -641,6 +641,99 @@ Test(objectives_cluster, deepcluster_gradient_wrt_views)
     fx_close(&f);
 }
 
+/* classifier centroids (DeepCluster-v2): after epoch_begin the classifier is the k-means
+ * centroids of the L2-normalised features, renormalised (checked against the means of each
+ * found cluster, computed here), no head is declared, and the loss is the weighted cross-entropy
+ * of the cosines to the centroids over T, by hand; the gradient through it by finite
+ * differences. */
+Test(objectives_cluster, deepcluster_centroids_classifier_loss_and_gradient)
+{
+    float x[DC_N * DC_IN];
+    int32_t truth[DC_N];
+    dc_toy(x, truth);
+    struct fixture f;
+    fx_open(&f, "deepcluster", DC_IN, DC_IN);
+    ph_set(&f.obj_plugin, "k", "3");
+    ph_set(&f.obj_plugin, "classifier", "centroids");
+    ph_set(&f.obj_plugin, "temperature", "0.25");
+    fx_create(&f, x, DC_N, 5, 2);
+    set_identity(&f);
+    cr_assert_null(invar_params_find(f.ctx.params, "deepcluster.head.w"));
+    cr_assert_null(invar_params_find(f.ctx.params, "deepcluster.head.b"));
+    struct invar_error err = {0};
+    cr_assert_eq(f.ops->epoch_begin(f.obj, 0, &err), INVAR_OK, "%s", err.msg);
+    const struct invar_tensor *lab = invar_params_find(f.ctx.params, "deepcluster.labels");
+    const struct invar_tensor *w = invar_params_find(f.ctx.params, "deepcluster.weights");
+    const struct invar_tensor *cent = invar_params_find(f.ctx.params, "deepcluster.centroids");
+    cr_assert_not_null(cent);
+
+    /* the centroids: mean of each cluster's normalised features, normalised */
+    double c[3][DC_IN] = {{0}};
+    for (int i = 0; i < DC_N; i++) {
+        double nrm = 0;
+        for (int j = 0; j < DC_IN; j++)
+            nrm += (double)x[i * DC_IN + j] * x[i * DC_IN + j];
+        int y = (int)lab->data[i];
+        for (int j = 0; j < DC_IN; j++)
+            c[y][j] += x[i * DC_IN + j] / sqrt(nrm);
+    }
+    for (int y = 0; y < 3; y++) {
+        double nrm = 0;
+        for (int j = 0; j < DC_IN; j++)
+            nrm += c[y][j] * c[y][j];
+        for (int j = 0; j < DC_IN; j++) {
+            c[y][j] /= sqrt(nrm);
+            cr_assert_float_eq(cent->data[y * DC_IN + j], c[y][j], 1e-5, "centroid %d[%d]", y, j);
+        }
+    }
+
+    enum { B = 5 };
+    int64_t idx[B] = {3, 0, 17, 22, 9};
+    float data[2][B * DC_IN];
+    struct invar_rng r;
+    invar_rng_init(&r, 8, 0);
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; i < B * DC_IN; i++)
+            data[v][i] = invar_rng_range(&r, -2, 2);
+    struct invar_tensor *views[2] = {view_tensor(data[0], B, DC_IN),
+                                     view_tensor(data[1], B, DC_IN)};
+    struct invar_graph *g = invar_graph_create(1 << 20);
+    struct invar_step_info info = {0, 0, 0, 10, 0.1};
+    float loss = f.ops->loss(f.obj, g, views, 2, idx, &info)->data[0];
+    double want = 0;
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; i < B; i++) {
+            const float *q = data[v] + i * DC_IN; /* identity encoder: the features */
+            double nq = 0, logit[3], m = -INFINITY, lse = 0;
+            for (int j = 0; j < DC_IN; j++)
+                nq += (double)q[j] * q[j];
+            for (int y = 0; y < 3; y++) {
+                logit[y] = 0;
+                for (int j = 0; j < DC_IN; j++)
+                    logit[y] += c[y][j] * q[j] / sqrt(nq);
+                logit[y] /= 0.25;
+                m = fmax(m, logit[y]);
+            }
+            for (int y = 0; y < 3; y++)
+                lse += exp(logit[y] - m);
+            int y = (int)lab->data[idx[i]];
+            want += w->data[y] * (m + log(lse) - logit[y]);
+        }
+    want /= 2 * B;
+    cr_assert_float_eq(loss, want, 1e-5, "loss %.7g, by hand %.7g", loss, want);
+    invar_graph_destroy(g);
+    free(views[0]), free(views[1]);
+
+    struct invar_tensor *v[2];
+    for (int i = 0; i < 2; i++)
+        v[i] = gc_tensor(4, (int64_t[]){4, 1, 1, DC_IN}, 1);
+    int64_t gidx[4] = {1, 5, 20, 23};
+    struct loss_call call = {&f, 2, gidx, {0, 0, 0, 10, 0.1}};
+    gc_check(loss_fn, v, 2, &call, 1e-3, 2e-2);
+    gc_free(v[0]), gc_free(v[1]);
+    fx_close(&f);
+}
+
 Test(objectives_cluster, configuration_errors_name_the_problem)
 {
     struct fixture f;
@@ -661,6 +754,10 @@ Test(objectives_cluster, configuration_errors_name_the_problem)
     ph_set(&f.obj_plugin, "pca_dim", "4");
     cr_assert_eq(f.ops->create(f.obj_plugin.config, &f.ctx, &obj, &err), INVAR_ERR_CONFIG);
     cr_assert(strstr(err.msg, "pca_dim (4) exceeds the feature size (3)"), "%s", err.msg);
+    ph_set(&f.obj_plugin, "pca_dim", "2");
+    ph_set(&f.obj_plugin, "classifier", "centroids");
+    cr_assert_eq(f.ops->create(f.obj_plugin.config, &f.ctx, &obj, &err), INVAR_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "classifier centroids needs pca_dim 0"), "%s", err.msg);
     fx_close(&f);
 
     fx_open(&f, "swav", DC_IN, 3);

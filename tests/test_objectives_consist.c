@@ -887,6 +887,23 @@ Test(objectives_consist, each_refuses_a_single_view)
     }
 }
 
+/* SimCLR's NT-Xent pairs view 0 with view 1; a third view would be loaded and augmented but
+ * never read, so the experiment is refused instead. */
+Test(objectives_consist, simclr_refuses_views_it_would_ignore)
+{
+    struct ph_plugin obj;
+    ph_open(&obj, "objectives", "simclr");
+    struct invar_objective_ctx ctx = {
+        .batch_size = 8, .n_views = 3, .feature_dim = D, .params = invar_params_create()};
+    void *self = NULL;
+    struct invar_error err = {0};
+    cr_assert_eq(obj.desc->ops.objective->create(obj.config, &ctx, &self, &err),
+                 INVAR_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "reads exactly 2 views, the experiment has 3"), "%s", err.msg);
+    invar_params_destroy(ctx.params);
+    ph_close(&obj);
+}
+
 /* proj_hidden 0: no projector of the objective's own. The online encoder's outputs go to the
  * predictor, the target encoder's are the regression targets, and the EMA averages the encoder
  * alone. */

@@ -9,6 +9,14 @@
  * and every step minimises the cross-entropy of the head on the online features of each view
  * against the pseudo-labels:
  *     loss = -1/(B V) sum_v sum_i w[y_i] log softmax(W f(x_v,i) + b)[y_i]
+ * With `classifier: centroids` (DeepCluster-v2, Caron et al. 2020) there is no trained head:
+ * the logits are cosines to this epoch's k-means centroids at a temperature T,
+ *     loss = -1/(B V) sum_v sum_i w[y_i] log softmax(C^ n(f(x_v,i)) / T)[y_i]
+ * (n: L2 normalisation, C^ (k, D): the centroids, L2-normalised, a buffer that no gradient
+ * reaches), so every step pulls the features towards their own cluster's centroid on the sphere
+ * from the first step of the epoch, where a fresh linear head must first be learnt. The
+ * centroids are those of the features the head's logits read, so the PCA-whitening (which
+ * clusters in another space) is refused with it.
  * with w[c] = N / (k' n_c) (n_c: cluster size, k': non-empty clusters), so that every cluster
  * weighs the same in expectation: DeepCluster samples images uniformly over pseudo-labels, and
  * re-weighting the loss is the equivalent that needs nothing from the loader (reweight: false
@@ -37,12 +45,16 @@
 #include <invar/kmeans.h>
 #include <invar/plugin.h>
 
+enum { CLASSIFIER_LINEAR, CLASSIFIER_CENTROIDS };
+
 struct deepcluster_config {
     int64_t k;
     int64_t pca_dim;
     int64_t kmeans_iters;
     int reweight;
     double head_std;
+    int classifier;
+    double temperature;
 };
 
 static const struct invar_param_spec deepcluster_params[] = {
@@ -56,14 +68,20 @@ static const struct invar_param_spec deepcluster_params[] = {
                      "weight the loss by inverse cluster size (uniform over pseudo-labels)"),
     INVAR_PARAM_FLOAT(struct deepcluster_config, head_std, "0.01", 0, 10,
                       "std of the classifier head's weights at each re-initialisation"),
+    INVAR_PARAM_ENUM(struct deepcluster_config, classifier, "linear", "linear|centroids",
+                     "a linear head re-initialised each epoch, or cosines to the centroids / T "
+                     "(DeepCluster-v2)"),
+    INVAR_PARAM_FLOAT(struct deepcluster_config, temperature, "0.1", 1e-4, 100,
+                      "T of the centroids classifier"),
     INVAR_PARAM_END,
 };
 
 struct deepcluster {
     struct deepcluster_config cfg;
     struct invar_objective_ctx *ctx;
-    struct invar_tensor *head_w;  /* (k, D) */
-    struct invar_tensor *head_b;  /* (k) */
+    struct invar_tensor *head_w;  /* (k, D); linear classifier */
+    struct invar_tensor *head_b;  /* (k); linear classifier */
+    struct invar_tensor *cent;    /* (k, D) buffer: L2-normalised centroids; centroids classifier */
     struct invar_tensor *labels;  /* (N) buffer: pseudo-labels as floats, -1 before the first */
     struct invar_tensor *weights; /* (k) buffer: loss weight of each cluster */
     float *feats;                 /* (N, D) scratch for clustering */
@@ -97,6 +115,14 @@ static enum invar_status deepcluster_create(const void *config, struct invar_obj
                                "deepcluster: k (%lld) is larger than the dataset (%lld)",
                                (long long)k, (long long)n);
     }
+    if (m->cfg.classifier == CLASSIFIER_CENTROIDS && m->cfg.pca_dim > 0) {
+        invar_error_set(err, INVAR_ERR_CONFIG,
+                        "deepcluster: classifier centroids needs pca_dim 0 (the centroids must "
+                        "live where the features do), not %lld",
+                        (long long)m->cfg.pca_dim);
+        deepcluster_destroy(m);
+        return INVAR_ERR_CONFIG;
+    }
     if (m->cfg.pca_dim > d) {
         invar_error_set(err, INVAR_ERR_CONFIG,
                         "deepcluster: pca_dim (%lld) exceeds the feature size (%lld)",
@@ -114,10 +140,15 @@ static enum invar_status deepcluster_create(const void *config, struct invar_obj
         deepcluster_destroy(m);
         return invar_error_set(err, INVAR_ERR_NOMEM, "deepcluster: out of memory");
     }
-    m->head_w = invar_params_add(ctx->params, "deepcluster.head.w", 2, (int64_t[]){k, d},
-                                 invar_init_normal(0, m->cfg.head_std), 0);
-    m->head_b = invar_params_add(ctx->params, "deepcluster.head.b", 1, (int64_t[]){k},
-                                 invar_init_zeros(), INVAR_P_NO_DECAY);
+    if (m->cfg.classifier == CLASSIFIER_CENTROIDS) {
+        m->cent = invar_params_add(ctx->params, "deepcluster.centroids", 2, (int64_t[]){k, d},
+                                   invar_init_zeros(), INVAR_P_BUFFER);
+    } else {
+        m->head_w = invar_params_add(ctx->params, "deepcluster.head.w", 2, (int64_t[]){k, d},
+                                     invar_init_normal(0, m->cfg.head_std), 0);
+        m->head_b = invar_params_add(ctx->params, "deepcluster.head.b", 1, (int64_t[]){k},
+                                     invar_init_zeros(), INVAR_P_NO_DECAY);
+    }
     m->labels = invar_params_add(ctx->params, "deepcluster.labels", 1, (int64_t[]){n},
                                  invar_init_const(-1), INVAR_P_BUFFER);
     m->weights = invar_params_add(ctx->params, "deepcluster.weights", 1, (int64_t[]){k},
@@ -184,6 +215,13 @@ static enum invar_status deepcluster_epoch_begin(void *self, int64_t epoch, stru
                : w[c] > 0       ? (float)((double)n / ((double)used * w[c]))
                                 : 0.0f;
 
+    if (m->cent) {
+        /* k-means ran on the L2-normalised features (no PCA): its centroids, renormalised,
+         * are the classifier. */
+        memcpy(m->cent->data, m->centroids, (size_t)(k * d) * sizeof(float));
+        invar_l2_normalize_rows(m->cent->data, k, d);
+        return INVAR_OK;
+    }
     /* A fresh head: last epoch's classes mean nothing for this epoch's clusters. */
     struct invar_rng r;
     invar_rng_init(&r, ctx->seed, invar_rng_stream((uint64_t)epoch, 0xdc, 1, 0));
@@ -213,7 +251,10 @@ static struct invar_tensor *deepcluster_loss(void *self, struct invar_graph *g,
     struct invar_tensor *loss = NULL;
     for (int64_t v = 0; v < n_views; v++) {
         struct invar_tensor *f = invar_encoder_forward(m->ctx->online, g, views[v]); /* (B, D) */
-        struct invar_tensor *logits = invar_linear(g, f, m->head_w, m->head_b);      /* (B, k) */
+        struct invar_tensor *logits =                                                /* (B, k) */
+            m->cent ? invar_scale(g, invar_linear(g, invar_l2_normalize(g, f, 1e-12f), m->cent, NULL),
+                                  (float)(1.0 / m->cfg.temperature), 0)
+                    : invar_linear(g, f, m->head_w, m->head_b);
         struct invar_tensor *l = invar_sum(g, invar_mul(g, invar_log_softmax(g, logits), mask));
         loss = loss ? invar_add(g, loss, l) : l;
     }
@@ -241,5 +282,5 @@ static const struct invar_objective_ops deepcluster_ops = {
 
 INVAR_PLUGIN_DEFINE(invar_objective, "deepcluster", "1.0.0",
                     "DeepCluster: k-means pseudo-labels each epoch, a re-initialised classifier "
-                    "trained on them",
+                    "trained on them (or the centroids as one: DeepCluster-v2)",
                     struct deepcluster_config, deepcluster_params, deepcluster_ops)

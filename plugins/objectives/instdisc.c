@@ -65,6 +65,11 @@ struct instdisc {
 static enum invar_status instdisc_create(const void *config, struct invar_objective_ctx *ctx,
                                          void **self, struct invar_error *err)
 {
+    if (ctx->n_views != 1)
+        return invar_error_set(err, INVAR_ERR_CONFIG,
+                               "instdisc: reads one view per image (the bank holds the other "
+                               "side), the experiment has %lld: set train.views: 1",
+                               (long long)ctx->n_views);
     struct instdisc *m = calloc(1, sizeof *m);
     if (!m)
         return invar_error_set(err, INVAR_ERR_NOMEM, "instdisc: out of memory");

@@ -55,9 +55,10 @@ struct simclr {
 static enum invar_status simclr_create(const void *config, struct invar_objective_ctx *ctx,
                                        void **self, struct invar_error *err)
 {
-    if (ctx->n_views < 2)
+    if (ctx->n_views != 2)
         return invar_error_set(err, INVAR_ERR_CONFIG,
-                               "simclr: needs 2 views, the experiment has %lld",
+                               "simclr: reads exactly 2 views, the experiment has %lld "
+                               "(further views are read by moco, byol, simsiam and swav)",
                                (long long)ctx->n_views);
     if (ctx->batch_size < 2)
         return invar_error_set(err, INVAR_ERR_CONFIG,
