@@ -508,6 +508,28 @@ static void grab_metric(void *user, const char *key, double value)
     }
 }
 
+enum { DC_B = 5 };
+static const int64_t dc_idx[DC_B] = {3, 0, 17, 22, 9};
+
+/* The loss on two views of DC_B random inputs in [-2, 2) (written to data) as the samples
+ * dc_idx. */
+static float dc_loss_on_random_views(struct fixture *f, float data[2][DC_B * DC_IN])
+{
+    struct invar_rng r;
+    invar_rng_init(&r, 8, 0);
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; i < DC_B * DC_IN; i++)
+            data[v][i] = invar_rng_range(&r, -2, 2);
+    struct invar_tensor *views[2] = {view_tensor(data[0], DC_B, DC_IN),
+                                     view_tensor(data[1], DC_B, DC_IN)};
+    struct invar_graph *g = invar_graph_create(1 << 20);
+    struct invar_step_info info = {0, 0, 0, 10, 0.1};
+    float loss = f->ops->loss(f->obj, g, views, 2, dc_idx, &info)->data[0];
+    invar_graph_destroy(g);
+    free(views[0]), free(views[1]);
+    return loss;
+}
+
 /* with_labels: the fixture offers the true groups to ctx->label_nmi (the clusters found are
  * the groups: NMI 1); without, nmi_labels is not logged. */
 static void dc_check_epoch_begin(const char *pca_dim, int with_labels)
@@ -583,19 +605,10 @@ Test(objectives_cluster, deepcluster_loss_matches_weighted_cross_entropy)
     const struct invar_tensor *w = invar_params_find(f.ctx.params, "deepcluster.weights");
     const struct invar_tensor *hw = invar_params_find(f.ctx.params, "deepcluster.head.w");
     const struct invar_tensor *hb = invar_params_find(f.ctx.params, "deepcluster.head.b");
-    enum { B = 5 };
-    int64_t idx[B] = {3, 0, 17, 22, 9};
+    enum { B = DC_B };
+    const int64_t *idx = dc_idx;
     float data[2][B * DC_IN];
-    struct invar_rng r;
-    invar_rng_init(&r, 8, 0);
-    for (int v = 0; v < 2; v++)
-        for (int i = 0; i < B * DC_IN; i++)
-            data[v][i] = invar_rng_range(&r, -2, 2);
-    struct invar_tensor *views[2] = {view_tensor(data[0], B, DC_IN),
-                                     view_tensor(data[1], B, DC_IN)};
-    struct invar_graph *g = invar_graph_create(1 << 20);
-    struct invar_step_info info = {0, 0, 0, 10, 0.1};
-    float loss = f.ops->loss(f.obj, g, views, 2, idx, &info)->data[0];
+    float loss = dc_loss_on_random_views(&f, data);
     double want = 0, feat[3];
     for (int v = 0; v < 2; v++)
         for (int i = 0; i < B; i++) {
@@ -614,8 +627,6 @@ Test(objectives_cluster, deepcluster_loss_matches_weighted_cross_entropy)
         }
     want /= 2 * B;
     cr_assert_float_eq(loss, want, 1e-5, "loss %.7g, by hand %.7g", loss, want);
-    invar_graph_destroy(g);
-    free(views[0]), free(views[1]);
     fx_close(&f);
 }
 
@@ -687,19 +698,10 @@ Test(objectives_cluster, deepcluster_centroids_classifier_loss_and_gradient)
         }
     }
 
-    enum { B = 5 };
-    int64_t idx[B] = {3, 0, 17, 22, 9};
+    enum { B = DC_B };
+    const int64_t *idx = dc_idx;
     float data[2][B * DC_IN];
-    struct invar_rng r;
-    invar_rng_init(&r, 8, 0);
-    for (int v = 0; v < 2; v++)
-        for (int i = 0; i < B * DC_IN; i++)
-            data[v][i] = invar_rng_range(&r, -2, 2);
-    struct invar_tensor *views[2] = {view_tensor(data[0], B, DC_IN),
-                                     view_tensor(data[1], B, DC_IN)};
-    struct invar_graph *g = invar_graph_create(1 << 20);
-    struct invar_step_info info = {0, 0, 0, 10, 0.1};
-    float loss = f.ops->loss(f.obj, g, views, 2, idx, &info)->data[0];
+    float loss = dc_loss_on_random_views(&f, data);
     double want = 0;
     for (int v = 0; v < 2; v++)
         for (int i = 0; i < B; i++) {
@@ -721,8 +723,6 @@ Test(objectives_cluster, deepcluster_centroids_classifier_loss_and_gradient)
         }
     want /= 2 * B;
     cr_assert_float_eq(loss, want, 1e-5, "loss %.7g, by hand %.7g", loss, want);
-    invar_graph_destroy(g);
-    free(views[0]), free(views[1]);
 
     struct invar_tensor *v[2];
     for (int i = 0; i < 2; i++)
