@@ -9,18 +9,19 @@
  * and every step minimises the cross-entropy of the head on the online features of each view
  * against the pseudo-labels:
  *     loss = -1/(B V) sum_v sum_i w[y_i] log softmax(W f(x_v,i) + b)[y_i]
+ * with w[c] = N / (k' n_c) (n_c: cluster size, k': non-empty clusters), so that every cluster
+ * weighs the same in expectation: DeepCluster samples images uniformly over pseudo-labels, and
+ * re-weighting the loss is the equivalent that needs nothing from the loader (reweight: false
+ * gives the plain mean).
+ *
  * With `classifier: centroids` (DeepCluster-v2, Caron et al. 2020) there is no trained head:
  * the logits are cosines to this epoch's k-means centroids at a temperature T,
  *     loss = -1/(B V) sum_v sum_i w[y_i] log softmax(C^ n(f(x_v,i)) / T)[y_i]
  * (n: L2 normalisation, C^ (k, D): the centroids, L2-normalised, a buffer that no gradient
  * reaches), so every step pulls the features towards their own cluster's centroid on the sphere
  * from the first step of the epoch, where a fresh linear head must first be learnt. The
- * centroids are those of the features the head's logits read, so the PCA-whitening (which
+ * centroids are those of the features the logits read, so the PCA-whitening (which
  * clusters in another space) is refused with it.
- * with w[c] = N / (k' n_c) (n_c: cluster size, k': non-empty clusters), so that every cluster
- * weighs the same in expectation: DeepCluster samples images uniformly over pseudo-labels, and
- * re-weighting the loss is the equivalent that needs nothing from the loader (reweight: false
- * gives the plain mean).
  *
  * The head's re-initialisation writes its weights only: the optimizer's state for it (momentum)
  * lives in the trainer and carries over, as in the authors' code, which re-creates the last
@@ -251,10 +252,14 @@ static struct invar_tensor *deepcluster_loss(void *self, struct invar_graph *g,
     struct invar_tensor *loss = NULL;
     for (int64_t v = 0; v < n_views; v++) {
         struct invar_tensor *f = invar_encoder_forward(m->ctx->online, g, views[v]); /* (B, D) */
-        struct invar_tensor *logits =                                                /* (B, k) */
-            m->cent ? invar_scale(g, invar_linear(g, invar_l2_normalize(g, f, 1e-12f), m->cent, NULL),
-                                  (float)(1.0 / m->cfg.temperature), 0)
-                    : invar_linear(g, f, m->head_w, m->head_b);
+        struct invar_tensor *logits; /* (B, k) */
+        if (m->cent) {
+            struct invar_tensor *z = invar_l2_normalize(g, f, 1e-12f);
+            struct invar_tensor *cos = invar_linear(g, z, m->cent, NULL);
+            logits = invar_scale(g, cos, (float)(1.0 / m->cfg.temperature), 0);
+        } else {
+            logits = invar_linear(g, f, m->head_w, m->head_b);
+        }
         struct invar_tensor *l = invar_sum(g, invar_mul(g, invar_log_softmax(g, logits), mask));
         loss = loss ? invar_add(g, loss, l) : l;
     }
