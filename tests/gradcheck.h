@@ -28,6 +28,18 @@ typedef struct invar_tensor *(*gc_fn)(struct invar_graph *g, struct invar_tensor
 
 static uint64_t gc_seed = 12345;
 
+/* -log softmax(logits)[label] in double: the by-hand side of the loss tests. */
+static inline double gc_nll(const double *logits, int n, int label)
+{
+    double mx = logits[0];
+    for (int i = 1; i < n; i++)
+        mx = fmax(mx, logits[i]);
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += exp(logits[i] - mx);
+    return log(s) + mx - logits[label];
+}
+
 /* A heap tensor of uniform values in [-1, 1) (freed with gc_free). */
 static inline struct invar_tensor *gc_tensor(int ndim, const int64_t *shape, int requires_grad)
 {

@@ -134,18 +134,6 @@ static double dot(const double *a, const float *b)
     return s;
 }
 
-/* -log softmax(logits)[label] in double */
-static double nll(const double *logits, int n, int label)
-{
-    double mx = logits[0];
-    for (int i = 1; i < n; i++)
-        mx = fmax(mx, logits[i]);
-    double s = 0;
-    for (int i = 0; i < n; i++)
-        s += exp(logits[i] - mx);
-    return log(s) + mx - logits[label];
-}
-
 /* Scalar state through the objective's save/load, kept in memory. */
 struct mem_io {
     struct invar_state_io io;
@@ -281,7 +269,7 @@ Test(objectives, moco_loss_matches_infonce_and_ema_is_exact)
             logits[1 + r] = dot(q, qv[r]);
         for (int r = 0; r < 4; r++)
             logits[r] /= 0.2;
-        want += nll(logits, 4, 0) / 2;
+        want += gc_nll(logits, 4, 0) / 2;
     }
     cr_expect_float_eq(loss->data[0], want, 1e-5, "moco loss %.7g, InfoNCE %.7g", loss->data[0],
                        want);
@@ -409,7 +397,7 @@ Test(objectives, moco_symmetric_loss_and_enqueue)
                 logits[1 + r] = dot(q, qv[r]);
             for (int r = 0; r < 4; r++)
                 logits[r] /= 0.5;
-            want += nll(logits, 4, 0) / 4;
+            want += gc_nll(logits, 4, 0) / 4;
         }
     cr_expect_float_eq(loss->data[0], want, 1e-5, "symmetric loss %.7g, want %.7g", loss->data[0],
                        want);
@@ -475,7 +463,7 @@ Test(objectives, moco_multi_crop_queries_share_the_keys)
                     logits[1 + r] = dot(q, qv[r]);
                 for (int r = 0; r < 4; r++)
                     logits[r] /= 0.5;
-                want += nll(logits, 4, 0) / (2.0 * n_pairs);
+                want += gc_nll(logits, 4, 0) / (2.0 * n_pairs);
             }
         cr_expect_float_eq(loss->data[0], want, 1e-5, "symmetric %d: loss %.7g, want %.7g", sym,
                            loss->data[0], want);
@@ -587,7 +575,7 @@ Test(objectives, moco_shuffled_bn_normalises_keys_in_other_sub_batches)
                 logits[1 + r] = dot(q[b], qv + r * D);
             for (int r = 0; r < 1 + B; r++)
                 logits[r] /= 0.5;
-            want += nll(logits, 1 + B, 0) / B;
+            want += gc_nll(logits, 1 + B, 0) / B;
         }
         cr_expect_float_eq(loss->data[0], want, 1e-5, "step %lld: loss %.7g, want %.7g",
                            (long long)step, loss->data[0], want);
@@ -691,7 +679,7 @@ Test(objectives, instdisc_nonparametric_loss_and_bank_update)
         double logits[N];
         for (int j = 0; j < N; j++)
             logits[j] = dot(v[b], bank0[j]) / 0.1;
-        want += nll(logits, N, (int)idx[b]) / 2;
+        want += gc_nll(logits, N, (int)idx[b]) / 2;
     }
     cr_expect_float_eq(loss->data[0], want, 1e-5, "loss %.7g, want %.7g", loss->data[0], want);
 
@@ -742,7 +730,7 @@ Test(objectives, instdisc_proximal_term)
             logits[j] = dot(v, bank0[j]) / 0.1;
         for (int j = 0; j < D; j++)
             d2 += (v[j] - bank0[idx[b]][j]) * (v[j] - bank0[idx[b]][j]);
-        want += (nll(logits, N, (int)idx[b]) + lambda * d2) / 2;
+        want += (gc_nll(logits, N, (int)idx[b]) + lambda * d2) / 2;
         dist += d2 / 2;
     }
     cr_expect_float_eq(loss->data[0], want, 1e-5, "loss %.7g, want %.7g", loss->data[0], want);
@@ -779,7 +767,7 @@ Test(objectives, instdisc_parametric_loss)
         embed(wq[0], bq, xb + b * F, v);
         for (int r = 0; r < N; r++)
             logits[r] = dot(v, wc[r]) / 0.5;
-        want += nll(logits, N, (int)idx[b]) / 2;
+        want += gc_nll(logits, N, (int)idx[b]) / 2;
     }
     cr_expect_float_eq(loss->data[0], want, 1e-5, "loss %.7g, want %.7g", loss->data[0], want);
     invar_graph_destroy(g);
