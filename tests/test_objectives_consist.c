@@ -797,6 +797,25 @@ Test(simsiam, projector_output_bn_can_be_left_out, .fini = fx_teardown)
     gc_free(v[1]);
 }
 
+/* fix_pred_lr: every trainable predictor tensor, and nothing else, steps at optim.lr. */
+Test(simsiam, fix_pred_lr_flags_exactly_the_predictor, .fini = fx_teardown)
+{
+    const char *const kv[] = {"proj_hidden", "4",           "proj_dim", "3", "pred_hidden",
+                              "4",           "fix_pred_lr", "true",     NULL};
+    fx_setup("simsiam", kv);
+    size_t fixed = 0, pred = 0;
+    for (size_t i = 0; i < invar_params_count(fx.ctx.params); i++) {
+        const char *name;
+        unsigned flags;
+        invar_params_at(fx.ctx.params, i, &name, &flags);
+        int in_pred = !strncmp(name, "simsiam.pred.", 13) && !(flags & INVAR_P_BUFFER);
+        cr_assert_eq(!!(flags & INVAR_P_FIXED_LR), in_pred, "%s: flags %u", name, flags);
+        fixed += !!(flags & INVAR_P_FIXED_LR), pred += in_pred;
+    }
+    cr_assert_eq(pred, 5, "fc1.w, bn1.gamma, bn1.beta, fc2.w, fc2.b: %zu", pred);
+    cr_assert_eq(fixed, pred);
+}
+
 Test(simsiam, ablation_without_stop_gradient_is_the_plain_function, .fini = fx_teardown)
 {
     const char *const kv[] = {"proj_hidden",   "4",     "proj_dim", "3", "pred_hidden", "4",

@@ -135,6 +135,30 @@ Test(optim, weight_decay_skips_no_decay_tensors)
     }
 }
 
+Test(optim, fixed_lr_tensors_ignore_the_schedule)
+{
+    /* Base lr 0.1, the step given 0.025 (a schedule's value): plain SGD, g = 1 for both.
+     * w moves by 0.025 a step, f (FIXED_LR) by 0.1, whatever lr the step is given. */
+    struct invar_params *p = invar_params_create();
+    struct invar_tensor *w = invar_params_add(p, "w", 1, (int64_t[]){1}, invar_init_zeros(), 0);
+    struct invar_tensor *f =
+        invar_params_add(p, "f", 1, (int64_t[]){1}, invar_init_zeros(), INVAR_P_FIXED_LR);
+    struct invar_error err = {0};
+    cr_assert_eq(invar_params_finalize(p, 0, &err), INVAR_OK, "%s", err.msg);
+    struct invar_optim_config cfg = {.kind = INVAR_OPTIM_SGD, .lr = 0.1};
+    struct invar_optim *o = optim_new(&cfg, p);
+    static const double given[2] = {0.025, 0.0};
+    static const float want_w[2] = {-0.025f, -0.025f}, want_f[2] = {-0.1f, -0.2f};
+    for (int s = 0; s < 2; s++) {
+        w->grad[0] = f->grad[0] = 1.0f;
+        invar_optim_step(o, given[s]);
+        NEAR(w->data[0], want_w[s]);
+        NEAR(f->data[0], want_f[s]);
+    }
+    invar_optim_destroy(o);
+    invar_params_destroy(p);
+}
+
 Test(optim, lars_trust_ratio_by_hand)
 {
     struct tiny t = tiny_create(3.0f, 4.0f, 0.5f);

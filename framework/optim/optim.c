@@ -220,7 +220,7 @@ static void adamw_update(float *w, const float *grad, float *m, float *v, size_t
 void invar_optim_step(struct invar_optim *o, double lr_d)
 {
     const struct invar_optim_config *c = &o->cfg;
-    const float lr = (float)lr_d, mu = (float)c->momentum;
+    const float step_lr = (float)lr_d, mu = (float)c->momentum;
     const int64_t t = o->steps + 1;
     /* 1 - beta in double: 1 - 0.999f in float keeps only four good digits. */
     const struct adamw_coef ak = {
@@ -246,6 +246,7 @@ void invar_optim_step(struct invar_optim *o, double lr_d)
             const size_t off = (size_t)(tsr->data - invar_params_data(p));
             const int decay = !(flags & INVAR_P_NO_DECAY);
             const float wd = decay ? (float)c->weight_decay : 0.0f;
+            const float lr = flags & INVAR_P_FIXED_LR ? (float)c->lr : step_lr;
             float *s = state ? state + off : NULL;
             switch (c->kind) {
             case INVAR_OPTIM_SGD:

@@ -12,6 +12,8 @@
  * collapse shows as projector outputs whose normalised std over the batch falls to 0
  * (simsiam/proj_std, healthy near 1/sqrt(P)). `predictor: false` and `stop_gradient: false`
  * are the paper's two ablations, both of which collapse: for showing what collapse looks like.
+ * `fix_pred_lr` keeps the predictor's rate at optim.lr while the schedule decays the rest, as
+ * the authors' code does (the paper: the predictor should adapt to the latest representations).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,7 @@ struct simsiam_config {
     int proj_out_bn;
     int predictor;
     int stop_gradient;
+    int fix_pred_lr;
 };
 
 static const struct invar_param_spec simsiam_params[] = {
@@ -42,6 +45,8 @@ static const struct invar_param_spec simsiam_params[] = {
                      "false: p = z (the paper's ablation; collapses)"),
     INVAR_PARAM_BOOL(struct simsiam_config, stop_gradient, "true",
                      "false: gradient also flows through the targets (ablation; collapses)"),
+    INVAR_PARAM_BOOL(struct simsiam_config, fix_pred_lr, "false",
+                     "step the predictor at optim.lr throughout, not the schedule's rate"),
     INVAR_PARAM_END,
 };
 
@@ -70,7 +75,7 @@ static enum invar_status simsiam_create(const void *config, struct invar_objecti
                      c->proj_dim, c->proj_out_bn, 0);
     if (c->predictor)
         mlp_head_declare(&m->pred, ctx->params, "simsiam.pred", c->proj_dim, c->pred_hidden,
-                         c->proj_dim, 0, 0);
+                         c->proj_dim, 0, c->fix_pred_lr ? INVAR_P_FIXED_LR : 0);
     *self = m;
     return INVAR_OK;
 }

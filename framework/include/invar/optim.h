@@ -66,8 +66,9 @@ INVAR_API enum invar_status invar_optim_create(struct invar_optim **out,
                                                struct invar_params *const *groups,
                                                int n_groups, struct invar_error *err);
 INVAR_API void invar_optim_destroy(struct invar_optim *o);
-/* One update of every group with learning rate lr (from invar_optim_lr); reads the groups'
- * gradients, writes their weights. Allocates nothing. */
+/* One update of every group with learning rate lr (from invar_optim_lr), tensors flagged
+ * INVAR_P_FIXED_LR with the config's lr instead; reads the groups' gradients, writes their
+ * weights. Allocates nothing. */
 INVAR_API void invar_optim_step(struct invar_optim *o, double lr);
 /* The learning rate at 0-based step of total_steps under cfg's warm-up and schedule. */
 INVAR_API double invar_optim_lr(const struct invar_optim_config *cfg, int64_t step,
