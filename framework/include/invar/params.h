@@ -29,7 +29,7 @@ extern "C" {
 enum invar_param_flag {
     INVAR_P_NO_DECAY = 1u << 0, /* excluded from weight decay (and LARS adaptation) */
     INVAR_P_BUFFER = 1u << 1,   /* state, not a weight: no grad, not optimized, checkpointed */
-    INVAR_P_FIXED_LR = 1u << 2, /* stepped at the optimizer's base lr, not the schedule's */
+    INVAR_P_FIXED_LR = 1u << 2, /* stepped at the base lr throughout, warm-up and schedule aside */
 };
 
 enum invar_init_kind {
