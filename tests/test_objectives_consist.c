@@ -711,7 +711,10 @@ static void ref_simsiam_branches(double x[2][B * IN], double z[2][B * P], double
     for (int v = 0; v < 2; v++) {
         double y[B * D];
         ref_encoder(y, fx.online, x[v]);
-        ref_head(z[v], fx.ctx.params, "simsiam.proj", y, D, P);
+        if (invar_params_find(fx.ctx.params, "simsiam.proj.fc1.w"))
+            ref_head(z[v], fx.ctx.params, "simsiam.proj", y, D, P);
+        else /* proj_hidden 0: the encoder's output (D = P) is the projection */
+            memcpy(z[v], y, sizeof y);
         if (invar_params_find(fx.ctx.params, "simsiam.pred.fc1.w"))
             ref_head(p[v], fx.ctx.params, "simsiam.pred", z[v], P, P);
         else /* no predictor: p = z */
@@ -850,6 +853,35 @@ Test(simsiam, ablation_without_predictor_compares_the_projections, .fini = fx_te
         want -= ref_cos(z[0] + i * P, z[1] + i * P, P) / B;
     double got = framework_loss(v);
     cr_assert(fabs(got - want) <= 1e-5, "loss %.8f, -mean cos(z1, z2) %.8f", got, want);
+    gc_free(v[0]);
+    gc_free(v[1]);
+}
+
+/* proj_hidden 0: no projector of the objective's own; the predictor maps the encoder's output
+ * (its dim, not proj_dim) to itself, and the stop-gradient still holds the targets. */
+Test(simsiam, without_a_projector_the_encoder_output_is_predicted, .fini = fx_teardown)
+{
+    const char *const kv[] = {"proj_hidden", "0", "proj_dim", "7", "pred_hidden", "4", NULL};
+    fx_setup("simsiam", kv);
+    struct invar_params *p = fx.ctx.params;
+    for (size_t i = 0; i < invar_params_count(p); i++) {
+        const char *name;
+        invar_params_at(p, i, &name, NULL);
+        cr_assert(strncmp(name, "simsiam.pred.", 13) == 0, "unexpected tensor %s", name);
+    }
+    cr_assert_eq(invar_params_find(p, "simsiam.pred.fc1.w")->shape[1], D);
+    cr_assert_eq(invar_params_find(p, "simsiam.pred.fc2.w")->shape[0], D);
+    struct invar_tensor *v[2];
+    make_views(v, 1);
+    double x[2][B * IN], z[2][B * P], p2[2][B * P], fw[2][B * IN], fixed[2][B * IN];
+    views_to_double(x, v);
+    ref_simsiam_branches(x, z, p2);
+    double want = ref_simsiam(x, NULL), got = framework_loss(v);
+    cr_assert(fabs(got - want) <= 1e-5, "loss %.8f, want %.8f", got, want);
+    framework_grad(v, fw);
+    ref_grad(ref_simsiam, z, x, fixed);
+    double e = max_scaled_diff(fw, fixed);
+    cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
     gc_free(v[0]);
     gc_free(v[1]);
 }

@@ -14,6 +14,9 @@
  * are the paper's two ablations, both of which collapse: for showing what collapse looks like.
  * `fix_pred_lr` keeps the predictor's rate at optim.lr while the schedule decays the rest, as
  * the authors' code does (the paper: the predictor should adapt to the latest representations).
+ * With proj_hidden: 0 the objective has no projector of its own and g is the identity: the
+ * encoder's head (e.g. convnet's mlp_bn) is the projector, so kNN on the encoder's output reads
+ * the projection, and the predictor maps the encoder's dim to itself (byol's proj_hidden: 0).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +36,11 @@ struct simsiam_config {
 };
 
 static const struct invar_param_spec simsiam_params[] = {
-    INVAR_PARAM_INT(struct simsiam_config, proj_hidden, "512", 1, 65536,
-                    "hidden width of the projector"),
+    INVAR_PARAM_INT(struct simsiam_config, proj_hidden, "512", 0, 65536,
+                    "hidden width of the projector; 0: no projector, the encoder's head is it"),
     INVAR_PARAM_INT(struct simsiam_config, proj_dim, "512", 1, 65536,
-                    "output size of the projector and of the predictor"),
+                    "output size of the projector and of the predictor (the encoder's dim "
+                    "with proj_hidden 0)"),
     INVAR_PARAM_INT(struct simsiam_config, pred_hidden, "128", 1, 65536,
                     "hidden width of the predictor (the paper's bottleneck: proj_dim / 4)"),
     INVAR_PARAM_BOOL(struct simsiam_config, proj_out_bn, "true",
@@ -53,7 +57,8 @@ static const struct invar_param_spec simsiam_params[] = {
 struct simsiam {
     struct simsiam_config cfg;
     struct invar_objective_ctx *ctx;
-    struct mlp_head proj, pred;
+    int has_proj;              /* cfg.proj_hidden > 0 */
+    struct mlp_head proj, pred; /* proj unused without has_proj */
     double proj_std; /* running sum since the last metrics call */
     int64_t n_steps;
 };
@@ -71,13 +76,24 @@ static enum invar_status simsiam_create(const void *config, struct invar_objecti
     memcpy(&m->cfg, config, sizeof m->cfg);
     m->ctx = ctx;
     const struct simsiam_config *c = &m->cfg;
-    mlp_head_declare(&m->proj, ctx->params, "simsiam.proj", ctx->feature_dim, c->proj_hidden,
-                     c->proj_dim, c->proj_out_bn, 0);
+    m->has_proj = c->proj_hidden > 0;
+    int64_t z_dim = m->has_proj ? c->proj_dim : ctx->feature_dim;
+    if (m->has_proj)
+        mlp_head_declare(&m->proj, ctx->params, "simsiam.proj", ctx->feature_dim,
+                         c->proj_hidden, c->proj_dim, c->proj_out_bn, 0);
     if (c->predictor)
-        mlp_head_declare(&m->pred, ctx->params, "simsiam.pred", c->proj_dim, c->pred_hidden,
-                         c->proj_dim, 0, c->fix_pred_lr ? INVAR_P_FIXED_LR : 0);
+        mlp_head_declare(&m->pred, ctx->params, "simsiam.pred", z_dim, c->pred_hidden, z_dim, 0,
+                         c->fix_pred_lr ? INVAR_P_FIXED_LR : 0);
     *self = m;
     return INVAR_OK;
+}
+
+/* z = g(f(x)) */
+static struct invar_tensor *simsiam_project(const struct simsiam *m, struct invar_graph *g,
+                                            struct invar_tensor *x)
+{
+    struct invar_tensor *y = invar_encoder_forward(m->ctx->online, g, x);
+    return m->has_proj ? mlp_head_forward(&m->proj, g, y) : y;
 }
 
 /* (1) = -1/2 mean_i cos(p_i, sg(z_i)) */
@@ -98,7 +114,7 @@ static struct invar_tensor *simsiam_loss(void *self, struct invar_graph *g,
     struct simsiam *m = self;
     struct invar_tensor *z[2], *p[2];
     for (int v = 0; v < 2; v++) {
-        z[v] = mlp_head_forward(&m->proj, g, invar_encoder_forward(m->ctx->online, g, views[v]));
+        z[v] = simsiam_project(m, g, views[v]);
         p[v] = m->cfg.predictor ? mlp_head_forward(&m->pred, g, z[v]) : z[v]; /* (B, P) */
         m->proj_std += 0.5 * head_collapse_std(g, z[v]);
     }
@@ -108,8 +124,7 @@ static struct invar_tensor *simsiam_loss(void *self, struct invar_graph *g,
     if (n_views == 2)
         return loss;
     for (int64_t v = 2; v < n_views; v++) { /* multi-crop: each further view predicts both */
-        struct invar_tensor *zv =
-            mlp_head_forward(&m->proj, g, invar_encoder_forward(m->ctx->online, g, views[v]));
+        struct invar_tensor *zv = simsiam_project(m, g, views[v]);
         struct invar_tensor *pv = m->cfg.predictor ? mlp_head_forward(&m->pred, g, zv) : zv;
         loss = invar_add(g, loss, invar_add(g, simsiam_half(m, g, pv, z[0]),
                                             simsiam_half(m, g, pv, z[1])));
