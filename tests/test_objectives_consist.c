@@ -466,6 +466,16 @@ Test(simclr, without_a_head_the_loss_is_on_the_encoder_output, .fini = fx_teardo
     gc_free(v[1]);
 }
 
+/* Every tensor of the objective's own is its predictor's (no projector with proj_hidden 0). */
+static void assert_only_predictor(struct invar_params *p, const char *prefix)
+{
+    for (size_t i = 0; i < invar_params_count(p); i++) {
+        const char *name;
+        invar_params_at(p, i, &name, NULL);
+        cr_assert(strncmp(name, prefix, strlen(prefix)) == 0, "unexpected tensor %s", name);
+    }
+}
+
 /* ---- BYOL -------------------------------------------------------------------------------- */
 
 /* 0 when the objective runs with proj_hidden 0: the encoder's outputs (D = P) are projected */
@@ -864,11 +874,7 @@ Test(simsiam, without_a_projector_the_encoder_output_is_predicted, .fini = fx_te
     const char *const kv[] = {"proj_hidden", "0", "proj_dim", "7", "pred_hidden", "4", NULL};
     fx_setup("simsiam", kv);
     struct invar_params *p = fx.ctx.params;
-    for (size_t i = 0; i < invar_params_count(p); i++) {
-        const char *name;
-        invar_params_at(p, i, &name, NULL);
-        cr_assert(strncmp(name, "simsiam.pred.", 13) == 0, "unexpected tensor %s", name);
-    }
+    assert_only_predictor(p, "simsiam.pred.");
     cr_assert_eq(invar_params_find(p, "simsiam.pred.fc1.w")->shape[1], D);
     cr_assert_eq(invar_params_find(p, "simsiam.pred.fc2.w")->shape[0], D);
     struct invar_tensor *v[2];
@@ -964,11 +970,7 @@ Test(byol, without_a_projector_the_encoder_output_is_predicted, .fini = fx_teard
     byol_proj = 0;
     fx_setup("byol", kv);
     struct invar_params *p = fx.ctx.params;
-    for (size_t i = 0; i < invar_params_count(p); i++) {
-        const char *name;
-        invar_params_at(p, i, &name, NULL);
-        cr_assert(strncmp(name, "byol.pred.", 10) == 0, "unexpected tensor %s", name);
-    }
+    assert_only_predictor(p, "byol.pred.");
     cr_assert_eq(invar_params_find(p, "byol.pred.fc2.w")->shape[0], D);
     byol_detach_target();
     struct invar_tensor *v[2];
