@@ -239,20 +239,33 @@ static void ref_bn(double *x, int n, int c, const float *gamma, const float *bet
     }
 }
 
-/* z (B, out) = linear -> BN -> ReLU -> linear [-> BN] of x (B, in); the head is read from p by
- * its tensor names. */
+/* z (B, out) = linear -> BN -> ReLU [-> linear -> BN -> ReLU] -> linear [-> BN] of x (B, in);
+ * the head is read from p by its tensor names (a third linear, fc3, makes it three layers). */
 static void ref_head(double *z, struct invar_params *p, const char *prefix, const double *x, int in,
                      int out)
 {
-    double h[B * HID];
+    double h[B * HID], h2[B * HID];
     ref_linear(h, x, param(p, prefix, "fc1.w"), NULL, B, in, HID);
     ref_bn(h, B, HID, param(p, prefix, "bn1.gamma"), param(p, prefix, "bn1.beta"));
     for (int i = 0; i < B * HID; i++)
         h[i] = h[i] > 0 ? h[i] : 0;
-    ref_linear(z, h, param(p, prefix, "fc2.w"), param(p, prefix, "fc2.b"), B, HID, out);
-    const float *g2 = param(p, prefix, "bn2.gamma");
-    if (g2)
-        ref_bn(z, B, out, g2, param(p, prefix, "bn2.beta"));
+    int last = 2;
+    if (param(p, prefix, "fc3.w")) {
+        ref_linear(h2, h, param(p, prefix, "fc2.w"), NULL, B, HID, HID);
+        ref_bn(h2, B, HID, param(p, prefix, "bn2.gamma"), param(p, prefix, "bn2.beta"));
+        for (int i = 0; i < B * HID; i++)
+            h[i] = h2[i] > 0 ? h2[i] : 0;
+        last = 3;
+    }
+    char w[16], b[16], g[16], beta[16];
+    snprintf(w, sizeof w, "fc%d.w", last);
+    snprintf(b, sizeof b, "fc%d.b", last);
+    snprintf(g, sizeof g, "bn%d.gamma", last);
+    snprintf(beta, sizeof beta, "bn%d.beta", last);
+    ref_linear(z, h, param(p, prefix, w), param(p, prefix, b), B, HID, out);
+    const float *gamma = param(p, prefix, g);
+    if (gamma)
+        ref_bn(z, B, out, gamma, param(p, prefix, beta));
 }
 
 /* y (B, D) = W x + b for the depth-0 mlp encoder */
@@ -806,6 +819,73 @@ Test(simsiam, projector_output_bn_can_be_left_out, .fini = fx_teardown)
     views_to_double(x, v);
     double want = ref_simsiam(x, NULL), got = framework_loss(v);
     cr_assert(fabs(got - want) <= 1e-5, "loss %.8f, want %.8f", got, want);
+    gc_free(v[0]);
+    gc_free(v[1]);
+}
+
+/* proj_out_affine false: the output batch-norm's gamma and beta are held at 1 and 0 (buffers:
+ * no gradient, never stepped), so every output dimension keeps unit variance over the batch. */
+Test(simsiam, projector_output_bn_without_affine_is_held_fixed, .fini = fx_teardown)
+{
+    const char *const kv[] = {"proj_hidden",     "4",     "proj_dim", "3", "pred_hidden", "4",
+                              "proj_out_affine", "false", NULL};
+    fx_setup("simsiam", kv);
+    size_t n_fixed = 0;
+    for (size_t i = 0; i < invar_params_count(fx.ctx.params); i++) {
+        const char *name;
+        unsigned flags;
+        invar_params_at(fx.ctx.params, i, &name, &flags);
+        int out_affine =
+            !strcmp(name, "simsiam.proj.bn2.gamma") || !strcmp(name, "simsiam.proj.bn2.beta");
+        if (out_affine) {
+            cr_assert(flags & INVAR_P_BUFFER, "%s should be held fixed (flags %u)", name, flags);
+            n_fixed++;
+        } else if (!strstr(name, "running_")) {
+            cr_assert(!(flags & INVAR_P_BUFFER), "%s should be trained (flags %u)", name, flags);
+        }
+    }
+    cr_assert_eq(n_fixed, 2);
+    struct invar_tensor *v[2];
+    make_views(v, 1);
+    double x[2][B * IN], z[2][B * P], p[2][B * P], fw[2][B * IN], fixed[2][B * IN];
+    views_to_double(x, v);
+    ref_simsiam_branches(x, z, p);
+    double want = ref_simsiam(x, NULL), got = framework_loss(v);
+    cr_assert(fabs(got - want) <= 1e-5, "loss %.8f, want %.8f", got, want);
+    framework_grad(v, fw);
+    ref_grad(ref_simsiam, z, x, fixed);
+    double e = max_scaled_diff(fw, fixed);
+    cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
+    struct invar_tensor *g = invar_params_find(fx.ctx.params, "simsiam.proj.bn2.gamma");
+    cr_assert(!g->requires_grad && (!g->grad || g->grad[0] == 0), "gamma receives a gradient");
+    gc_free(v[0]);
+    gc_free(v[1]);
+}
+
+/* proj_layers 3: linear-BN-ReLU twice, then linear-BN (the reference ImageNet projector). */
+Test(simsiam, three_layer_projector, .fini = fx_teardown)
+{
+    const char *const kv[] = {"proj_hidden", "4",           "proj_dim", "3", "pred_hidden",
+                              "4",           "proj_layers", "3",        NULL};
+    fx_setup("simsiam", kv);
+    struct invar_params *pp = fx.ctx.params;
+    cr_assert_eq(invar_params_find(pp, "simsiam.proj.fc2.w")->shape[0], HID);
+    cr_assert_eq(invar_params_find(pp, "simsiam.proj.fc2.w")->shape[1], HID);
+    cr_assert_null(invar_params_find(pp, "simsiam.proj.fc2.b"), "a hidden layer has no bias");
+    cr_assert_eq(invar_params_find(pp, "simsiam.proj.fc3.w")->shape[0], P);
+    cr_assert_not_null(invar_params_find(pp, "simsiam.proj.bn3.gamma"));
+    cr_assert_null(invar_params_find(pp, "simsiam.pred.fc3.w"), "the predictor keeps two");
+    struct invar_tensor *v[2];
+    make_views(v, 1);
+    double x[2][B * IN], z[2][B * P], p[2][B * P], fw[2][B * IN], fixed[2][B * IN];
+    views_to_double(x, v);
+    ref_simsiam_branches(x, z, p);
+    double want = ref_simsiam(x, NULL), got = framework_loss(v);
+    cr_assert(fabs(got - want) <= 1e-5, "loss %.8f, want %.8f", got, want);
+    framework_grad(v, fw);
+    ref_grad(ref_simsiam, z, x, fixed);
+    double e = max_scaled_diff(fw, fixed);
+    cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
     gc_free(v[0]);
     gc_free(v[1]);
 }

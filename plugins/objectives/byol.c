@@ -92,11 +92,12 @@ static enum invar_status byol_create(const void *config, struct invar_objective_
     int64_t z_dim = m->has_proj ? c->proj_dim : ctx->feature_dim;
     if (m->has_proj)
         mlp_head_declare(&m->proj, ctx->params, "byol.proj", ctx->feature_dim, c->proj_hidden,
-                         c->proj_dim, 0, 0);
-    mlp_head_declare(&m->pred, ctx->params, "byol.pred", z_dim, c->pred_hidden, z_dim, 0, 0);
+                         c->proj_dim, HEAD_OUT_LINEAR, 0);
+    mlp_head_declare(&m->pred, ctx->params, "byol.pred", z_dim, c->pred_hidden, z_dim,
+                     HEAD_OUT_LINEAR, 0);
     if (m->has_proj)
         mlp_head_declare(&m->target_proj, ctx->params, "byol.target_proj", ctx->feature_dim,
-                         c->proj_hidden, c->proj_dim, 0, INVAR_P_BUFFER);
+                         c->proj_hidden, c->proj_dim, HEAD_OUT_LINEAR, INVAR_P_BUFFER);
     *self = m;
     return INVAR_OK;
 }
@@ -144,8 +145,8 @@ static struct invar_tensor *byol_loss(void *self, struct invar_graph *g,
         invar_add(g, byol_regress(g, p[0], zt[1]), byol_regress(g, p[1], zt[0]));
     if (n_views > 2) { /* multi-crop: each further view predicts both targets */
         for (int64_t v = 2; v < n_views; v++)
-            loss = invar_add(g, loss, invar_add(g, byol_regress(g, p[v], zt[0]),
-                                                byol_regress(g, p[v], zt[1])));
+            loss = invar_add(
+                g, loss, invar_add(g, byol_regress(g, p[v], zt[0]), byol_regress(g, p[v], zt[1])));
         loss = invar_scale(g, loss, (float)(1.0 / (double)(n_views - 1)), 0);
     }
     m->cos_sum += 1.0 - loss->data[0] / 4.0; /* mean cosine over the pairs */

@@ -1,10 +1,11 @@
 /* Building blocks shared by the objectives that put their own layers on top of the encoder
- * (SimCLR, BYOL, SimSiam): a two-layer MLP with batch-norm, its EMA copy, and the spread of
- * L2-normalised outputs that shows a collapse. Static inline: each plugin is one shared object
- * and sees only the public SDK.
+ * (SimCLR, BYOL, SimSiam): an MLP with batch-norm (one or two hidden layers), its EMA copy, and
+ * the spread of L2-normalised outputs that shows a collapse. Static inline: each plugin is one
+ * shared object and sees only the public SDK.
  *
  *     struct mlp_head proj;
- *     mlp_head_declare(&proj, ctx->params, "byol.proj", ctx->feature_dim, 512, 128, 0, 0);
+ *     mlp_head_declare(&proj, ctx->params, "byol.proj", ctx->feature_dim, 512, 128,
+ *                      HEAD_OUT_LINEAR, 0);
  *     ...                                            // after finalize
  *     struct invar_tensor *z = mlp_head_forward(&proj, g, y);   // (N, 128)
  */
@@ -20,68 +21,101 @@
 #define HEAD_BN_MOMENTUM 0.1f
 #define HEAD_BN_EPS 1e-5f
 #define HEAD_NAME_MAX 128
-#define HEAD_MAX_TENSORS 11
+#define HEAD_MAX_HIDDEN 2
+#define HEAD_MAX_TENSORS (5 * HEAD_MAX_HIDDEN + 6)
 
-/* linear(no bias) -> BN -> ReLU -> linear [-> BN]. The first linear has no bias because BN
- * follows it; the second has one unless the output BN (SimSiam's projector) follows. */
+/* What follows the last linear: nothing (it has a bias), or a batch-norm with a learned scale
+ * and shift, or one without (gamma 1 and beta 0 held fixed: every output dimension has unit
+ * variance over the batch, as SimSiam's reference projector). */
+enum { HEAD_OUT_LINEAR = 0, HEAD_OUT_BN = 1, HEAD_OUT_BN_PLAIN = 2 };
+
+/* n_hidden times linear(no bias) -> BN -> ReLU, then linear [-> BN]. The hidden linears have
+ * no bias because BN follows them; the last has one unless the output BN (SimSiam's projector)
+ * follows. Tensors are named fc1, bn1, fc2, ... in order, the output layer's last. */
 struct mlp_head {
-    int out_bn;
-    struct invar_tensor *w1;                  /* (H, I) */
-    struct invar_tensor *g1, *b1, *rm1, *rv1; /* (H) BN affine and running statistics */
-    struct invar_tensor *w2;                  /* (O, H) */
-    struct invar_tensor *bias2;               /* (O), NULL with out_bn */
-    struct invar_tensor *g2, *b2, *rm2, *rv2; /* (O) output BN, NULL without out_bn */
+    int out_bn, n_hidden;
+    struct {
+        struct invar_tensor *w;               /* (H, I) or (H, H) */
+        struct invar_tensor *g, *b, *rm, *rv; /* (H) BN affine and running statistics */
+    } hid[HEAD_MAX_HIDDEN];
+    struct invar_tensor *w_out;                           /* (O, H) */
+    struct invar_tensor *bias_out;                        /* (O), NULL with out_bn */
+    struct invar_tensor *g_out, *b_out, *rm_out, *rv_out; /* (O) output BN, NULL without */
 };
 
 static inline struct invar_tensor *head_add(struct invar_params *p, const char *prefix,
-                                            const char *suffix, int64_t n0, int64_t n1,
-                                            struct invar_init init, unsigned flags)
+                                            const char *layer, int index, const char *suffix,
+                                            int64_t n0, int64_t n1, struct invar_init init,
+                                            unsigned flags)
 {
     char name[HEAD_NAME_MAX];
-    snprintf(name, sizeof name, "%s.%s", prefix, suffix);
+    snprintf(name, sizeof name, "%s.%s%d.%s", prefix, layer, index, suffix);
     if (n1 > 0)
         return invar_params_add(p, name, 2, (int64_t[]){n0, n1}, init, flags);
     return invar_params_add(p, name, 1, (int64_t[]){n0}, init, flags);
 }
 
-/* Declares the head's tensors as "prefix.fc1.w", "prefix.bn1.gamma", ... extra_flags is
- * INVAR_P_BUFFER for a target copy that is never optimized (its values are copied in later). */
+/* Declares the head's tensors as "prefix.fc1.w", "prefix.bn1.gamma", ... with n_hidden hidden
+ * layers (1 or 2) of width hidden. out_bn is one of HEAD_OUT_*. extra_flags is INVAR_P_BUFFER
+ * for a target copy that is never optimized (its values are copied in later). */
+static inline void mlp_head_declare_n(struct mlp_head *h, struct invar_params *p,
+                                      const char *prefix, int64_t in, int64_t hidden, int n_hidden,
+                                      int64_t out, int out_bn, unsigned extra_flags)
+{
+    INVAR_ASSERT(n_hidden >= 1 && n_hidden <= HEAD_MAX_HIDDEN);
+    unsigned nd = INVAR_P_NO_DECAY | extra_flags, buf = INVAR_P_BUFFER;
+    memset(h, 0, sizeof *h);
+    h->out_bn = out_bn;
+    h->n_hidden = n_hidden;
+    int64_t prev = in;
+    for (int l = 0; l < n_hidden; l++) {
+        int i = l + 1;
+        h->hid[l].w = head_add(p, prefix, "fc", i, "w", hidden, prev,
+                               invar_init_kaiming_uniform((double)prev), extra_flags);
+        h->hid[l].g = head_add(p, prefix, "bn", i, "gamma", hidden, 0, invar_init_const(1), nd);
+        h->hid[l].b = head_add(p, prefix, "bn", i, "beta", hidden, 0, invar_init_zeros(), nd);
+        h->hid[l].rm =
+            head_add(p, prefix, "bn", i, "running_mean", hidden, 0, invar_init_zeros(), buf);
+        h->hid[l].rv =
+            head_add(p, prefix, "bn", i, "running_var", hidden, 0, invar_init_const(1), buf);
+        prev = hidden;
+    }
+    int o = n_hidden + 1;
+    h->w_out = head_add(p, prefix, "fc", o, "w", out, hidden,
+                        invar_init_kaiming_uniform((double)hidden), extra_flags);
+    if (out_bn == HEAD_OUT_LINEAR) {
+        h->bias_out = head_add(p, prefix, "fc", o, "b", out, 0,
+                               invar_init_kaiming_uniform((double)hidden), nd);
+        return;
+    }
+    unsigned affine = out_bn == HEAD_OUT_BN_PLAIN ? buf : nd;
+    h->g_out = head_add(p, prefix, "bn", o, "gamma", out, 0, invar_init_const(1), affine);
+    h->b_out = head_add(p, prefix, "bn", o, "beta", out, 0, invar_init_zeros(), affine);
+    h->rm_out = head_add(p, prefix, "bn", o, "running_mean", out, 0, invar_init_zeros(), buf);
+    h->rv_out = head_add(p, prefix, "bn", o, "running_var", out, 0, invar_init_const(1), buf);
+}
+
+/* The two-layer head: linear -> BN -> ReLU -> linear [-> BN]. */
 static inline void mlp_head_declare(struct mlp_head *h, struct invar_params *p, const char *prefix,
                                     int64_t in, int64_t hidden, int64_t out, int out_bn,
                                     unsigned extra_flags)
 {
-    unsigned nd = INVAR_P_NO_DECAY | extra_flags, buf = INVAR_P_BUFFER;
-    memset(h, 0, sizeof *h);
-    h->out_bn = out_bn;
-    h->w1 = head_add(p, prefix, "fc1.w", hidden, in, invar_init_kaiming_uniform((double)in),
-                     extra_flags);
-    h->g1 = head_add(p, prefix, "bn1.gamma", hidden, 0, invar_init_const(1), nd);
-    h->b1 = head_add(p, prefix, "bn1.beta", hidden, 0, invar_init_zeros(), nd);
-    h->rm1 = head_add(p, prefix, "bn1.running_mean", hidden, 0, invar_init_zeros(), buf);
-    h->rv1 = head_add(p, prefix, "bn1.running_var", hidden, 0, invar_init_const(1), buf);
-    h->w2 = head_add(p, prefix, "fc2.w", out, hidden, invar_init_kaiming_uniform((double)hidden),
-                     extra_flags);
-    if (!out_bn) {
-        h->bias2 =
-            head_add(p, prefix, "fc2.b", out, 0, invar_init_kaiming_uniform((double)hidden), nd);
-        return;
-    }
-    h->g2 = head_add(p, prefix, "bn2.gamma", out, 0, invar_init_const(1), nd);
-    h->b2 = head_add(p, prefix, "bn2.beta", out, 0, invar_init_zeros(), nd);
-    h->rm2 = head_add(p, prefix, "bn2.running_mean", out, 0, invar_init_zeros(), buf);
-    h->rv2 = head_add(p, prefix, "bn2.running_var", out, 0, invar_init_const(1), buf);
+    mlp_head_declare_n(h, p, prefix, in, hidden, 1, out, out_bn, extra_flags);
 }
 
 /* (N, O) = head(x (N, I)); BN follows the graph's training mode. */
 static inline struct invar_tensor *mlp_head_forward(const struct mlp_head *h, struct invar_graph *g,
                                                     struct invar_tensor *x)
 {
-    x = invar_linear(g, x, h->w1, NULL); /* (N, H) */
-    x = invar_relu(
-        g, invar_batchnorm(g, x, h->g1, h->b1, h->rm1, h->rv1, HEAD_BN_MOMENTUM, HEAD_BN_EPS));
-    x = invar_linear(g, x, h->w2, h->bias2); /* (N, O) */
-    if (h->out_bn)
-        x = invar_batchnorm(g, x, h->g2, h->b2, h->rm2, h->rv2, HEAD_BN_MOMENTUM, HEAD_BN_EPS);
+    for (int l = 0; l < h->n_hidden; l++) {
+        x = invar_linear(g, x, h->hid[l].w, NULL); /* (N, H) */
+        x = invar_relu(g, invar_batchnorm(g, x, h->hid[l].g, h->hid[l].b, h->hid[l].rm,
+                                          h->hid[l].rv, HEAD_BN_MOMENTUM, HEAD_BN_EPS));
+    }
+    x = invar_linear(g, x, h->w_out, h->bias_out); /* (N, O) */
+    if (h->out_bn != HEAD_OUT_LINEAR)
+        x = invar_batchnorm(g, x, h->g_out, h->b_out, h->rm_out, h->rv_out, HEAD_BN_MOMENTUM,
+                            HEAD_BN_EPS);
     return x;
 }
 
@@ -89,12 +123,26 @@ static inline struct invar_tensor *mlp_head_forward(const struct mlp_head *h, st
  * Writes at most HEAD_MAX_TENSORS pointers; returns how many. */
 static inline int mlp_head_tensors(const struct mlp_head *h, int stats, struct invar_tensor **out)
 {
-    struct invar_tensor *all[HEAD_MAX_TENSORS] = {h->w1, h->g1,  h->b1,  h->w2,  h->bias2, h->g2,
-                                                  h->b2, h->rm1, h->rv1, h->rm2, h->rv2};
-    int n_weights = 7, n = 0;
-    for (int i = 0; i < (stats ? HEAD_MAX_TENSORS : n_weights); i++)
-        if (all[i])
-            out[n++] = all[i];
+    int n = 0;
+    for (int l = 0; l < h->n_hidden; l++) {
+        out[n++] = h->hid[l].w;
+        out[n++] = h->hid[l].g;
+        out[n++] = h->hid[l].b;
+    }
+    struct invar_tensor *last[4] = {h->w_out, h->bias_out, h->g_out, h->b_out};
+    for (int i = 0; i < 4; i++)
+        if (last[i])
+            out[n++] = last[i];
+    if (!stats)
+        return n;
+    for (int l = 0; l < h->n_hidden; l++) {
+        out[n++] = h->hid[l].rm;
+        out[n++] = h->hid[l].rv;
+    }
+    if (h->rm_out) {
+        out[n++] = h->rm_out;
+        out[n++] = h->rv_out;
+    }
     return n;
 }
 

@@ -70,7 +70,7 @@ static enum invar_status simclr_create(const void *config, struct invar_objectiv
     m->ctx = ctx;
     if (m->cfg.hidden > 0)
         mlp_head_declare(&m->proj, ctx->params, "simclr.proj", ctx->feature_dim, m->cfg.hidden,
-                         m->cfg.dim, 0, 0);
+                         m->cfg.dim, HEAD_OUT_LINEAR, 0);
     *self = m;
     return INVAR_OK;
 }

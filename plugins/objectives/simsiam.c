@@ -1,8 +1,11 @@
 /* simsiam — SimSiam (Chen & He 2021): a Siamese network without negatives or a momentum
  * encoder, kept from collapsing by a predictor and a stop-gradient.
  *
- * Encoder f, projector g (linear-BN-ReLU-linear-BN), predictor h (linear-BN-ReLU-linear, a
- * bottleneck). For views x1, x2:
+ * Encoder f, projector g (linear-BN-ReLU-linear-BN, the paper's CIFAR variant; proj_layers 3
+ * puts a second linear-BN-ReLU before the last linear, its ImageNet one), predictor h
+ * (linear-BN-ReLU-linear, a bottleneck). The projector's output BN has a learned scale and shift
+ * unless proj_out_affine is false (the reference code's BN without them, which holds every output
+ * dimension at unit variance over the batch). For views x1, x2:
  *     z_v = g(f(x_v))  (B, P)      p_v = h(z_v)  (B, P)
  *     loss = -1/2 mean_i cos(p1_i, sg(z2_i)) - 1/2 mean_i cos(p2_i, sg(z1_i))
  * sg() is a stop-gradient: each z receives gradient only through its own prediction, never as
@@ -28,8 +31,10 @@
 struct simsiam_config {
     int64_t proj_hidden;
     int64_t proj_dim;
+    int64_t proj_layers;
     int64_t pred_hidden;
     int proj_out_bn;
+    int proj_out_affine;
     int predictor;
     int stop_gradient;
     int fix_pred_lr;
@@ -41,10 +46,16 @@ static const struct invar_param_spec simsiam_params[] = {
     INVAR_PARAM_INT(struct simsiam_config, proj_dim, "512", 1, 65536,
                     "output size of the projector and of the predictor (the encoder's dim "
                     "with proj_hidden 0)"),
+    INVAR_PARAM_INT(struct simsiam_config, proj_layers, "2", 2, 3,
+                    "linear layers in the projector: 2 (the paper's CIFAR variant) or 3 (its "
+                    "ImageNet one), each but the last followed by batch-norm and ReLU"),
     INVAR_PARAM_INT(struct simsiam_config, pred_hidden, "128", 1, 65536,
                     "hidden width of the predictor (the paper's bottleneck: proj_dim / 4)"),
     INVAR_PARAM_BOOL(struct simsiam_config, proj_out_bn, "true",
                      "batch-norm on the projector's output, as in the paper"),
+    INVAR_PARAM_BOOL(struct simsiam_config, proj_out_affine, "true",
+                     "a learned scale and shift in that batch-norm (false: the reference "
+                     "code's, every output dimension held at unit variance)"),
     INVAR_PARAM_BOOL(struct simsiam_config, predictor, "true",
                      "false: p = z (the paper's ablation; collapses)"),
     INVAR_PARAM_BOOL(struct simsiam_config, stop_gradient, "true",
@@ -57,9 +68,9 @@ static const struct invar_param_spec simsiam_params[] = {
 struct simsiam {
     struct simsiam_config cfg;
     struct invar_objective_ctx *ctx;
-    int has_proj;              /* cfg.proj_hidden > 0 */
+    int has_proj;               /* cfg.proj_hidden > 0 */
     struct mlp_head proj, pred; /* proj unused without has_proj */
-    double proj_std; /* running sum since the last metrics call */
+    double proj_std;            /* running sum since the last metrics call */
     int64_t n_steps;
 };
 
@@ -79,11 +90,15 @@ static enum invar_status simsiam_create(const void *config, struct invar_objecti
     m->has_proj = c->proj_hidden > 0;
     int64_t z_dim = m->has_proj ? c->proj_dim : ctx->feature_dim;
     if (m->has_proj)
-        mlp_head_declare(&m->proj, ctx->params, "simsiam.proj", ctx->feature_dim,
-                         c->proj_hidden, c->proj_dim, c->proj_out_bn, 0);
+        mlp_head_declare_n(&m->proj, ctx->params, "simsiam.proj", ctx->feature_dim, c->proj_hidden,
+                           (int)c->proj_layers - 1, c->proj_dim,
+                           !c->proj_out_bn      ? HEAD_OUT_LINEAR
+                           : c->proj_out_affine ? HEAD_OUT_BN
+                                                : HEAD_OUT_BN_PLAIN,
+                           0);
     if (c->predictor)
-        mlp_head_declare(&m->pred, ctx->params, "simsiam.pred", z_dim, c->pred_hidden, z_dim, 0,
-                         c->fix_pred_lr ? INVAR_P_FIXED_LR : 0);
+        mlp_head_declare(&m->pred, ctx->params, "simsiam.pred", z_dim, c->pred_hidden, z_dim,
+                         HEAD_OUT_LINEAR, c->fix_pred_lr ? INVAR_P_FIXED_LR : 0);
     *self = m;
     return INVAR_OK;
 }
@@ -126,8 +141,8 @@ static struct invar_tensor *simsiam_loss(void *self, struct invar_graph *g,
     for (int64_t v = 2; v < n_views; v++) { /* multi-crop: each further view predicts both */
         struct invar_tensor *zv = simsiam_project(m, g, views[v]);
         struct invar_tensor *pv = m->cfg.predictor ? mlp_head_forward(&m->pred, g, zv) : zv;
-        loss = invar_add(g, loss, invar_add(g, simsiam_half(m, g, pv, z[0]),
-                                            simsiam_half(m, g, pv, z[1])));
+        loss = invar_add(g, loss,
+                         invar_add(g, simsiam_half(m, g, pv, z[0]), simsiam_half(m, g, pv, z[1])));
     }
     return invar_scale(g, loss, (float)(1.0 / (double)(n_views - 1)), 0);
 }
