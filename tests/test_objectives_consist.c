@@ -763,6 +763,25 @@ static double ref_simsiam(double x[2][B * IN], void *ctx)
     return ref_simsiam_value(p, ctx ? ctx : z);
 }
 
+/* The framework's loss and input gradient on two random views against the reference forward
+ * and its derivative with the targets held fixed (the stop-gradient), for the simsiam set up. */
+static void simsiam_check_against_reference(void)
+{
+    struct invar_tensor *v[2];
+    make_views(v, 1);
+    double x[2][B * IN], z[2][B * P], p[2][B * P], fw[2][B * IN], fixed[2][B * IN];
+    views_to_double(x, v);
+    ref_simsiam_branches(x, z, p);
+    double want = ref_simsiam(x, NULL), got = framework_loss(v);
+    cr_assert(fabs(got - want) <= 1e-5, "loss %.8f, want %.8f", got, want);
+    framework_grad(v, fw);
+    ref_grad(ref_simsiam, z, x, fixed);
+    double e = max_scaled_diff(fw, fixed);
+    cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
+    gc_free(v[0]);
+    gc_free(v[1]);
+}
+
 Test(simsiam, loss_is_symmetric_negative_cosine, .fini = fx_teardown)
 {
     fx_setup("simsiam", simsiam_kv);
@@ -845,21 +864,9 @@ Test(simsiam, projector_output_bn_without_affine_is_held_fixed, .fini = fx_teard
         }
     }
     cr_assert_eq(n_fixed, 2);
-    struct invar_tensor *v[2];
-    make_views(v, 1);
-    double x[2][B * IN], z[2][B * P], p[2][B * P], fw[2][B * IN], fixed[2][B * IN];
-    views_to_double(x, v);
-    ref_simsiam_branches(x, z, p);
-    double want = ref_simsiam(x, NULL), got = framework_loss(v);
-    cr_assert(fabs(got - want) <= 1e-5, "loss %.8f, want %.8f", got, want);
-    framework_grad(v, fw);
-    ref_grad(ref_simsiam, z, x, fixed);
-    double e = max_scaled_diff(fw, fixed);
-    cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
+    simsiam_check_against_reference();
     struct invar_tensor *g = invar_params_find(fx.ctx.params, "simsiam.proj.bn2.gamma");
     cr_assert(!g->requires_grad && (!g->grad || g->grad[0] == 0), "gamma receives a gradient");
-    gc_free(v[0]);
-    gc_free(v[1]);
 }
 
 /* proj_layers 3: linear-BN-ReLU twice, then linear-BN (the reference ImageNet projector). */
@@ -875,19 +882,7 @@ Test(simsiam, three_layer_projector, .fini = fx_teardown)
     cr_assert_eq(invar_params_find(pp, "simsiam.proj.fc3.w")->shape[0], P);
     cr_assert_not_null(invar_params_find(pp, "simsiam.proj.bn3.gamma"));
     cr_assert_null(invar_params_find(pp, "simsiam.pred.fc3.w"), "the predictor keeps two");
-    struct invar_tensor *v[2];
-    make_views(v, 1);
-    double x[2][B * IN], z[2][B * P], p[2][B * P], fw[2][B * IN], fixed[2][B * IN];
-    views_to_double(x, v);
-    ref_simsiam_branches(x, z, p);
-    double want = ref_simsiam(x, NULL), got = framework_loss(v);
-    cr_assert(fabs(got - want) <= 1e-5, "loss %.8f, want %.8f", got, want);
-    framework_grad(v, fw);
-    ref_grad(ref_simsiam, z, x, fixed);
-    double e = max_scaled_diff(fw, fixed);
-    cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
-    gc_free(v[0]);
-    gc_free(v[1]);
+    simsiam_check_against_reference();
 }
 
 /* fix_pred_lr: every trainable predictor tensor, and nothing else, steps at optim.lr. */
@@ -957,19 +952,7 @@ Test(simsiam, without_a_projector_the_encoder_output_is_predicted, .fini = fx_te
     assert_only_predictor(p, "simsiam.pred.");
     cr_assert_eq(invar_params_find(p, "simsiam.pred.fc1.w")->shape[1], D);
     cr_assert_eq(invar_params_find(p, "simsiam.pred.fc2.w")->shape[0], D);
-    struct invar_tensor *v[2];
-    make_views(v, 1);
-    double x[2][B * IN], z[2][B * P], p2[2][B * P], fw[2][B * IN], fixed[2][B * IN];
-    views_to_double(x, v);
-    ref_simsiam_branches(x, z, p2);
-    double want = ref_simsiam(x, NULL), got = framework_loss(v);
-    cr_assert(fabs(got - want) <= 1e-5, "loss %.8f, want %.8f", got, want);
-    framework_grad(v, fw);
-    ref_grad(ref_simsiam, z, x, fixed);
-    double e = max_scaled_diff(fw, fixed);
-    cr_assert(e < 1e-3, "gradient differs from the fixed-target derivative by %.3g", e);
-    gc_free(v[0]);
-    gc_free(v[1]);
+    simsiam_check_against_reference();
 }
 
 /* Multi-crop: a third view only predicts, against both (stopped) targets; the loss is the mean
