@@ -33,13 +33,13 @@ enum { HEAD_OUT_LINEAR = 0, HEAD_OUT_BN = 1, HEAD_OUT_BN_PLAIN = 2 };
  * no bias because BN follows them; the last has one unless the output BN (SimSiam's projector)
  * follows. Tensors are named fc1, bn1, fc2, ... in order, the output layer's last. */
 struct mlp_head {
-    int out_bn, n_hidden;
+    int n_hidden;
     struct {
         struct invar_tensor *w;               /* (H, I) or (H, H) */
         struct invar_tensor *g, *b, *rm, *rv; /* (H) BN affine and running statistics */
     } hid[HEAD_MAX_HIDDEN];
     struct invar_tensor *w_out;                           /* (O, H) */
-    struct invar_tensor *bias_out;                        /* (O), NULL with out_bn */
+    struct invar_tensor *bias_out;                        /* (O), NULL with an output BN */
     struct invar_tensor *g_out, *b_out, *rm_out, *rv_out; /* (O) output BN, NULL without */
 };
 
@@ -65,7 +65,6 @@ static inline void mlp_head_declare_n(struct mlp_head *h, struct invar_params *p
     INVAR_ASSERT(n_hidden >= 1 && n_hidden <= HEAD_MAX_HIDDEN);
     unsigned nd = INVAR_P_NO_DECAY | extra_flags, buf = INVAR_P_BUFFER;
     memset(h, 0, sizeof *h);
-    h->out_bn = out_bn;
     h->n_hidden = n_hidden;
     int64_t prev = in;
     for (int l = 0; l < n_hidden; l++) {
@@ -113,7 +112,7 @@ static inline struct invar_tensor *mlp_head_forward(const struct mlp_head *h, st
                                           h->hid[l].rv, HEAD_BN_MOMENTUM, HEAD_BN_EPS));
     }
     x = invar_linear(g, x, h->w_out, h->bias_out); /* (N, O) */
-    if (h->out_bn != HEAD_OUT_LINEAR)
+    if (h->g_out)                                  /* an output BN, with or without its affine */
         x = invar_batchnorm(g, x, h->g_out, h->b_out, h->rm_out, h->rv_out, HEAD_BN_MOMENTUM,
                             HEAD_BN_EPS);
     return x;
