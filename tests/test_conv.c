@@ -389,6 +389,63 @@ Test(conv, winograd_is_reproducible_and_matches_direct)
               "Winograd was not taken at 16 -> 12 channels");
 }
 
+/* FNV-1a over the bits of a layer's y, dx, dw and db, stepped through conv_direct_step with
+ * inputs drawn from a fixed stream (the RNG is bitwise the same everywhere). */
+static uint64_t conv_step_hash(int64_t n, int64_t c, int64_t h, int64_t wd, int64_t o,
+                               uint64_t seed)
+{
+    const int64_t xs[4] = {n, c, h, wd}, ws[4] = {o, c, 3, 3}, bs[1] = {o}, ys[4] = {n, o, h, wd};
+    struct invar_tensor *t[4];
+    struct invar_rng r;
+    invar_rng_init(&r, seed, 0);
+    const int64_t *shapes[4] = {xs, ws, bs, ys};
+    int64_t total = 0;
+    for (int i = 0; i < 4; i++) {
+        const int nd = i == 2 ? 1 : 4;
+        t[i] = gc_tensor(nd, shapes[i], 0);
+        for (int64_t j = 0; j < t[i]->numel; j++)
+            t[i]->data[j] = 2.0f * invar_rng_uniform(&r) - 1.0f;
+        total += t[i]->numel;
+    }
+    float *out = malloc((size_t)total * sizeof(float));
+    conv_direct_step(out, t[0], t[1], t[2], t[3]);
+    uint64_t hsh = 0xcbf29ce484222325u;
+    const unsigned char *b = (const unsigned char *)out;
+    for (size_t i = 0; i < (size_t)total * sizeof(float); i++)
+        hsh = (hsh ^ b[i]) * 0x100000001b3u;
+    free(out);
+    for (int i = 0; i < 4; i++)
+        gc_free(t[i]);
+    return hsh;
+}
+
+/* The direct and Winograd kernels have an AVX2 form and a wider AVX-512 one (chosen by the
+ * build's -march); each output sums the same products in the same order in both, so a step's
+ * bits are the same on either machine. The hashes were taken from an AVX2 build (-Dmarch=haswell);
+ * a change that reorders a sum changes them, and should then say so here. The shapes cover
+ * every tile width: direct planes of 14 x 17 and 5 x 10 (rows of 19 and 12 padded cells, so
+ * flat tails of 2 and 12 positions after the full tiles of 24) at 6 -> 7 and 7 -> 7 channels
+ * (54 and 63 taps: dw tiles of 6 and of 3), Winograd at 16 -> 12 on 9 x 10. */
+Test(conv, kernels_give_the_same_bits_at_every_vector_width)
+{
+#if defined(__AVX2__) && defined(__FMA__) && (defined(__x86_64__) || defined(__i386__))
+    conv_set_direct(1);
+    const uint64_t direct_a = conv_step_hash(3, 6, 14, 17, 7, 11);
+    const uint64_t direct_b = conv_step_hash(2, 7, 5, 10, 7, 12);
+    conv_set_direct(0);
+    conv_set_winograd(1);
+    const uint64_t wino = conv_step_hash(5, 16, 9, 10, 12, 13);
+    conv_set_winograd(0);
+    cr_log_info("hashes %#018llx %#018llx %#018llx", (unsigned long long)direct_a,
+                (unsigned long long)direct_b, (unsigned long long)wino);
+    cr_expect(direct_a == 0x69f99d0040bf6470u, "direct 14 x 17: %#018llx", (unsigned long long)direct_a);
+    cr_expect(direct_b == 0x8769da5244b17be5u, "direct 5 x 10: %#018llx", (unsigned long long)direct_b);
+    cr_expect(wino == 0xdba4de140f5de85fu, "winograd 9 x 10: %#018llx", (unsigned long long)wino);
+#else
+    cr_skip_test("the direct and Winograd kernels need AVX2 and FMA");
+#endif
+}
+
 /* 3x3 "same" conv of ones by ones counts the real cells under each window: 4 at corners, 6 on
  * edges, 9 inside (times C_in), which pins down the zero padding. */
 Test(conv, padding_counts_cells)

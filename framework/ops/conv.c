@@ -434,6 +434,57 @@ static void grid_planes(float *dst, const float *src, int64_t o, int64_t h, int6
 }
 
 #if CONV_HAVE_DIRECT
+#ifdef __AVX512F__
+/* y (4, 24) rows ys apart = sum over taps j of wp[j] (4) outer x[off[j] .. +24]. With AVX-512
+ * a position range of 16 is one register, so a channel's 24 take an FMA on 16 and one on 8: two
+ * instructions where AVX2 needs three, each lane the same multiply-add in the same order. */
+static inline void direct_tile24(const float *x, const int32_t *off, const float *wp, int64_t k,
+                                 float *y, int64_t ys)
+{
+    __m512 a0 = _mm512_setzero_ps(), a3 = a0, a6 = a0, a9 = a0;
+    __m256 a2 = _mm256_setzero_ps(), a5 = a2, a8 = a2, a11 = a2;
+#pragma GCC unroll 2
+    for (int64_t j = 0; j < k; j++, wp += DIR_MR) {
+        const float *s = x + off[j];
+        const __m512 x0 = _mm512_loadu_ps(s);
+        const __m256 x2 = _mm256_loadu_ps(s + 16);
+        __m512 b = _mm512_set1_ps(wp[0]);
+        a0 = _mm512_fmadd_ps(b, x0, a0), a2 = _mm256_fmadd_ps(_mm512_castps512_ps256(b), x2, a2);
+        b = _mm512_set1_ps(wp[1]);
+        a3 = _mm512_fmadd_ps(b, x0, a3), a5 = _mm256_fmadd_ps(_mm512_castps512_ps256(b), x2, a5);
+        b = _mm512_set1_ps(wp[2]);
+        a6 = _mm512_fmadd_ps(b, x0, a6), a8 = _mm256_fmadd_ps(_mm512_castps512_ps256(b), x2, a8);
+        b = _mm512_set1_ps(wp[3]);
+        a9 = _mm512_fmadd_ps(b, x0, a9), a11 = _mm256_fmadd_ps(_mm512_castps512_ps256(b), x2, a11);
+    }
+    _mm512_storeu_ps(y, a0), _mm256_storeu_ps(y + 16, a2);
+    y += ys;
+    _mm512_storeu_ps(y, a3), _mm256_storeu_ps(y + 16, a5);
+    y += ys;
+    _mm512_storeu_ps(y, a6), _mm256_storeu_ps(y + 16, a8);
+    y += ys;
+    _mm512_storeu_ps(y, a9), _mm256_storeu_ps(y + 16, a11);
+}
+
+/* The same for a plane's last 16 positions: one register per channel. */
+static inline void direct_tile16(const float *x, const int32_t *off, const float *wp, int64_t k,
+                                 float *y, int64_t ys)
+{
+    __m512 a0 = _mm512_setzero_ps(), a3 = a0, a6 = a0, a9 = a0;
+#pragma GCC unroll 2
+    for (int64_t j = 0; j < k; j++, wp += DIR_MR) {
+        const __m512 x0 = _mm512_loadu_ps(x + off[j]);
+        a0 = _mm512_fmadd_ps(_mm512_set1_ps(wp[0]), x0, a0);
+        a3 = _mm512_fmadd_ps(_mm512_set1_ps(wp[1]), x0, a3);
+        a6 = _mm512_fmadd_ps(_mm512_set1_ps(wp[2]), x0, a6);
+        a9 = _mm512_fmadd_ps(_mm512_set1_ps(wp[3]), x0, a9);
+    }
+    _mm512_storeu_ps(y, a0);
+    _mm512_storeu_ps(y + ys, a3);
+    _mm512_storeu_ps(y + 2 * ys, a6);
+    _mm512_storeu_ps(y + 3 * ys, a9);
+}
+#else
 /* y (4, 24) rows ys apart = sum over taps j of wp[j] (4) outer x[off[j] .. +24]. Written out
  * by hand: a version over arrays of accumulators indexed by a constant width compiled to a
  * loop 30-40 % slower on the ops benchmark. */
@@ -498,6 +549,8 @@ static inline void direct_tile16(const float *x, const int32_t *off, const float
     _mm256_storeu_ps(y, a9), _mm256_storeu_ps(y + 8, a10);
 }
 
+#endif
+
 /* And for the last 8. */
 static inline void direct_tile8(const float *x, const int32_t *off, const float *wp, int64_t k,
                                 float *y, int64_t ys)
@@ -531,6 +584,35 @@ static void direct_tile(const float *x, const int32_t *off, const float *wp, int
         direct_tile8(x, off, wp, k, y, ys);
 }
 
+#ifdef __AVX512F__
+/* dwt (nr, 16) rows o16 apart += sum over positions p < q of x[off[j] + p] * dyt[p] (16): with
+ * AVX-512 the 16 channels are one register, so nr FMAs per position instead of 2 * nr, each lane
+ * the same multiply-add in the same order as AVX2's. nr is a constant at every call, so the nr
+ * accumulators stay in registers. */
+static inline __attribute__((always_inline)) void direct_dw_tile(int nr, const float *dyt,
+                                                                 int64_t o16, const float *x,
+                                                                 const int32_t *off, int64_t q,
+                                                                 float *dwt)
+{
+    __m512 a[DIR_DK];
+    const float *xs[DIR_DK];
+    for (int j = 0; j < nr; j++) {
+        a[j] = _mm512_setzero_ps();
+        xs[j] = x + off[j];
+    }
+    for (int64_t p = 0; p < q; p++, dyt += o16) {
+        __m512 g = _mm512_loadu_ps(dyt);
+        /* keep it in a register: the compiler would otherwise fold a load into each FMA */
+        __asm__("" : "+v"(g));
+        for (int j = 0; j < nr; j++)
+            a[j] = _mm512_fmadd_ps(g, _mm512_set1_ps(xs[j][p]), a[j]);
+    }
+    for (int j = 0; j < nr; j++) {
+        float *d = dwt + j * o16;
+        _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), a[j]));
+    }
+}
+#else
 /* dwt (nr, 16) rows o16 apart += sum over positions p < q of x[off[j] + p] * dyt[p] (16). nr is a
  * constant at every call, so the 2 * nr accumulators stay in registers. */
 static inline __attribute__((always_inline)) void direct_dw_tile(int nr, const float *dyt,
@@ -560,6 +642,7 @@ static inline __attribute__((always_inline)) void direct_dw_tile(int nr, const f
         _mm256_storeu_ps(d + 8, _mm256_add_ps(_mm256_loadu_ps(d + 8), a[j][1]));
     }
 }
+#endif
 #else
 static void direct_tile(const float *x, const int32_t *off, const float *wp, int64_t k, float *y,
                         int64_t ys, int nv)
