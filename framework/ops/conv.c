@@ -346,7 +346,11 @@ static void bias_grad_channels(const struct conv_job *job, int64_t lo, int64_t h
  * partial, and the partials are summed in a fixed order: results depend on neither scheduling
  * nor whether a thread ran. The GEMMs here never go through OpenBLAS. */
 #define DIR_MR 4  /* output channels per tile */
+#ifdef __AVX512F__
+#define DIR_NR 48 /* flat positions per tile: three registers of 16 */
+#else
 #define DIR_NR 24 /* flat positions per tile: three vectors of 8 */
+#endif
 #define DIR_DO 16 /* output channels per dw tile: two vectors */
 #define DIR_DK 6  /* taps per dw tile (a tile of dot products along positions, 3 x 3, needed a
                    * horizontal sum per entry and ran a third slower) */
@@ -435,54 +439,59 @@ static void grid_planes(float *dst, const float *src, int64_t o, int64_t h, int6
 
 #if CONV_HAVE_DIRECT
 #ifdef __AVX512F__
-/* y (4, 24) rows ys apart = sum over taps j of wp[j] (4) outer x[off[j] .. +24]. With AVX-512
- * a position range of 16 is one register, so a channel's 24 take an FMA on 16 and one on 8: two
- * instructions where AVX2 needs three, each lane the same multiply-add in the same order. */
-static inline void direct_tile24(const float *x, const int32_t *off, const float *wp, int64_t k,
-                                 float *y, int64_t ys)
+/* y (4, 8 * nv) rows ys apart = sum over taps j of wp[j] (4) outer x[off[j] .. +8*nv], nv = 2 nz
+ * + ny: nz registers of 16 positions and ny (0 or 1) of 8 per channel. With AVX-512 a tile is up
+ * to 48 positions (12 accumulators), each lane the same multiply-add in the same order as in
+ * AVX2's 24-wide tiles. nz and ny are constants at every call, so the loops over them unroll
+ * and the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void direct_tile512(int nz, int ny, const float *x,
+                                                                 const int32_t *off,
+                                                                 const float *wp, int64_t k,
+                                                                 float *y, int64_t ys)
 {
-    __m512 a0 = _mm512_setzero_ps(), a3 = a0, a6 = a0, a9 = a0;
-    __m256 a2 = _mm256_setzero_ps(), a5 = a2, a8 = a2, a11 = a2;
+    __m512 a[DIR_MR][3];
+    __m256 t[DIR_MR];
+    for (int r = 0; r < DIR_MR; r++) {
+        t[r] = _mm256_setzero_ps();
+        for (int i = 0; i < nz; i++)
+            a[r][i] = _mm512_setzero_ps();
+    }
 #pragma GCC unroll 2
     for (int64_t j = 0; j < k; j++, wp += DIR_MR) {
         const float *s = x + off[j];
-        const __m512 x0 = _mm512_loadu_ps(s);
-        const __m256 x2 = _mm256_loadu_ps(s + 16);
-        __m512 b = _mm512_set1_ps(wp[0]);
-        a0 = _mm512_fmadd_ps(b, x0, a0), a2 = _mm256_fmadd_ps(_mm512_castps512_ps256(b), x2, a2);
-        b = _mm512_set1_ps(wp[1]);
-        a3 = _mm512_fmadd_ps(b, x0, a3), a5 = _mm256_fmadd_ps(_mm512_castps512_ps256(b), x2, a5);
-        b = _mm512_set1_ps(wp[2]);
-        a6 = _mm512_fmadd_ps(b, x0, a6), a8 = _mm256_fmadd_ps(_mm512_castps512_ps256(b), x2, a8);
-        b = _mm512_set1_ps(wp[3]);
-        a9 = _mm512_fmadd_ps(b, x0, a9), a11 = _mm256_fmadd_ps(_mm512_castps512_ps256(b), x2, a11);
+        __m512 v[3];
+        for (int i = 0; i < nz; i++)
+            v[i] = _mm512_loadu_ps(s + 16 * i);
+        const __m256 u = ny ? _mm256_loadu_ps(s + 16 * nz) : _mm256_setzero_ps();
+        for (int r = 0; r < DIR_MR; r++) {
+            const __m512 b = _mm512_set1_ps(wp[r]);
+            for (int i = 0; i < nz; i++)
+                a[r][i] = _mm512_fmadd_ps(b, v[i], a[r][i]);
+            if (ny)
+                t[r] = _mm256_fmadd_ps(_mm512_castps512_ps256(b), u, t[r]);
+        }
     }
-    _mm512_storeu_ps(y, a0), _mm256_storeu_ps(y + 16, a2);
-    y += ys;
-    _mm512_storeu_ps(y, a3), _mm256_storeu_ps(y + 16, a5);
-    y += ys;
-    _mm512_storeu_ps(y, a6), _mm256_storeu_ps(y + 16, a8);
-    y += ys;
-    _mm512_storeu_ps(y, a9), _mm256_storeu_ps(y + 16, a11);
+    for (int r = 0; r < DIR_MR; r++, y += ys) {
+        for (int i = 0; i < nz; i++)
+            _mm512_storeu_ps(y + 16 * i, a[r][i]);
+        if (ny)
+            _mm256_storeu_ps(y + 16 * nz, t[r]);
+    }
 }
 
-/* The same for a plane's last 16 positions: one register per channel. */
-static inline void direct_tile16(const float *x, const int32_t *off, const float *wp, int64_t k,
-                                 float *y, int64_t ys)
+/* One tile of positions [q0, q0 + 8*nv): nv = 6, or for a plane's last positions the narrowest
+ * that covers them. */
+static void direct_tile(const float *x, const int32_t *off, const float *wp, int64_t k, float *y,
+                        int64_t ys, int nv)
 {
-    __m512 a0 = _mm512_setzero_ps(), a3 = a0, a6 = a0, a9 = a0;
-#pragma GCC unroll 2
-    for (int64_t j = 0; j < k; j++, wp += DIR_MR) {
-        const __m512 x0 = _mm512_loadu_ps(x + off[j]);
-        a0 = _mm512_fmadd_ps(_mm512_set1_ps(wp[0]), x0, a0);
-        a3 = _mm512_fmadd_ps(_mm512_set1_ps(wp[1]), x0, a3);
-        a6 = _mm512_fmadd_ps(_mm512_set1_ps(wp[2]), x0, a6);
-        a9 = _mm512_fmadd_ps(_mm512_set1_ps(wp[3]), x0, a9);
+    switch (nv) {
+    case 6: direct_tile512(3, 0, x, off, wp, k, y, ys); break;
+    case 5: direct_tile512(2, 1, x, off, wp, k, y, ys); break;
+    case 4: direct_tile512(2, 0, x, off, wp, k, y, ys); break;
+    case 3: direct_tile512(1, 1, x, off, wp, k, y, ys); break;
+    case 2: direct_tile512(1, 0, x, off, wp, k, y, ys); break;
+    default: direct_tile512(0, 1, x, off, wp, k, y, ys); break;
     }
-    _mm512_storeu_ps(y, a0);
-    _mm512_storeu_ps(y + ys, a3);
-    _mm512_storeu_ps(y + 2 * ys, a6);
-    _mm512_storeu_ps(y + 3 * ys, a9);
 }
 #else
 /* y (4, 24) rows ys apart = sum over taps j of wp[j] (4) outer x[off[j] .. +24]. Written out
@@ -549,8 +558,6 @@ static inline void direct_tile16(const float *x, const int32_t *off, const float
     _mm256_storeu_ps(y, a9), _mm256_storeu_ps(y + 8, a10);
 }
 
-#endif
-
 /* And for the last 8. */
 static inline void direct_tile8(const float *x, const int32_t *off, const float *wp, int64_t k,
                                 float *y, int64_t ys)
@@ -583,6 +590,7 @@ static void direct_tile(const float *x, const int32_t *off, const float *wp, int
     else
         direct_tile8(x, off, wp, k, y, ys);
 }
+#endif
 
 #ifdef __AVX512F__
 /* dwt (nr, 16) rows o16 apart += sum over positions p < q of x[off[j] + p] * dyt[p] (16): with
