@@ -377,6 +377,8 @@ static int64_t conv_check_paths(int64_t n, int64_t c, int64_t h, int64_t wd, int
 Test(conv, direct_path_is_reproducible_and_matches_im2col)
 {
     conv_check_paths(5, 6, 14, 17, 7, conv_set_direct, 1, -1);
+    /* 11 outputs: dy goes onto dw's grid as one block of 8 channels and 3 single ones */
+    conv_check_paths(3, 6, 14, 17, 11, conv_set_direct, 1, -1);
 }
 
 /* Winograd at the reference encoder's channel counts (taken by shape, not forced) against the
