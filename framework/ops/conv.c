@@ -342,6 +342,9 @@ static void bias_grad_channels(const struct conv_job *job, int64_t lo, int64_t h
  *                                                 zero at dropped positions: a tile of 6 taps x
  *                                                 16 channels broadcasts 6 inputs per position
  *                                                 against 2 vectors of dy, 12 FMAs per 8 loads
+ * With AVX-512 the same tiles are 48 positions wide (three registers of 16) and a dw tile's 16
+ * channels are one register; every output sums the same products in the same order, so the bits
+ * do not depend on the vector width (test_conv pins them).
  * Each of ops_parallel_for's fixed slices (half the batch) has its own buffers and its own dw
  * partial, and the partials are summed in a fixed order: results depend on neither scheduling
  * nor whether a thread ran. The GEMMs here never go through OpenBLAS. */
@@ -351,7 +354,7 @@ static void bias_grad_channels(const struct conv_job *job, int64_t lo, int64_t h
 #else
 #define DIR_NR 24 /* flat positions per tile: three vectors of 8 */
 #endif
-#define DIR_DO 16 /* output channels per dw tile: two vectors */
+#define DIR_DO 16 /* output channels per dw tile: two vectors of 8, or one of 16 */
 #define DIR_DK 6  /* taps per dw tile (a tile of dot products along positions, 3 x 3, needed a
                    * horizontal sum per entry and ran a third slower) */
 
