@@ -782,7 +782,7 @@ static void direct_image(const struct direct_geom *d, const int32_t *off, const 
  *     Y (2x2) = A^T [ sum over c of (G g_oc G^T) (.) (B^T d_c B) ] A
  * with 16 multiplies per (block, c, o) instead of the direct path's 36. Per entry xi of the
  * transformed 4x4 the sum over c is a GEMM, M_xi (O, T) = U_xi (O, C) @ V_xi (C, T) over the
- * image's T blocks, which is direct_tile with tap c at offset c*TP in V_xi: only the three
+ * image's T blocks, which is direct_tile with tap c at offset c*16*TP in V_xi: only the three
  * transforms are new. Input and output transforms run on 8 blocks of a row at once. Every
  * block sums its channels in one fixed order, so results are reproducible like the direct
  * path's, and differ from it only by rounding (the transforms add a few ulps).
@@ -802,6 +802,7 @@ struct wino_geom {
     int64_t hp, wp;        /* the padded plane, 2*th + 2 rows of 2*tw + 2 */
     int64_t xp_len;        /* c planes and the transform's read slack */
     int64_t ys;            /* row of the staged output: 2*tw and a store's slack */
+    int64_t vlen;          /* floats of V, (c, 16, tp) */
 };
 
 static void wino_geom_init(struct wino_geom *d, int64_t c, int64_t h, int64_t w, int64_t o)
@@ -817,13 +818,23 @@ static void wino_geom_init(struct wino_geom *d, int64_t c, int64_t h, int64_t w,
     /* a vector of blocks reads 18 floats from 2*tx0: at most wp + 14 past its row's start */
     d->xp_len = c * d->hp * d->wp + 16;
     d->ys = 2 * d->tw + 16;
+    d->vlen = c * 16 * d->tp;
 }
 
-/* Scratch: [xp | V (16, c, tp) | M (16, or4, tp) | staged output (o, 2*th, ys)]; image k of a
+/* Scratch: [xp | V (c, 16, tp) | M (16, or4, tp) | staged output (o, 2*th, ys)]; image k of a
  * group has blocks [k*t, (k+1)*t) of V and M. */
 static size_t wino_buf_floats(const struct wino_geom *d)
 {
-    return (size_t)(d->xp_len + 16 * d->c * d->tp + 16 * d->or4 * d->tp + d->o * 2 * d->th * d->ys);
+    return (size_t)(d->xp_len + d->vlen + 16 * d->or4 * d->tp + d->o * 2 * d->th * d->ys);
+}
+
+/* The part of that scratch a slice zeroes before its first group: xp, whose padding and slack
+ * must be zero, and V, whose columns past a group's last block are never written but go through
+ * the GEMM's FMAs (into lanes no output uses; zero, they cannot be slow denormals). What of M and
+ * the staged rows is read before it is written goes only to lanes no output uses. */
+static size_t wino_zero_floats(const struct wino_geom *d)
+{
+    return (size_t)(d->xp_len + d->vlen);
 }
 
 static int wino_shape_ok(int64_t c, int64_t kh, int64_t kw, int64_t ph, int64_t pw)
@@ -834,12 +845,18 @@ static int wino_shape_ok(int64_t c, int64_t kh, int64_t kw, int64_t ph, int64_t 
 }
 
 /* U_xi for every xi, packed like direct_pack: (16, rows/4, K, 4), rows past `rows` zero.
- * flip: the dx kernel, rows = the layer's input channels, K its output channels, taps reversed. */
+ * flip: the dx kernel, rows = the layer's input channels, K its output channels, taps reversed.
+ * Like direct_pack, packed once per graph for the same weights (graph_memo). */
 static float *wino_pack(struct invar_graph *g, const float *w, int64_t o, int64_t c, int flip)
 {
     const int64_t rows = flip ? c : o, k = flip ? o : c;
     const int64_t r4 = (rows + DIR_MR - 1) / DIR_MR * DIR_MR;
-    float *p = graph_alloc(g, (size_t)(16 * r4 * k) * sizeof(float));
+    const int64_t tag[4] = {2 + flip, o, c, 3 * 16 + 3};
+    const size_t w_bytes = (size_t)(o * c * 9) * sizeof(float);
+    float *p = graph_memo_find(g, w, w_bytes, tag);
+    if (p)
+        return p;
+    p = graph_alloc(g, (size_t)(16 * r4 * k) * sizeof(float));
     memset(p, 0, (size_t)(16 * r4 * k) * sizeof(float));
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < k; j++) {
@@ -862,15 +879,16 @@ static float *wino_pack(struct invar_graph *g, const float *w, int64_t o, int64_
                       r % DIR_MR] = (float)u[jj];
             }
         }
+    graph_memo_put(g, w, w_bytes, tag, p);
     return p;
 }
 
-/* off[j] = j*tp: "tap" j of the GEMM is channel j's row of V_xi. */
+/* off[j] = j*16*tp: "tap" j of the GEMM is channel j's row of V_xi (V_xi starts at xi*tp). */
 static int32_t *wino_offsets(struct invar_graph *g, const struct wino_geom *d)
 {
     int32_t *off = graph_alloc(g, (size_t)d->c * sizeof *off);
     for (int64_t j = 0; j < d->c; j++)
-        off[j] = (int32_t)(j * d->tp);
+        off[j] = (int32_t)(j * 16 * d->tp);
     return off;
 }
 
@@ -885,15 +903,19 @@ static inline void wino_deinterleave(const float *s, __m256 *even, __m256 *odd)
         _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
 }
 
-/* V (16, c, tp) = B^T d B for every block of the padded image xp, 8 blocks of a row at once. A
- * row's last vector spills into the next row's first blocks, which that row then overwrites. */
+/* V (c, 16, tp) = B^T d B for every block of the padded image xp, 8 blocks of a row at once. A
+ * row's last vector spills into the next row's first blocks, which that row then overwrites.
+ * A channel's 16 entries are side by side so that its 16 stores a vector land in one 16*tp
+ * stretch: with the entries outermost, (16, c, tp), they went to 16 places c*tp apart and this
+ * transform took 1.8 times as long (CPU samples of a SimSiam epoch); the GEMM's reads of V, now
+ * 16*tp apart from channel to channel, cost less than that. Channels grouped by 4 did worse. */
 static void wino_input(const struct wino_geom *d, const float *xp, float *v)
 {
-    const int64_t ct = d->c * d->tp;
+    const int64_t ct = d->tp; /* from entry to entry */
     for (int64_t ch = 0; ch < d->c; ch++)
         for (int64_t ty = 0; ty < d->th; ty++) {
             const float *r = xp + ch * d->hp * d->wp + 2 * ty * d->wp;
-            float *vt = v + ch * d->tp + ty * d->tw;
+            float *vt = v + ch * 16 * d->tp + ty * d->tw;
             for (int64_t tx = 0; tx < d->tw; tx += 8) {
                 __m256 h[4][4]; /* row i of the patch, transformed along x */
                 for (int i = 0; i < 4; i++) {
@@ -955,7 +977,7 @@ static void wino_group(const struct wino_geom *d, const int32_t *off, const floa
                        int accumulate)
 {
 #if CONV_HAVE_DIRECT
-    float *xp = buf, *v = xp + d->xp_len, *m = v + 16 * d->c * d->tp;
+    float *xp = buf, *v = xp + d->xp_len, *m = v + d->vlen;
     float *yo = m + 16 * d->or4 * d->tp;
     for (int64_t k = 0; k < n; k++) {
         pad_planes(xp, src + k * d->c * d->h * d->w, d->c, d->h, d->w, d->hp * d->wp, d->wp, 1,
@@ -964,7 +986,7 @@ static void wino_group(const struct wino_geom *d, const int32_t *off, const floa
     }
     const int64_t nb = d->or4 / DIR_MR, tn = n * d->t;
     for (int xi = 0; xi < 16; xi++) {
-        const float *vx = v + xi * d->c * d->tp, *ux = u + xi * nb * d->c * DIR_MR;
+        const float *vx = v + xi * d->tp, *ux = u + xi * nb * d->c * DIR_MR;
         float *mx = m + xi * d->or4 * d->tp;
         for (int64_t t0 = 0; t0 < tn; t0 += DIR_NR) {
             const int64_t left = tn - t0;
@@ -995,7 +1017,7 @@ static void wino_group(const struct wino_geom *d, const int32_t *off, const floa
  * zero outside the plane, and the group's Yhat (16, tp, o16). */
 static size_t wino_dw_buf_floats(const struct wino_geom *d, int64_t o16)
 {
-    return (size_t)(d->xp_len + 16 * d->c * d->tp + 4 * d->t * o16 + 16 * d->tp * o16);
+    return (size_t)(d->xp_len + d->vlen + 4 * d->t * o16 + 16 * d->tp * o16);
 }
 
 #if CONV_HAVE_DIRECT
@@ -1037,7 +1059,7 @@ static void wino_dw_group(const struct wino_geom *d, const int32_t *off, int64_t
                           const float *src, const float *dy, int64_t n, float *buf, float *ghat)
 {
 #if CONV_HAVE_DIRECT
-    float *xp = buf, *v = xp + d->xp_len, *dyt = v + 16 * d->c * d->tp;
+    float *xp = buf, *v = xp + d->xp_len, *dyt = v + d->vlen;
     float *yh = dyt + 4 * d->t * o16;
     for (int64_t k = 0; k < n; k++) {
         pad_planes(xp, src + k * d->c * d->h * d->w, d->c, d->h, d->w, d->hp * d->wp, d->wp, 1,
@@ -1047,7 +1069,7 @@ static void wino_dw_group(const struct wino_geom *d, const int32_t *off, int64_t
         wino_dy(d, o16, dyt, yh + k * d->t * o16, d->tp * o16);
     }
     for (int xi = 0; xi < 16; xi++)
-        direct_dw_tiles(yh + xi * d->tp * o16, o16, v + xi * d->c * d->tp, off, d->c, n * d->t,
+        direct_dw_tiles(yh + xi * d->tp * o16, o16, v + xi * d->tp, off, d->c, n * d->t,
                         ghat + xi * d->c * o16);
 #else
     (void)d, (void)off, (void)o16, (void)src, (void)dy, (void)n, (void)buf, (void)ghat;
@@ -1130,7 +1152,7 @@ static void direct_forward_slice(void *arg, int t, int64_t lo, int64_t hi)
     const struct direct_job *j = arg;
     const struct direct_geom *d = j->fg;
     if (j->fw) {
-        memset(j->bufs[t], 0, j->buf_floats * sizeof(float));
+        memset(j->bufs[t], 0, wino_zero_floats(j->fw) * sizeof(float));
         for (int64_t i = lo; i < hi; i += j->fw->g)
             wino_group(j->fw, j->fwoff, j->wu, j->x + i * d->c * d->h * d->w,
                        hi - i < j->fw->g ? hi - i : j->fw->g, j->bufs[t],
@@ -1161,7 +1183,7 @@ static void direct_backward_slice(void *arg, int t, int64_t lo, int64_t hi)
     }
     if (j->dx && j->bw) {
         dyp = p; /* Winograd scratch */
-        memset(dyp, 0, wino_buf_floats(j->bw) * sizeof *p);
+        memset(dyp, 0, wino_zero_floats(j->bw) * sizeof *p);
     } else if (j->dx) {
         dyp = p, dxf = dyp + b->xp_len;
         memset(dyp, 0, (size_t)b->xp_len * sizeof *p);
@@ -1199,13 +1221,20 @@ static void direct_backward_slice(void *arg, int t, int64_t lo, int64_t hi)
 }
 
 /* w (O, C, KH, KW) packed as (or4/4, K, 4): tile ob's 4 weights of tap j side by side; rows
- * past O are zero. flip: the dx kernel, (C, O*KH*KW) with the taps reversed. */
+ * past O are zero. flip: the dx kernel, (C, O*KH*KW) with the taps reversed. The packing is
+ * kept in the graph (graph_memo): a step's other views, through the same layer with the same
+ * weights, take it instead of packing again. */
 static float *direct_pack(struct invar_graph *g, const float *w, int64_t o, int64_t c, int64_t kh,
                           int64_t kw, int flip)
 {
     const int64_t rows = flip ? c : o, k = (flip ? o : c) * kh * kw, kk = kh * kw;
     const int64_t r4 = (rows + DIR_MR - 1) / DIR_MR * DIR_MR;
-    float *p = graph_alloc(g, (size_t)(r4 * k) * sizeof(float));
+    const int64_t tag[4] = {flip, o, c, kh * 16 + kw};
+    const size_t w_bytes = (size_t)(o * c * kk) * sizeof(float);
+    float *p = graph_memo_find(g, w, w_bytes, tag);
+    if (p)
+        return p;
+    p = graph_alloc(g, (size_t)(r4 * k) * sizeof(float));
     for (int64_t r = 0; r < r4; r++)
         for (int64_t j = 0; j < k; j++) {
             float v = 0.0f;
@@ -1215,6 +1244,7 @@ static float *direct_pack(struct invar_graph *g, const float *w, int64_t o, int6
                 v = w[((j / kk) * c + r) * kk + kk - 1 - j % kk];
             p[((r / DIR_MR) * k + j) * DIR_MR + r % DIR_MR] = v;
         }
+    graph_memo_put(g, w, w_bytes, tag, p);
     return p;
 }
 

@@ -29,6 +29,7 @@ void invar_graph_reset(struct invar_graph *g)
     invar_arena_reset(&g->arena);
     g->last = NULL;
     g->n_nodes = 0;
+    g->memo = NULL;
 }
 
 int invar_graph_set_grad(struct invar_graph *g, int enabled)
@@ -66,6 +67,35 @@ size_t invar_graph_node_count(const struct invar_graph *g) { return g->n_nodes; 
 void *graph_alloc(struct invar_graph *g, size_t bytes)
 {
     return invar_arena_alloc(&g->arena, bytes);
+}
+
+struct graph_memo {
+    struct graph_memo *next;
+    const void *src;
+    size_t bytes;
+    int64_t tag[4];
+    void *copy, *value;
+};
+
+void *graph_memo_find(const struct invar_graph *g, const void *src, size_t bytes,
+                      const int64_t tag[4])
+{
+    for (const struct graph_memo *m = g->memo; m; m = m->next)
+        if (m->src == src && m->bytes == bytes && !memcmp(m->tag, tag, sizeof m->tag) &&
+            !memcmp(m->copy, src, bytes))
+            return m->value;
+    return NULL;
+}
+
+void graph_memo_put(struct invar_graph *g, const void *src, size_t bytes, const int64_t tag[4],
+                    void *value)
+{
+    struct graph_memo *m = graph_alloc(g, sizeof *m);
+    *m = (struct graph_memo){.next = g->memo, .src = src, .bytes = bytes, .value = value};
+    memcpy(m->tag, tag, sizeof m->tag);
+    m->copy = graph_alloc(g, bytes);
+    memcpy(m->copy, src, bytes);
+    g->memo = m;
 }
 
 struct invar_tensor *graph_new(struct invar_graph *g, int ndim, const int64_t *shape)

@@ -40,9 +40,12 @@ struct invar_node {
     struct invar_node *prev;      /* recorded before this one */
 };
 
+struct graph_memo;
+
 struct invar_graph {
     struct invar_arena arena;
     struct invar_node *last;      /* most recently recorded node */
+    struct graph_memo *memo;      /* values derived from inputs, kept until the reset */
     size_t n_nodes;
     int grad_enabled;
     int training;
@@ -65,5 +68,15 @@ GRAPH_HIDDEN struct invar_node *graph_record(struct invar_graph *g, const char *
                                              struct invar_tensor *out,
                                              struct invar_tensor *const *in, int n_in,
                                              graph_backward_fn backward, size_t ctx_bytes);
+
+/* A value an op derived from `bytes` of input data at src (a layer's weights packed for its
+ * kernels, say), kept in the arena until the graph's reset so that the other views of a step
+ * reuse it. The lookup matches src, the op's tag and a copy of the data taken when the value was
+ * stored, so a value is never returned for data changed since (an optimizer step inside one
+ * graph). graph_memo_find returns the value or NULL; graph_memo_put stores one. */
+GRAPH_HIDDEN void *graph_memo_find(const struct invar_graph *g, const void *src, size_t bytes,
+                                   const int64_t tag[4]);
+GRAPH_HIDDEN void graph_memo_put(struct invar_graph *g, const void *src, size_t bytes,
+                                 const int64_t tag[4], void *value);
 
 #endif
