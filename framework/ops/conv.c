@@ -851,7 +851,7 @@ static float *wino_pack(struct invar_graph *g, const float *w, int64_t o, int64_
 {
     const int64_t rows = flip ? c : o, k = flip ? o : c;
     const int64_t r4 = (rows + DIR_MR - 1) / DIR_MR * DIR_MR;
-    const int64_t tag[4] = {2 + flip, o, c, 3 * 16 + 3};
+    const int64_t tag[4] = {2 + flip, o, c, 3 * 16 + 3}; /* direct_pack's kinds are 0 and 1 */
     const size_t w_bytes = (size_t)(o * c * 9) * sizeof(float);
     float *p = graph_memo_find(g, w, w_bytes, tag);
     if (p)
@@ -1229,7 +1229,7 @@ static float *direct_pack(struct invar_graph *g, const float *w, int64_t o, int6
 {
     const int64_t rows = flip ? c : o, k = (flip ? o : c) * kh * kw, kk = kh * kw;
     const int64_t r4 = (rows + DIR_MR - 1) / DIR_MR * DIR_MR;
-    const int64_t tag[4] = {flip, o, c, kh * 16 + kw};
+    const int64_t tag[4] = {flip, o, c, kh * 16 + kw}; /* kind, shape */
     const size_t w_bytes = (size_t)(o * c * kk) * sizeof(float);
     float *p = graph_memo_find(g, w, w_bytes, tag);
     if (p)
