@@ -68,13 +68,14 @@ struct gc_dot_ctx {
     const float *w;
 };
 
+/* sum(w * x) over each input x (all of w's shape) */
 static void gc_dot_backward(struct invar_tensor *out, struct invar_tensor **in, int n_in,
                             void *ctx)
 {
-    (void)n_in;
     const float *w = ((struct gc_dot_ctx *)ctx)->w;
-    for (int64_t i = 0; i < in[0]->numel; i++)
-        in[0]->grad[i] += out->grad[0] * w[i];
+    for (int k = 0; k < n_in; k++)
+        for (int64_t i = 0; i < in[k]->numel; i++)
+            in[k]->grad[i] += out->grad[0] * w[i];
 }
 
 static inline double gc_loss(gc_fn f, struct invar_tensor **in, void *ctx, const float *w,

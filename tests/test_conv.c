@@ -309,23 +309,13 @@ Test(conv, winograd_on_narrow_planes)
     conv_set_limits(0, 0, 0);
 }
 
-/* sum(dy * y) over each of its inputs */
-static void dot_each_backward(struct invar_tensor *out, struct invar_tensor **in, int n_in,
-                              void *ctx)
-{
-    const float *w = ((struct gc_dot_ctx *)ctx)->w;
-    for (int k = 0; k < n_in; k++)
-        for (int64_t i = 0; i < in[k]->numel; i++)
-            in[k]->grad[i] += out->grad[0] * w[i];
-}
-
 static void conv_backward_of(struct invar_graph *g, struct invar_tensor **y, int n,
                              const struct invar_tensor *dy)
 {
     struct invar_tensor *loss = invar_graph_tensor(g, 1, (int64_t[]){1});
     loss->data[0] = 0;
     struct gc_dot_ctx dc = {dy->data};
-    invar_custom_op(g, "dot", loss, y, n, dot_each_backward, &dc);
+    invar_custom_op(g, "dot", loss, y, n, gc_dot_backward, &dc);
     invar_graph_backward(g, loss);
 }
 
