@@ -726,6 +726,43 @@ Test(batchnorm, running_stats_two_steps)
     invar_graph_destroy(g);
 }
 
+/* The graph's momentum override (recalibration): the same two batches, on a 4-d layout this
+ * time ((2, 2, 1, 2): planes of 2), moved by 1/(k+1) at batch k whatever momentum the op asks
+ * for, leave the mean of the batches' statistics, the starting values forgotten:
+ *   rm = ((2.5 + 5) / 2, (0.5 + 0) / 2) = (3.75, 0.25)
+ *   rv = ((5/3 + 20/3) / 2, (1/3 + 4/3) / 2) = (4.1666667, 0.8333333)
+ * and with the override back at 0 the op's own momentum applies again. */
+Test(batchnorm, momentum_override_averages_the_batches)
+{
+    /* (n, c, w): image 0 holds values 0 and 1 of each channel, image 1 values 2 and 3 */
+    float x1[8] = {1, 2, 0, 0, 3, 4, 1, 1}, x2[8] = {2, 4, -1, 1, 6, 8, -1, 1};
+    float gs[2] = {1, 1}, bs[2] = {0, 0}, rms[2] = {7, -7}, rvs[2] = {9, 9};
+    struct invar_tensor x, gamma, beta, rm, rv;
+    invar_tensor_wrap(&gamma, gs, 1, (int64_t[]){2});
+    invar_tensor_wrap(&beta, bs, 1, (int64_t[]){2});
+    invar_tensor_wrap(&rm, rms, 1, (int64_t[]){2});
+    invar_tensor_wrap(&rv, rvs, 1, (int64_t[]){2});
+    struct invar_graph *g = invar_graph_create(1 << 16);
+    cr_assert_eq(invar_graph_set_bn_momentum(g, 0), 0.0f, "off by default");
+    float *steps[2] = {x1, x2};
+    for (int s = 0; s < 2; s++) {
+        invar_graph_reset(g);
+        invar_graph_set_bn_momentum(g, 1.0f / (float)(s + 1));
+        invar_tensor_wrap(&x, steps[s], 4, (int64_t[]){2, 2, 1, 2});
+        invar_batchnorm_relu(g, &x, &gamma, &beta, &rm, &rv, 0.1f, 1e-5f);
+    }
+    cr_assert_float_eq(rms[0], 3.75f, 1e-6, "%g", rms[0]);
+    cr_assert_float_eq(rms[1], 0.25f, 1e-6, "%g", rms[1]);
+    cr_assert_float_eq(rvs[0], 4.1666667f, 1e-6, "%g", rvs[0]);
+    cr_assert_float_eq(rvs[1], 0.8333333f, 1e-6, "%g", rvs[1]);
+    cr_assert_float_eq(invar_graph_set_bn_momentum(g, 0), 0.5f, 0, "returns the setting");
+    invar_graph_reset(g);
+    invar_tensor_wrap(&x, x1, 4, (int64_t[]){2, 2, 1, 2});
+    invar_batchnorm(g, &x, &gamma, &beta, &rm, &rv, 0.1f, 1e-5f);
+    cr_assert_float_eq(rms[0], 0.9f * 3.75f + 0.25f, 1e-6, "the op's 0.1 again: %g", rms[0]);
+    invar_graph_destroy(g);
+}
+
 /* Eval mode: y = gamma (x - running_mean) / sqrt(running_var + eps) + beta, and the running
  * statistics stay untouched. */
 Test(batchnorm, eval_uses_running_stats)

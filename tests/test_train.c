@@ -317,7 +317,8 @@ static double last_metric(const struct record *r, const char *key)
 }
 
 /* One epoch of MoCo on a small convnet with a 3-epoch probe, evaluated as ec says (its
- * features and sizes; the rest of the protocol fixed): the results and the last collapse_std. */
+ * features, sizes and precise_bn; the rest of the protocol fixed), or two epochs with kNN after
+ * each when ec->knn_every is set: the results and the last collapse_std. */
 static void eval_variant(const struct invar_eval_config *ec, struct invar_result *res,
                          double *collapse)
 {
@@ -328,9 +329,9 @@ static void eval_variant(const struct invar_eval_config *ec, struct invar_result
     s.job.encoder = plugin_use(
         "convnet", 1,
         (const char *[]){"width", "0.25", "head", "mlp", "hidden", "32", "dim", "16", NULL});
-    s.job.epochs = 1;
+    s.job.epochs = ec->knn_every ? 2 : 1;
     s.job.checkpoint_every = 0;
-    s.job.eval.knn_every = 0;
+    s.job.eval.knn_every = ec->knn_every;
     s.job.eval.linear_epochs = 3;
     s.job.eval.linear_lr = 1e-2;
     s.job.eval.linear_batch = 64;
@@ -338,6 +339,8 @@ static void eval_variant(const struct invar_eval_config *ec, struct invar_result
     s.job.eval.linear_features = ec->linear_features;
     s.job.eval.knn_size = ec->knn_size;
     s.job.eval.linear_size = ec->linear_size;
+    s.job.eval.knn_precise_bn = ec->knn_precise_bn;
+    s.job.eval.linear_precise_bn = ec->linear_precise_bn;
     struct invar_error err = {0};
     enum invar_status st = invar_train(&s.job, res, &err);
     cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
@@ -388,6 +391,34 @@ Test(train, evaluation_sizes_follow_the_protocol_settings)
     cr_expect_neq(res[1].linear_top1, res[2].linear_top1, "the probe as stored vs at 20 x 20");
     cr_expect_neq(collapse[0], collapse[1]);
     cr_expect_eq(collapse[1], collapse[2], "collapse_std at kNN's size");
+}
+
+/* eval.knn.precise_bn and eval.linear.precise_bn each have their protocol embed under batch-norm
+ * statistics recomputed on that many training images (the probe embeds again when its setting
+ * differs from kNN's); the collapse monitor follows kNN's. The running statistics come back
+ * after each evaluation: with kNN after every epoch, training goes on exactly as without. */
+Test(train, evaluation_precise_bn_follows_the_protocol_settings)
+{
+    static const int64_t knn_p[5] = {0, 200, 200, 0, 200}, lin_p[5] = {0, 0, 200, 0, 0};
+    struct invar_result res[5];
+    double collapse[5];
+    for (int v = 0; v < 5; v++)
+        eval_variant(&(struct invar_eval_config){.knn_features = INVAR_FEATURES_HEAD,
+                                                 .linear_features = INVAR_FEATURES_HEAD,
+                                                 .knn_every = v >= 3,
+                                                 .knn_precise_bn = knn_p[v],
+                                                 .linear_precise_bn = lin_p[v]},
+                     &res[v], &collapse[v]);
+    cr_expect(res[0].knn_top1 != res[1].knn_top1 || res[0].knn_top5 != res[1].knn_top5,
+              "kNN under the running vs the recomputed statistics");
+    cr_expect_eq(res[1].knn_top1, res[2].knn_top1, "kNN recomputed both times");
+    cr_expect_eq(res[1].knn_top5, res[2].knn_top5);
+    cr_expect_eq(res[0].linear_top1, res[1].linear_top1, "the probe under the running ones");
+    cr_expect_neq(res[1].linear_top1, res[2].linear_top1, "the probe running vs recomputed");
+    cr_expect_neq(collapse[0], collapse[1]);
+    cr_expect_eq(collapse[1], collapse[2], "collapse_std under kNN's statistics");
+    cr_expect_eq(res[3].final_loss, res[4].final_loss, "training saw the running statistics");
+    cr_expect_eq(res[3].linear_top1, res[4].linear_top1, "the probe too, after the kNN");
 }
 
 /* The trainer scores a clustering objective's pseudo-labels against the true labels for it

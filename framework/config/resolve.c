@@ -76,6 +76,7 @@ struct knn_section {
     int64_t every;
     int features;
     int64_t size;
+    int64_t precise_bn;
 };
 struct linear_section {
     int64_t epochs;
@@ -84,6 +85,7 @@ struct linear_section {
     double weight_decay;
     int features;
     int64_t size;
+    int64_t precise_bn;
 };
 
 /* What an evaluation classifies: the encoder's output, or the representation under its
@@ -94,6 +96,12 @@ struct linear_section {
 #define SIZE_HELP                                                                           \
     "side (square) the un-augmented images are resized to (bilinear) before they are "     \
     "embedded; 0 = as stored"
+/* Precise batch-norm (Wu & Johnson 2021): statistics of the images as this evaluation embeds
+ * them, in place of the running ones that training's augmented views left. */
+#define PRECISE_BN_HELP                                                                     \
+    "training images (unaugmented, at this evaluation's size) whose batch statistics "      \
+    "replace the encoder's running batch-norm statistics for this evaluation; 0 = the "     \
+    "running ones"
 
 static const struct invar_param_spec knn_params[] = {
     INVAR_PARAM_INT(struct knn_section, k, "200", 1, 1e6, "neighbours"),
@@ -103,6 +111,7 @@ static const struct invar_param_spec knn_params[] = {
                      "classify the encoder's output (head, Wu et al.'s embedding) or the "
                      "representation under the projection head (backbone)"),
     INVAR_PARAM_INT(struct knn_section, size, "0", 0, 4096, SIZE_HELP),
+    INVAR_PARAM_INT(struct knn_section, precise_bn, "0", 0, 1e9, PRECISE_BN_HELP),
     INVAR_PARAM_END,
 };
 
@@ -115,6 +124,7 @@ static const struct invar_param_spec linear_params[] = {
                      "train the probe on the representation under the projection head "
                      "(backbone, the MoCo and SimCLR protocol) or on the encoder's output (head)"),
     INVAR_PARAM_INT(struct linear_section, size, "0", 0, 4096, SIZE_HELP),
+    INVAR_PARAM_INT(struct linear_section, precise_bn, "0", 0, 1e9, PRECISE_BN_HELP),
     INVAR_PARAM_END,
 };
 
@@ -661,7 +671,9 @@ static enum invar_status resolve_eval(struct res *r, const struct cfg_node *root
     r->e->eval.knn.every = knn.every;
     r->e->eval.knn.features = knn.features;
     r->e->eval.knn.size = knn.size;
+    r->e->eval.knn.precise_bn = knn.precise_bn;
     r->e->eval.linear.size = lin.size;
+    r->e->eval.linear.precise_bn = lin.precise_bn;
     r->e->eval.linear.features = lin.features;
     r->e->eval.linear.epochs = lin.epochs;
     r->e->eval.linear.lr = lin.lr;

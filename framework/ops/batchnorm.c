@@ -476,6 +476,8 @@ static struct invar_tensor *batchnorm_op(struct invar_graph *g, struct invar_ten
     const int training = invar_graph_training(g);
     const int splits = training ? g->bn_splits : 1;
     INVAR_ASSERT(training || (running_mean && running_var));
+    if (g->bn_momentum > 0)
+        momentum = g->bn_momentum;
     INVAR_ASSERT(bn % splits == 0);
     INVAR_ASSERT(!training || m / splits > 1); /* one value per channel has no variance */
 

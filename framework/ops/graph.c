@@ -60,6 +60,14 @@ int invar_graph_set_bn_splits(struct invar_graph *g, int splits)
 
 int invar_graph_bn_splits(const struct invar_graph *g) { return g->bn_splits; }
 
+float invar_graph_set_bn_momentum(struct invar_graph *g, float momentum)
+{
+    INVAR_ASSERT(momentum >= 0 && momentum <= 1);
+    float old = g->bn_momentum;
+    g->bn_momentum = momentum;
+    return old;
+}
+
 struct invar_arena *invar_graph_arena(struct invar_graph *g) { return &g->arena; }
 
 size_t invar_graph_node_count(const struct invar_graph *g) { return g->n_nodes; }

@@ -50,6 +50,7 @@ struct invar_graph {
     int grad_enabled;
     int training;
     int bn_splits;                /* batch-norm statistics per this many sub-batches */
+    float bn_momentum;            /* > 0: every batch-norm's running-statistics momentum */
 };
 
 /* A contiguous tensor in the step arena (contents undefined). */

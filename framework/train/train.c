@@ -69,13 +69,21 @@ static enum invar_status ctx_clone(struct invar_objective_ctx *ctx, struct invar
     return INVAR_OK;
 }
 
-enum invar_status encoder_embed(struct invar_encoder *e, const struct invar_dataset *d,
-                                const float *mean, const float *std, float *out, int which,
-                                int64_t size, struct invar_graph *g, struct invar_error *err)
+/* One pass over d's first n images in batches of EMBED_BATCH, resized to size and normalised,
+ * without gradients. out set: eval mode, the features go to out. out NULL: recalibration,
+ * training mode over whole batches only, batch k moving every batch-norm's running statistics
+ * by 1/(k+1) so that they end as the mean of the batches' statistics; the features are
+ * dropped. */
+static enum invar_status embed_pass(struct invar_encoder *e, const struct invar_dataset *d,
+                                    const float *mean, const float *std, float *out, int which,
+                                    int64_t size, int64_t n, struct invar_graph *g,
+                                    struct invar_error *err)
 {
     const int64_t *shape = invar_dataset_shape(d);
     const int64_t in_numel = shape[0] * shape[1] * shape[2];
-    int64_t n = invar_dataset_count(d);
+    const int recal = out == NULL;
+    if (recal && n > EMBED_BATCH)
+        n -= n % EMBED_BATCH; /* a short last batch would weigh as much as a whole one */
     /* Resized copies of one batch at a time (the images stay as stored in the dataset). */
     float *resized = NULL;
     int64_t rshape[3];
@@ -87,7 +95,8 @@ enum invar_status encoder_embed(struct invar_encoder *e, const struct invar_data
         if (!resized)
             return invar_error_set(err, INVAR_ERR_NOMEM, "embed: out of memory");
     }
-    int was_grad = invar_graph_set_grad(g, 0), was_train = invar_graph_set_training(g, 0);
+    int was_grad = invar_graph_set_grad(g, 0), was_train = invar_graph_set_training(g, recal);
+    float was_momentum = invar_graph_set_bn_momentum(g, 0);
     for (int64_t s = 0; s < n; s += EMBED_BATCH) {
         int64_t b = n - s < EMBED_BATCH ? n - s : EMBED_BATCH;
         const float *x = invar_dataset_sample(d, s);
@@ -95,16 +104,36 @@ enum invar_status encoder_embed(struct invar_encoder *e, const struct invar_data
             for (int64_t i = 0; i < b; i++)
                 invar_image_resize(x + i * in_numel, shape, resized + i * r_numel, rshape[1],
                                    rshape[2]);
-        struct invar_tensor *f = invar_encoder_embed_batch(e, g, resize ? resized : x, b,
-                                                           resize ? rshape : shape, mean, std,
-                                                           which);
-        memcpy(out + s * f->shape[1], f->data, (size_t)f->numel * sizeof(float));
+        if (recal)
+            invar_graph_set_bn_momentum(g, 1.0f / (float)(s / EMBED_BATCH + 1));
+        struct invar_tensor *f =
+            invar_encoder_embed_batch(e, g, resize ? resized : x, b, resize ? rshape : shape, mean,
+                                      std, recal ? INVAR_FEATURES_HEAD : which);
+        if (!recal)
+            memcpy(out + s * f->shape[1], f->data, (size_t)f->numel * sizeof(float));
     }
     invar_graph_reset(g);
     invar_graph_set_grad(g, was_grad);
     invar_graph_set_training(g, was_train);
+    invar_graph_set_bn_momentum(g, was_momentum);
     free(resized);
     return INVAR_OK;
+}
+
+enum invar_status encoder_embed(struct invar_encoder *e, const struct invar_dataset *d,
+                                const float *mean, const float *std, float *out, int which,
+                                int64_t size, struct invar_graph *g, struct invar_error *err)
+{
+    return embed_pass(e, d, mean, std, out, which, size, invar_dataset_count(d), g, err);
+}
+
+enum invar_status encoder_recalibrate_bn(struct invar_encoder *e, const struct invar_dataset *d,
+                                         const float *mean, const float *std, int64_t size,
+                                         int64_t n, struct invar_graph *g, struct invar_error *err)
+{
+    if (n > invar_dataset_count(d))
+        n = invar_dataset_count(d);
+    return embed_pass(e, d, mean, std, NULL, INVAR_FEATURES_HEAD, size, n, g, err);
 }
 
 static enum invar_status ctx_embed_train(struct invar_objective_ctx *ctx, struct invar_encoder *e,
@@ -314,9 +343,10 @@ done:
 }
 
 /* Features of the training and test splits as `which` chooses, images at size (0: as
- * stored): *ftr, *fte malloc'ed. */
-static enum invar_status embed_splits(struct trainer *t, int which, int64_t size, float **ftr,
-                                      float **fte, int64_t *dim)
+ * stored), with precise_bn > 0 under batch-norm statistics recomputed on that many training
+ * images (the running ones are put back after): *ftr, *fte malloc'ed. */
+static enum invar_status embed_splits(struct trainer *t, int which, int64_t size,
+                                      int64_t precise_bn, float **ftr, float **fte, int64_t *dim)
 {
     int64_t ntr = invar_dataset_count(t->train), nte = invar_dataset_count(t->test);
     *dim = encoder_out_dim(t->online, which);
@@ -324,11 +354,28 @@ static enum invar_status embed_splits(struct trainer *t, int which, int64_t size
     *fte = malloc((size_t)(nte * *dim) * sizeof **fte);
     if (!*ftr || !*fte)
         return invar_error_set(t->err, INVAR_ERR_NOMEM, "evaluation: out of memory");
-    enum invar_status st =
-        encoder_embed(t->online, t->train, t->pmean, t->pstd, *ftr, which, size, t->g, t->err);
+    struct invar_params *p = invar_encoder_params(t->online);
+    const size_t nbuf = invar_params_buffer_numel(p);
+    float *running = NULL;
+    enum invar_status st = INVAR_OK;
+    if (precise_bn > 0 && nbuf > 0) {
+        running = malloc(nbuf * sizeof *running);
+        if (!running)
+            return invar_error_set(t->err, INVAR_ERR_NOMEM, "evaluation: out of memory");
+        memcpy(running, invar_params_buffers(p), nbuf * sizeof *running);
+        st = encoder_recalibrate_bn(t->online, t->train, t->pmean, t->pstd, size, precise_bn, t->g,
+                                    t->err);
+    }
+    if (st == INVAR_OK)
+        st = encoder_embed(t->online, t->train, t->pmean, t->pstd, *ftr, which, size, t->g,
+                           t->err);
     if (st == INVAR_OK)
         st = encoder_embed(t->online, t->test, t->pmean, t->pstd, *fte, which, size, t->g,
                            t->err);
+    if (running) { /* training goes on, and the checkpoint keeps, the running statistics */
+        memcpy(invar_params_buffers(p), running, nbuf * sizeof *running);
+        free(running);
+    }
     return st;
 }
 
@@ -346,7 +393,8 @@ static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch
         t->job->on_progress(t->job->user, &(struct invar_progress){
                                               .epoch = epoch, .epochs = t->job->epochs,
                                               .phase = "knn"});
-    enum invar_status st = embed_splits(t, (int)ec->knn_features, ec->knn_size, &ftr, &fte, &dim);
+    enum invar_status st =
+        embed_splits(t, (int)ec->knn_features, ec->knn_size, ec->knn_precise_bn, &ftr, &fte, &dim);
     if (st != INVAR_OK)
         goto done;
     double top1, top5;
@@ -361,7 +409,8 @@ static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch
     if (ec->knn_features == INVAR_FEATURES_HEAD) {
         emit(t, "collapse_std", step, epoch, invar_collapse_std(ftr, ntr, dim));
     } else {
-        st = embed_splits(t, INVAR_FEATURES_HEAD, ec->knn_size, &htr, &hte, &hdim);
+        st = embed_splits(t, INVAR_FEATURES_HEAD, ec->knn_size, ec->knn_precise_bn, &htr, &hte,
+                          &hdim);
         if (st != INVAR_OK)
             goto done;
         emit(t, "collapse_std", step, epoch, invar_collapse_std(htr, ntr, hdim));
@@ -373,10 +422,12 @@ static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch
             t->job->on_progress(t->job->user, &(struct invar_progress){
                                                   .epoch = epoch, .epochs = t->job->epochs,
                                                   .phase = "linear"});
-        if (ec->linear_features != ec->knn_features || ec->linear_size != ec->knn_size) {
+        if (ec->linear_features != ec->knn_features || ec->linear_size != ec->knn_size ||
+            ec->linear_precise_bn != ec->knn_precise_bn) {
             free(ftr), free(fte);
             ftr = fte = NULL;
-            st = embed_splits(t, (int)ec->linear_features, ec->linear_size, &ftr, &fte, &dim);
+            st = embed_splits(t, (int)ec->linear_features, ec->linear_size, ec->linear_precise_bn,
+                              &ftr, &fte, &dim);
             if (st != INVAR_OK)
                 goto done;
         }

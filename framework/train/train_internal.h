@@ -45,6 +45,14 @@ TRAIN_HIDDEN enum invar_status encoder_embed(struct invar_encoder *e,
                                              const float *std, float *out, int which,
                                              int64_t size, struct invar_graph *g,
                                              struct invar_error *err);
+/* Precise batch-norm statistics: the encoder's running statistics recomputed on d's first n
+ * images (all when n exceeds them), unaugmented, normalised and resized like encoder_embed's,
+ * as the mean of whole batches' statistics in training mode without gradients. Only the
+ * batch-norm statistics (among the encoder's buffers) change. */
+TRAIN_HIDDEN enum invar_status
+encoder_recalibrate_bn(struct invar_encoder *e, const struct invar_dataset *d, const float *mean,
+                       const float *std, int64_t size, int64_t n, struct invar_graph *g,
+                       struct invar_error *err);
 /* forward (INVAR_FEATURES_HEAD) or the backbone representation */
 TRAIN_HIDDEN struct invar_tensor *encoder_features(struct invar_encoder *e, struct invar_graph *g,
                                                    struct invar_tensor *x, int which);

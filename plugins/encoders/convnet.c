@@ -1,8 +1,13 @@
 /* convnet — the reference encoder "convnet-s" for 28x28 and 32x32 inputs:
  *   conv3x3 C->32w, BN, ReLU; conv3x3 32w->32w, BN, ReLU; maxpool 2;
  *   conv3x3 32w->64w, BN, ReLU; conv3x3 64w->64w, BN, ReLU; maxpool 2;
- *   conv3x3 64w->128w, BN, ReLU; global average pool; head (linear 128w->dim, or an MLP).
- * w is the width multiplier. */
+ *   conv3x3 64w->128w, BN, ReLU; global average pool; [BN without scale and shift;]
+ *   head (linear 128w->dim, or an MLP).
+ * w is the width multiplier. The optional BN (out_bn) standardises the pooled features channel
+ * by channel. A projector that begins linear -> BN (SimSiam's, BYOL's) cannot see a shift of
+ * its input, so the loss leaves the features' per-channel mean to drift, and their scale is
+ * free up to what the linear layer absorbs; yet a large shared mean or a few large channels
+ * dominate the cosine similarity kNN ranks neighbours by. */
 #include <stdlib.h>
 
 #include <invar/plugin.h>
@@ -14,6 +19,7 @@ struct convnet_config {
     int64_t dim;
     int head;
     int64_t hidden;
+    int out_bn;
 };
 
 static const struct invar_param_spec convnet_params[] = {
@@ -25,11 +31,16 @@ static const struct invar_param_spec convnet_params[] = {
                      "the hidden layer: SimCLR, MoCo v3) or none (pooled features)"),
     INVAR_PARAM_INT(struct convnet_config, hidden, "512", 1, 65536,
                     "hidden size of the mlp and mlp_bn heads"),
+    INVAR_PARAM_BOOL(struct convnet_config, out_bn, "false",
+                     "batch-norm without scale and shift on the pooled features: the "
+                     "representation standardised channel by channel (eval.knn.precise_bn "
+                     "and eval.linear.precise_bn give it the evaluated images' statistics)"),
     INVAR_PARAM_END,
 };
 
 struct convnet {
     struct conv_bn conv[5];
+    struct bn out; /* out_bn: gamma NULL when off */
     struct head head;
 };
 
@@ -59,6 +70,8 @@ static enum invar_status convnet_create(const void *config, const int64_t in_sha
         conv_bn_declare(&n->conv[i], params, name, prev, w[i], 1);
         prev = w[i];
     }
+    if (c->out_bn)
+        bn_declare_plain(&n->out, params, "out_bn", prev);
     *out_dim = head_declare(&n->head, params, c->head, prev, c->hidden, c->dim);
     *self = n;
     return INVAR_OK;
@@ -76,7 +89,8 @@ static struct invar_tensor *convnet_backbone(void *self, struct invar_graph *g,
     x = conv_bn_forward(&n->conv[3], g, x);
     x = invar_maxpool2d(g, x, 2, 2, 0);         /* (N, 64w, H/4, W/4) */
     x = conv_bn_forward(&n->conv[4], g, x);     /* (N, 128w, H/4, W/4) */
-    return invar_global_avgpool(g, x);          /* (N, 128w) */
+    x = invar_global_avgpool(g, x);             /* (N, 128w) */
+    return n->out.gamma ? bn_forward(&n->out, g, x) : x;
 }
 
 static struct invar_tensor *convnet_forward(void *self, struct invar_graph *g,

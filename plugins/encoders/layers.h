@@ -43,6 +43,18 @@ static inline void bn_declare(struct bn *b, struct invar_params *p, const char *
     b->var = invar_params_add(p, layer_name(name, prefix, "running_var"), 1, shape, invar_init_const(1), INVAR_P_BUFFER);
 }
 
+/* A batch-norm without scale and shift: gamma 1 and beta 0, held as buffers (not trained). */
+static inline void bn_declare_plain(struct bn *b, struct invar_params *p, const char *prefix,
+                                    int64_t c)
+{
+    char name[LAYER_NAME_MAX];
+    int64_t shape[1] = {c};
+    b->gamma = invar_params_add(p, layer_name(name, prefix, "gamma"), 1, shape, invar_init_const(1), INVAR_P_BUFFER);
+    b->beta = invar_params_add(p, layer_name(name, prefix, "beta"), 1, shape, invar_init_zeros(), INVAR_P_BUFFER);
+    b->mean = invar_params_add(p, layer_name(name, prefix, "running_mean"), 1, shape, invar_init_zeros(), INVAR_P_BUFFER);
+    b->var = invar_params_add(p, layer_name(name, prefix, "running_var"), 1, shape, invar_init_const(1), INVAR_P_BUFFER);
+}
+
 static inline struct invar_tensor *bn_forward(const struct bn *b, struct invar_graph *g,
                                               struct invar_tensor *x)
 {

@@ -59,6 +59,8 @@ int cli_job_init(struct cli_job *j, const struct cli_experiment *x)
                                            .knn_features = ev->knn.features,
                                            .linear_features = ev->linear.features,
                                            .knn_size = ev->knn.size,
-                                           .linear_size = ev->linear.size};
+                                           .linear_size = ev->linear.size,
+                                           .knn_precise_bn = ev->knn.precise_bn,
+                                           .linear_precise_bn = ev->linear.precise_bn};
     return 0;
 }

@@ -95,6 +95,8 @@ struct invar_eval_section {
         int64_t every;
         int features; /* enum invar_eval_features */
         int64_t size; /* side the images are resized to; 0 = as stored */
+        /* training images batch-norm statistics are recomputed on; 0 = off */
+        int64_t precise_bn;
     } knn; /* every: epochs; 0 = only at the end */
     struct {
         int64_t epochs;
@@ -103,6 +105,7 @@ struct invar_eval_section {
         double weight_decay;
         int features; /* enum invar_eval_features */
         int64_t size;
+        int64_t precise_bn;
     } linear;
 };
 

@@ -53,6 +53,11 @@ INVAR_API int invar_graph_training(const struct invar_graph *g);
  * returns the previous setting. */
 INVAR_API int invar_graph_set_bn_splits(struct invar_graph *g, int splits);
 INVAR_API int invar_graph_bn_splits(const struct invar_graph *g);
+/* Batch-norm momentum override: when > 0, every batch-norm in training mode moves its running
+ * statistics by this fraction instead of by its own momentum (1/(k+1) for the k-th batch from 0
+ * leaves them the mean of the batches' statistics: recalibration). Default 0, off; returns the
+ * previous setting. */
+INVAR_API float invar_graph_set_bn_momentum(struct invar_graph *g, float momentum);
 
 INVAR_API struct invar_arena *invar_graph_arena(struct invar_graph *g);
 /* A fresh contiguous leaf tensor in the step arena; contents undefined (_zeros: zero-filled). */

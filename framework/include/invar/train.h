@@ -48,6 +48,9 @@ struct invar_eval_config {
     /* The side the un-augmented images are resized to (invar_image_resize) before they are
      * embedded for kNN (and the collapse monitor) and for the probe; 0 = as stored. */
     int64_t knn_size, linear_size;
+    /* Training images whose batch statistics stand in for the encoder's running batch-norm
+     * statistics while kNN (and the collapse monitor), or the probe, embed; 0 = off. */
+    int64_t knn_precise_bn, linear_precise_bn;
 };
 
 struct invar_job {
