@@ -78,6 +78,22 @@ static void gc_dot_backward(struct invar_tensor *out, struct invar_tensor **in, 
             in[k]->grad[i] += out->grad[0] * w[i];
 }
 
+/* L = sum(w * out) as a one-element tensor of g, recorded so that backward adds w times L's
+ * gradient to out's. */
+static inline struct invar_tensor *gc_dot(struct invar_graph *g, struct invar_tensor *out,
+                                          const float *w)
+{
+    struct invar_tensor *loss = invar_graph_tensor(g, 1, (int64_t[]){1});
+    double s = 0;
+    for (int64_t i = 0; i < out->numel; i++)
+        s += (double)w[i] * out->data[i];
+    loss->data[0] = (float)s;
+    struct gc_dot_ctx *dc = invar_arena_alloc(invar_graph_arena(g), sizeof *dc);
+    dc->w = w;
+    invar_custom_op(g, "gc_dot", loss, &out, 1, gc_dot_backward, dc);
+    return loss;
+}
+
 static inline double gc_loss(gc_fn f, struct invar_tensor **in, void *ctx, const float *w,
                              int64_t *out_numel)
 {
@@ -113,15 +129,7 @@ static inline double gc_check(gc_fn f, struct invar_tensor **in, int n_in, void 
         in[k]->grad = NULL;
     struct invar_tensor *out = f(g, in, ctx);
     cr_assert(out->requires_grad, "output does not require grad: was a node recorded?");
-    struct invar_tensor *loss = invar_graph_tensor(g, 1, (int64_t[]){1});
-    double s = 0;
-    for (int64_t i = 0; i < out->numel; i++)
-        s += (double)w[i] * out->data[i];
-    loss->data[0] = (float)s;
-    struct gc_dot_ctx *dc = invar_arena_alloc(invar_graph_arena(g), sizeof *dc);
-    dc->w = w;
-    invar_custom_op(g, "gc_dot", loss, &out, 1, gc_dot_backward, dc);
-    invar_graph_backward(g, loss);
+    invar_graph_backward(g, gc_dot(g, out, w));
     for (int k = 0; k < n_in; k++) {
         if (!in[k]->requires_grad)
             continue;

@@ -364,16 +364,7 @@ static float *backbone_input_grad(struct invar_encoder *e, const float *x0, int6
     struct invar_tensor *x = invar_graph_tensor(g, 4, (int64_t[]){n, in[0], in[1], in[2]});
     memcpy(x->data, x0, (size_t)x->numel * sizeof(float));
     x->requires_grad = 1;
-    struct invar_tensor *h = invar_encoder_backbone(e, g, x);
-    struct invar_tensor *loss = invar_graph_tensor(g, 1, (int64_t[]){1});
-    double s = 0;
-    for (int64_t i = 0; i < h->numel; i++)
-        s += (double)w[i] * h->data[i];
-    loss->data[0] = (float)s;
-    struct gc_dot_ctx *dc = invar_arena_alloc(invar_graph_arena(g), sizeof *dc);
-    dc->w = w;
-    invar_custom_op(g, "dot", loss, &h, 1, gc_dot_backward, dc);
-    invar_graph_backward(g, loss);
+    invar_graph_backward(g, gc_dot(g, invar_encoder_backbone(e, g, x), w));
     cr_assert_not_null(x->grad);
     float *gx = malloc((size_t)x->numel * sizeof *gx);
     memcpy(gx, x->grad, (size_t)x->numel * sizeof *gx);
@@ -633,16 +624,7 @@ static double resnet_param_gradcheck(struct invar_encoder *enc, struct invar_ten
 
     invar_params_zero_grad(p);
     struct invar_graph *g = invar_graph_create(1 << 22);
-    struct invar_tensor *y = invar_encoder_forward(enc, g, x);
-    struct invar_tensor *loss = invar_graph_tensor(g, 1, (int64_t[]){1});
-    double s = 0;
-    for (int64_t i = 0; i < y->numel; i++)
-        s += (double)w[i] * y->data[i];
-    loss->data[0] = (float)s;
-    struct gc_dot_ctx *dc = invar_arena_alloc(invar_graph_arena(g), sizeof *dc);
-    dc->w = w;
-    invar_custom_op(g, "gc_dot", loss, &y, 1, gc_dot_backward, dc);
-    invar_graph_backward(g, loss);
+    invar_graph_backward(g, gc_dot(g, invar_encoder_forward(enc, g, x), w));
     invar_graph_destroy(g);
 
     /* two step sizes: a kink crossed under one is rarely crossed under the other, and float32

@@ -71,7 +71,7 @@ static enum invar_status convnet_create(const void *config, const int64_t in_sha
         prev = w[i];
     }
     if (c->out_bn)
-        bn_declare_plain(&n->out, params, "out_bn", prev);
+        bn_declare_as(&n->out, params, "out_bn", prev, INVAR_P_BUFFER);
     *out_dim = head_declare(&n->head, params, c->head, prev, c->hidden, c->dim);
     *self = n;
     return INVAR_OK;

@@ -32,27 +32,23 @@ struct bn {
     struct invar_tensor *mean, *var;          /* (C) running statistics (buffers) */
 };
 
-static inline void bn_declare(struct bn *b, struct invar_params *p, const char *prefix,
-                              int64_t c)
+/* gamma and beta flagged `affine` (INVAR_P_NO_DECAY: trained; INVAR_P_BUFFER: held at 1 and 0,
+ * a batch-norm without scale and shift), the running statistics as buffers. */
+static inline void bn_declare_as(struct bn *b, struct invar_params *p, const char *prefix,
+                                 int64_t c, unsigned affine)
 {
     char name[LAYER_NAME_MAX];
     int64_t shape[1] = {c};
-    b->gamma = invar_params_add(p, layer_name(name, prefix, "gamma"), 1, shape, invar_init_const(1), INVAR_P_NO_DECAY);
-    b->beta = invar_params_add(p, layer_name(name, prefix, "beta"), 1, shape, invar_init_zeros(), INVAR_P_NO_DECAY);
+    b->gamma = invar_params_add(p, layer_name(name, prefix, "gamma"), 1, shape, invar_init_const(1), affine);
+    b->beta = invar_params_add(p, layer_name(name, prefix, "beta"), 1, shape, invar_init_zeros(), affine);
     b->mean = invar_params_add(p, layer_name(name, prefix, "running_mean"), 1, shape, invar_init_zeros(), INVAR_P_BUFFER);
     b->var = invar_params_add(p, layer_name(name, prefix, "running_var"), 1, shape, invar_init_const(1), INVAR_P_BUFFER);
 }
 
-/* A batch-norm without scale and shift: gamma 1 and beta 0, held as buffers (not trained). */
-static inline void bn_declare_plain(struct bn *b, struct invar_params *p, const char *prefix,
-                                    int64_t c)
+static inline void bn_declare(struct bn *b, struct invar_params *p, const char *prefix,
+                              int64_t c)
 {
-    char name[LAYER_NAME_MAX];
-    int64_t shape[1] = {c};
-    b->gamma = invar_params_add(p, layer_name(name, prefix, "gamma"), 1, shape, invar_init_const(1), INVAR_P_BUFFER);
-    b->beta = invar_params_add(p, layer_name(name, prefix, "beta"), 1, shape, invar_init_zeros(), INVAR_P_BUFFER);
-    b->mean = invar_params_add(p, layer_name(name, prefix, "running_mean"), 1, shape, invar_init_zeros(), INVAR_P_BUFFER);
-    b->var = invar_params_add(p, layer_name(name, prefix, "running_var"), 1, shape, invar_init_const(1), INVAR_P_BUFFER);
+    bn_declare_as(b, p, prefix, c, INVAR_P_NO_DECAY);
 }
 
 static inline struct invar_tensor *bn_forward(const struct bn *b, struct invar_graph *g,
