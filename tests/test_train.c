@@ -15,7 +15,7 @@
 #include "invar/train.h"
 
 static struct invar_registry *reg;
-static void *configs[32];
+static void *configs[64];
 static int n_configs;
 static char tmpdir[256];
 
@@ -122,7 +122,7 @@ static struct invar_plugin_use plugin_use(const char *name, double p, const char
     struct invar_error err = {0};
     void *cfg = NULL;
     cr_assert_eq(invar_plugin_config_create(e->desc, &cfg, &err), INVAR_OK, "%s", err.msg);
-    cr_assert_lt(n_configs, 32);
+    cr_assert_lt(n_configs, (int)(sizeof configs / sizeof *configs));
     configs[n_configs++] = cfg;
     for (; kv && kv[0]; kv += 2) {
         const struct invar_param_spec *s = invar_param_find(e->desc->params, kv[0]);
@@ -395,16 +395,19 @@ Test(train, evaluation_sizes_follow_the_protocol_settings)
 
 /* eval.knn.precise_bn and eval.linear.precise_bn each have their protocol embed under batch-norm
  * statistics recomputed on that many training images (the probe embeds again when its setting
- * differs from kNN's); the collapse monitor follows kNN's. The running statistics come back
+ * differs from kNN's, and reuses kNN's statistics when only its features differ); the collapse
+ * monitor follows kNN's. The running statistics come back
  * after each evaluation: with kNN after every epoch, training goes on exactly as without. */
 Test(train, evaluation_precise_bn_follows_the_protocol_settings)
 {
-    static const int64_t knn_p[5] = {0, 200, 200, 0, 200}, lin_p[5] = {0, 0, 200, 0, 0};
-    struct invar_result res[5];
-    double collapse[5];
-    for (int v = 0; v < 5; v++)
+    static const int64_t knn_p[7] = {0, 200, 200, 0, 200, 200, 0};
+    static const int64_t lin_p[7] = {0, 0, 200, 0, 0, 200, 200};
+    struct invar_result res[7];
+    double collapse[7];
+    for (int v = 0; v < 7; v++)
         eval_variant(&(struct invar_eval_config){.knn_features = INVAR_FEATURES_HEAD,
-                                                 .linear_features = INVAR_FEATURES_HEAD,
+                                                 .linear_features = v >= 5 ? INVAR_FEATURES_BACKBONE
+                                                                           : INVAR_FEATURES_HEAD,
                                                  .knn_every = v >= 3,
                                                  .knn_precise_bn = knn_p[v],
                                                  .linear_precise_bn = lin_p[v]},
@@ -419,6 +422,8 @@ Test(train, evaluation_precise_bn_follows_the_protocol_settings)
     cr_expect_eq(collapse[1], collapse[2], "collapse_std under kNN's statistics");
     cr_expect_eq(res[3].final_loss, res[4].final_loss, "training saw the running statistics");
     cr_expect_eq(res[3].linear_top1, res[4].linear_top1, "the probe too, after the kNN");
+    /* the probe on the backbone reuses the statistics kNN recomputed, or recomputes them */
+    cr_expect_eq(res[5].linear_top1, res[6].linear_top1);
 }
 
 /* The trainer scores a clustering objective's pseudo-labels against the true labels for it

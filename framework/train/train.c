@@ -36,6 +36,10 @@ struct trainer {
     int64_t metric_step, metric_epoch; /* where objective metrics are logged */
     struct timespec t0;
     struct invar_error *err;
+    /* Within one evaluation: the statistics recomputed for (recal_size, recal_n), so that a
+     * second protocol asking the same does not recompute them; recal_n 0 = none yet. */
+    float *recal;
+    int64_t recal_size, recal_n;
 };
 
 static double now_s(void)
@@ -363,8 +367,16 @@ static enum invar_status embed_splits(struct trainer *t, int which, int64_t size
         if (!running)
             return invar_error_set(t->err, INVAR_ERR_NOMEM, "evaluation: out of memory");
         memcpy(running, invar_params_buffers(p), nbuf * sizeof *running);
-        st = encoder_recalibrate_bn(t->online, t->train, t->pmean, t->pstd, size, precise_bn, t->g,
-                                    t->err);
+        if (t->recal_n == precise_bn && t->recal_size == size) {
+            memcpy(invar_params_buffers(p), t->recal, nbuf * sizeof *running);
+        } else {
+            st = encoder_recalibrate_bn(t->online, t->train, t->pmean, t->pstd, size, precise_bn,
+                                        t->g, t->err);
+            if (st == INVAR_OK && (t->recal || (t->recal = malloc(nbuf * sizeof *t->recal)))) {
+                memcpy(t->recal, invar_params_buffers(p), nbuf * sizeof *t->recal);
+                t->recal_size = size, t->recal_n = precise_bn;
+            }
+        }
     }
     if (st == INVAR_OK)
         st = encoder_embed(t->online, t->train, t->pmean, t->pstd, *ftr, which, size, t->g,
@@ -389,6 +401,7 @@ static enum invar_status evaluate(struct trainer *t, int64_t step, int64_t epoch
     int64_t ntr = invar_dataset_count(t->train), nte = invar_dataset_count(t->test);
     float *ftr = NULL, *fte = NULL, *htr = NULL, *hte = NULL;
     int64_t dim = 0, hdim = 0;
+    t->recal_n = 0; /* the weights have moved since the last evaluation */
     if (t->job->on_progress)
         t->job->on_progress(t->job->user, &(struct invar_progress){
                                               .epoch = epoch, .epochs = t->job->epochs,
@@ -588,6 +601,7 @@ static void teardown(struct trainer *t)
         encoder_destroy(t->clones[i]);
     encoder_destroy(t->online);
     invar_graph_destroy(t->g);
+    free(t->recal);
     invar_dataset_destroy(t->train);
     invar_dataset_destroy(t->test);
 }
