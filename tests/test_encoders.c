@@ -405,6 +405,7 @@ Test(encoders, convnet_out_bn_standardises_the_representation)
     const struct invar_tensor *w = invar_params_find(p, "head.fc.w");
     const struct invar_tensor *b = invar_params_find(p, "head.fc.b");
     cr_assert_eq(z->shape[1], c);
+    double mean[16], sd[16]; /* h's batch statistics, channel by channel (biased variance) */
     for (int64_t k = 0; k < c; k++) {
         double m = 0, v = 0;
         for (int64_t i = 0; i < n; i++)
@@ -412,8 +413,9 @@ Test(encoders, convnet_out_bn_standardises_the_representation)
         m /= (double)n;
         for (int64_t i = 0; i < n; i++)
             v += (h->data[i * c + k] - m) * (h->data[i * c + k] - m);
+        mean[k] = m, sd[k] = sqrt(v / (double)n + 1e-5);
         for (int64_t i = 0; i < n; i++) {
-            const double want = (h->data[i * c + k] - m) / sqrt(v / (double)n + 1e-5);
+            const double want = (h->data[i * c + k] - m) / sd[k];
             cr_assert(fabs(z->data[i * c + k] - want) < 1e-4, "z[%lld][%lld] %g vs %g",
                       (long long)i, (long long)k, z->data[i * c + k], want);
         }
@@ -447,20 +449,16 @@ Test(encoders, convnet_out_bn_standardises_the_representation)
     invar_rng_init(&r, 5, 0);
     for (int64_t i = 0; i < n * c; i++)
         up[i] = invar_rng_range(&r, -1, 1);
-    for (int64_t k = 0; k < c; k++) {
-        double m = 0, v = 0, mw = 0, mwz = 0;
-        for (int64_t i = 0; i < n; i++)
-            m += h->data[i * c + k] / (double)n;
-        for (int64_t i = 0; i < n; i++)
-            v += (h->data[i * c + k] - m) * (h->data[i * c + k] - m) / (double)n;
-        const double sd = sqrt(v + 1e-5);
+    for (int64_t k = 0; k < c; k++) { /* dL/dh = (g - mean g - z mean(g z)) / sd, z = (h - m)/sd */
+        double mw = 0, mwz = 0;
         for (int64_t i = 0; i < n; i++) {
             mw += up[i * c + k] / (double)n;
-            mwz += up[i * c + k] * (h->data[i * c + k] - m) / sd / (double)n;
+            mwz += up[i * c + k] * (h->data[i * c + k] - mean[k]) / sd[k] / (double)n;
         }
         for (int64_t i = 0; i < n; i++)
-            u[i * c + k] =
-                (float)((up[i * c + k] - mw - (h->data[i * c + k] - m) / sd * mwz) / sd);
+            u[i * c + k] = (float)((up[i * c + k] - mw -
+                                    (h->data[i * c + k] - mean[k]) / sd[k] * mwz) /
+                                   sd[k]);
     }
     float *gz = backbone_input_grad(enc, x->data, n, in, up);
     float *gh = backbone_input_grad(plain, x->data, n, in, u);
