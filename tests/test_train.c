@@ -187,7 +187,7 @@ struct setup {
 };
 
 /* mlp encoder, 256 of the 300 training images, batch 32 (8 steps an epoch), 2 epochs, kNN
- * every epoch */
+ * every epoch, step_loss every 3 steps (after steps 3, 6 and 8 of each epoch) */
 static void setup_job(struct setup *s, struct record *rec, struct invar_plugin_use objective,
                       int n_views)
 {
@@ -218,6 +218,7 @@ static void setup_job(struct setup *s, struct record *rec, struct invar_plugin_u
         .batch_size = 32,
         .threads = 1,
         .checkpoint_every = 1,
+        .log_every = 3,
         .eval = {.knn_k = 20, .knn_t = 0.07, .knn_every = 1},
         .on_metric = on_metric,
         .on_progress = on_progress,
@@ -300,6 +301,41 @@ Test(train, moco_end_to_end_metrics)
                          (long long)rec.m[i].step);
     }
     cr_expect_eq(rec.progress_calls >= 16, 1, "%d progress calls", rec.progress_calls);
+
+    /* step_loss: windows of 3, 3 and 2 steps an epoch, whose means weigh up to the epoch's
+     * loss; step_loss_max, the window's worst step, above its mean (equal only if the window's
+     * losses were) */
+    cr_expect_eq(count_metric(&rec, "step_loss"), 6);
+    cr_expect_eq(count_metric(&rec, "step_loss_max"), 6);
+    const int64_t ends[3] = {3, 6, 8};
+    int above = 0;
+    for (int64_t e = 0; e < 2; e++) {
+        double weighed = 0, epoch_loss = NAN;
+        int w = 0;
+        for (int i = 0; i < rec.n; i++) {
+            const struct metric *m = &rec.m[i];
+            if (m->epoch != e)
+                continue;
+            if (strcmp(m->key, "loss") == 0)
+                epoch_loss = m->value;
+            if (strcmp(m->key, "step_loss") != 0)
+                continue;
+            cr_assert_lt(w, 3);
+            cr_expect_eq(m->step, 8 * e + ends[w], "window %d of epoch %lld ends at step %lld", w,
+                         (long long)e, (long long)m->step);
+            cr_assert(i + 1 < rec.n && strcmp(rec.m[i + 1].key, "step_loss_max") == 0);
+            cr_expect_eq(rec.m[i + 1].step, m->step);
+            cr_expect_geq(rec.m[i + 1].value, m->value);
+            above += rec.m[i + 1].value > m->value;
+            weighed += (double)(ends[w] - (w ? ends[w - 1] : 0)) * m->value;
+            w++;
+        }
+        cr_expect_eq(w, 3);
+        cr_expect(fabs(weighed / 8 - epoch_loss) < 1e-12 * fabs(epoch_loss),
+                  "epoch %lld: windows weigh up to %.17g, the epoch's loss is %.17g", (long long)e,
+                  weighed / 8, epoch_loss);
+    }
+    cr_expect_gt(above, 0, "no window's worst step stood above its mean");
 }
 
 /* eval.knn.features and eval.linear.features route each protocol to the encoder's output or
@@ -331,6 +367,7 @@ static void eval_variant(const struct invar_eval_config *ec, struct invar_result
         (const char *[]){"width", "0.25", "head", "mlp", "hidden", "32", "dim", "16", NULL});
     s.job.epochs = ec->knn_every ? 2 : 1;
     s.job.checkpoint_every = 0;
+    s.job.log_every = 0;
     s.job.eval.knn_every = ec->knn_every;
     s.job.eval.linear_epochs = 3;
     s.job.eval.linear_lr = 1e-2;
@@ -345,6 +382,7 @@ static void eval_variant(const struct invar_eval_config *ec, struct invar_result
     enum invar_status st = invar_train(&s.job, res, &err);
     cr_assert_eq(st, INVAR_OK, "%s: %s", invar_status_str(st), err.msg);
     *collapse = last_metric(&rec, "collapse_std");
+    cr_expect_eq(count_metric(&rec, "step_loss"), 0, "log_every 0 logs no step_loss");
 }
 
 Test(train, evaluation_features_follow_the_protocol_settings)

@@ -66,7 +66,7 @@ static const struct invar_param_spec train_params[] = {
     INVAR_PARAM_INT(struct invar_train_section, checkpoint_every, "0", 0, 1e6,
                     "epochs between checkpoints; 0 = at the end only"),
     INVAR_PARAM_INT(struct invar_train_section, log_every, "50", 0, 1e9,
-                    "steps between metric rows; 0 = per epoch"),
+                    "steps between step_loss rows; 0 = none"),
     INVAR_PARAM_END,
 };
 

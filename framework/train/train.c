@@ -55,6 +55,27 @@ static void emit(struct trainer *t, const char *key, int64_t step, int64_t epoch
         t->job->on_metric(t->job->user, key, step, epoch, v);
 }
 
+/* The steps since the last step_loss row: their mean loss, and their worst, which shows a spike
+ * that the epoch's mean averages away. */
+struct loss_window {
+    double sum, max;
+    int64_t n;
+};
+
+static void window_add(struct loss_window *w, double l)
+{
+    w->max = w->n == 0 || l > w->max ? l : w->max;
+    w->sum += l;
+    w->n++;
+}
+
+static void window_emit(struct trainer *t, struct loss_window *w, int64_t step, int64_t epoch)
+{
+    emit(t, "step_loss", step, epoch, w->sum / (double)w->n);
+    emit(t, "step_loss_max", step, epoch, w->max);
+    *w = (struct loss_window){0};
+}
+
 /* ---- objective context services ----------------------------------------------------------- */
 
 static enum invar_status ctx_clone(struct invar_objective_ctx *ctx, struct invar_encoder **out,
@@ -628,6 +649,7 @@ enum invar_status invar_train(const struct invar_job *job, struct invar_result *
             }
         }
         double loss_sum = 0, t_epoch = now_s(), lr = 0;
+        struct loss_window win = {0};
         int64_t step = 0, images = 0;
         const struct invar_batch *b;
         while ((b = invar_loader_next(t->loader)) != NULL) {
@@ -665,6 +687,9 @@ enum invar_status invar_train(const struct invar_job *job, struct invar_result *
             images += b->size;
             step++;
             global++;
+            window_add(&win, l);
+            if (job->log_every > 0 && step % job->log_every == 0)
+                window_emit(t, &win, global, epoch);
             if (job->on_progress) {
                 double el = now_s() - t_start, ep = now_s() - t_epoch;
                 double rate = ep > 0 ? (double)images / ep : 0;
@@ -681,6 +706,8 @@ enum invar_status invar_train(const struct invar_job *job, struct invar_result *
         }
         if (st != INVAR_OK)
             break;
+        if (job->log_every > 0 && win.n > 0) /* the epoch's last steps, fewer than log_every */
+            window_emit(t, &win, global, epoch);
         double secs = now_s() - t_epoch;
         res->final_loss = step ? loss_sum / (double)step : 0;
         emit(t, "loss", global, epoch, res->final_loss);

@@ -49,6 +49,7 @@ int cli_job_init(struct cli_job *j, const struct cli_experiment *x)
     job->batch_size = t->batch_size;
     job->threads = (int)t->threads;
     job->checkpoint_every = t->checkpoint_every;
+    job->log_every = t->log_every;
     job->eval = (struct invar_eval_config){.knn_k = ev->knn.k,
                                            .knn_t = ev->knn.t,
                                            .knn_every = ev->knn.every,

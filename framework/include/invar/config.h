@@ -85,7 +85,7 @@ struct invar_train_section {
     int64_t threads;
     int64_t views;            /* number of views (with `augment`), or the length of `views` */
     int64_t checkpoint_every; /* epochs; 0 = only at the end */
-    int64_t log_every;        /* steps between metric rows; 0 = once per epoch */
+    int64_t log_every;        /* steps between step_loss rows; 0 = none */
 };
 
 struct invar_eval_section {

@@ -10,7 +10,8 @@
  *
  * The trainer owns the whole loop: it opens the dataset splits, creates the encoder, the
  * objective (which may clone the encoder), the optimizer and the loader; steps through the
- * epochs logging loss, lr and img/s; runs the kNN monitor; writes checkpoints atomically; and
+ * epochs logging loss, lr and img/s (and every log_every steps the loss since the last such
+ * row, its mean and its worst step); runs the kNN monitor; writes checkpoints atomically; and
  * evaluates at the end (weighted kNN and a linear probe on the test split). Every number it
  * produces goes through on_metric, nothing is printed.
  */
@@ -72,6 +73,8 @@ struct invar_job {
     int64_t batch_size;
     int threads;               /* augmentation workers and BLAS threads */
     int64_t checkpoint_every;  /* epochs; 0 = only at the end */
+    int64_t log_every;         /* steps between step_loss rows within an epoch, and one for
+                                * its last steps; 0 = none */
     struct invar_eval_config eval;
     const char *checkpoint_path; /* NULL = no checkpoints */
     int resume;                /* continue from checkpoint_path */
