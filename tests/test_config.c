@@ -254,7 +254,7 @@ Test(config, optim_config_in_steps)
 {
     struct invar_experiment *e =
         load_ok(SECTIONS "optim: {name: lars, lr: 0.3, warmup_epochs: 2, schedule: step, "
-                         "step_epochs: 5, betas: [0.8, 0.9]}\n",
+                         "step_epochs: 5, betas: [0.8, 0.9], clip_norm: 2.5}\n",
                 NULL, 0);
     struct invar_optim_config oc;
     invar_experiment_optim_config(e, 100, &oc);
@@ -266,6 +266,7 @@ Test(config, optim_config_in_steps)
     cr_assert_eq(oc.beta1, 0.8);
     cr_assert_eq(oc.beta2, 0.9);
     cr_assert_eq(oc.momentum, 0.9);
+    cr_assert_eq(oc.clip_norm, 2.5);
     invar_experiment_destroy(e);
 }
 

@@ -395,6 +395,36 @@ Test(optim, several_groups_share_one_state_block)
     invar_params_destroy(b.p);
 }
 
+/* clip_norm scales every group's gradients by one factor when their global norm exceeds it:
+ * gradients (2, 0 | 0) and (0, 2 | 1) have norm 3; clipped to 1.5 they halve (less the 1e-6
+ * that keeps the division finite), under 4 they stay. Plain SGD at lr 1 shows what was used. */
+Test(optim, clip_norm_scales_all_groups_by_the_global_norm)
+{
+    for (int clip = 0; clip < 2; clip++) {
+        struct tiny a = tiny_create(1.0f, -2.0f, 0.5f), b = tiny_create(1.0f, -2.0f, 0.5f);
+        struct invar_optim_config cfg = {.kind = INVAR_OPTIM_SGD, .lr = 1,
+                                         .clip_norm = clip ? 1.5 : 4};
+        struct invar_params *groups[] = {a.p, b.p};
+        struct invar_optim *o = NULL;
+        struct invar_error err = {0};
+        cr_assert_eq(invar_optim_create(&o, &cfg, groups, 2, &err), INVAR_OK, "%s", err.msg);
+        a.w->grad[0] = 2, a.w->grad[1] = 0, a.b->grad[0] = 0;
+        b.w->grad[0] = 0, b.w->grad[1] = 2, b.b->grad[0] = 1;
+        NEAR(invar_optim_grad_norm(o), 3.0);
+        invar_optim_step(o, cfg.lr);
+        const double k = clip ? 1.5 / (3 + 1e-6) : 1;
+        NEAR(a.w->data[0], 1 - 2 * k);
+        NEAR(a.w->data[1], -2.0f);
+        NEAR(b.w->data[1], -2 - 2 * k);
+        NEAR(b.b->data[0], 0.5 - k);
+        NEAR(invar_optim_grad_norm(o), 3 * k);
+        cr_assert_eq(a.buf->data[0], 5.0f);
+        invar_optim_destroy(o);
+        invar_params_destroy(a.p);
+        invar_params_destroy(b.p);
+    }
+}
+
 Test(optim, invalid_configs_are_refused)
 {
     struct tiny t = tiny_create(1, 1, 1);

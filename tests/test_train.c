@@ -304,9 +304,10 @@ Test(train, moco_end_to_end_metrics)
 
     /* step_loss: windows of 3, 3 and 2 steps an epoch, whose means weigh up to the epoch's
      * loss; step_loss_max, the window's worst step, above its mean (equal only if the window's
-     * losses were) */
+     * losses were); step_grad_norm_max beside them, a norm */
     cr_expect_eq(count_metric(&rec, "step_loss"), 6);
     cr_expect_eq(count_metric(&rec, "step_loss_max"), 6);
+    cr_expect_eq(count_metric(&rec, "step_grad_norm_max"), 6);
     const int64_t ends[3] = {3, 6, 8};
     int above = 0;
     for (int64_t e = 0; e < 2; e++) {
@@ -327,6 +328,9 @@ Test(train, moco_end_to_end_metrics)
             cr_expect_eq(rec.m[i + 1].step, m->step);
             cr_expect_geq(rec.m[i + 1].value, m->value);
             above += rec.m[i + 1].value > m->value;
+            cr_assert(i + 2 < rec.n && strcmp(rec.m[i + 2].key, "step_grad_norm_max") == 0);
+            cr_expect(rec.m[i + 2].value > 0 && isfinite(rec.m[i + 2].value),
+                      "step_grad_norm_max %g", rec.m[i + 2].value);
             weighed += (double)(ends[w] - (w ? ends[w - 1] : 0)) * m->value;
             w++;
         }

@@ -54,6 +54,8 @@ static const struct invar_param_spec optim_params[] = {
                     "step: multiply by step_gamma every N epochs"),
     INVAR_PARAM_FLOAT(struct invar_optim_section, step_gamma, "0.1", 0, 1, "step: factor"),
     INVAR_PARAM_FLOAT(struct invar_optim_section, final_lr, "0", 0, 1e3, "cosine: last value"),
+    INVAR_PARAM_FLOAT(struct invar_optim_section, clip_norm, "0", 0, 1e9,
+                      "gradients scaled down to this global L2 norm when above it; 0 = never"),
     INVAR_PARAM_END,
 };
 
@@ -1341,4 +1343,5 @@ void invar_experiment_optim_config(const struct invar_experiment *e, int64_t ste
     oc->step_every = o->step_epochs * steps_per_epoch;
     oc->step_gamma = o->step_gamma;
     oc->final_lr = o->final_lr;
+    oc->clip_norm = o->clip_norm;
 }

@@ -217,9 +217,37 @@ static void adamw_update(float *w, const float *grad, float *m, float *v, size_t
     }
 }
 
+double invar_optim_grad_norm(const struct invar_optim *o)
+{
+    double ss = 0;
+    for (int g = 0; g < o->n_groups; g++) {
+        const float *grad = invar_params_grad(o->groups[g].p);
+        const size_t n = invar_params_numel(o->groups[g].p);
+        for (size_t i = 0; i < n; i++)
+            ss += (double)grad[i] * grad[i];
+    }
+    return sqrt(ss);
+}
+
+static void clip_grads(struct invar_optim *o, double max_norm)
+{
+    const double n = invar_optim_grad_norm(o);
+    if (!(n > max_norm))
+        return;
+    const float k = (float)(max_norm / (n + 1e-6));
+    for (int g = 0; g < o->n_groups; g++) {
+        float *grad = invar_params_grad(o->groups[g].p);
+        const size_t count = invar_params_numel(o->groups[g].p);
+        for (size_t i = 0; i < count; i++)
+            grad[i] *= k;
+    }
+}
+
 void invar_optim_step(struct invar_optim *o, double lr_d)
 {
     const struct invar_optim_config *c = &o->cfg;
+    if (c->clip_norm > 0)
+        clip_grads(o, c->clip_norm);
     const float step_lr = (float)lr_d, mu = (float)c->momentum;
     const int64_t t = o->steps + 1;
     /* 1 - beta in double: 1 - 0.999f in float keeps only four good digits. */

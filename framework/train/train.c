@@ -55,16 +55,17 @@ static void emit(struct trainer *t, const char *key, int64_t step, int64_t epoch
         t->job->on_metric(t->job->user, key, step, epoch, v);
 }
 
-/* The steps since the last step_loss row: their mean loss, and their worst, which shows a spike
- * that the epoch's mean averages away. */
+/* The steps since the last step_loss row: their mean loss, their worst, and their largest
+ * gradient norm (before any clipping), which show a spike that the epoch's mean averages away. */
 struct loss_window {
-    double sum, max;
+    double sum, max, grad_max;
     int64_t n;
 };
 
-static void window_add(struct loss_window *w, double l)
+static void window_add(struct loss_window *w, double l, double grad_norm)
 {
     w->max = w->n == 0 || l > w->max ? l : w->max;
+    w->grad_max = grad_norm > w->grad_max ? grad_norm : w->grad_max;
     w->sum += l;
     w->n++;
 }
@@ -73,6 +74,7 @@ static void window_emit(struct trainer *t, struct loss_window *w, int64_t step, 
 {
     emit(t, "step_loss", step, epoch, w->sum / (double)w->n);
     emit(t, "step_loss_max", step, epoch, w->max);
+    emit(t, "step_grad_norm_max", step, epoch, w->grad_max);
     *w = (struct loss_window){0};
 }
 
@@ -680,6 +682,7 @@ enum invar_status invar_train(const struct invar_job *job, struct invar_result *
             invar_params_zero_grad(invar_encoder_params(t->online));
             invar_params_zero_grad(t->ctx.params);
             invar_graph_backward(t->g, loss);
+            const double grad_norm = job->log_every > 0 ? invar_optim_grad_norm(t->opt) : 0;
             invar_optim_step(t->opt, lr);
             if (ops->after_step)
                 ops->after_step(t->obj, t->g, &info);
@@ -687,7 +690,7 @@ enum invar_status invar_train(const struct invar_job *job, struct invar_result *
             images += b->size;
             step++;
             global++;
-            window_add(&win, l);
+            window_add(&win, l, grad_norm);
             if (job->log_every > 0 && step % job->log_every == 0)
                 window_emit(t, &win, global, epoch);
             if (job->on_progress) {

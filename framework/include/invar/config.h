@@ -77,6 +77,7 @@ struct invar_optim_section {
     int64_t step_epochs;
     double step_gamma;
     double final_lr;
+    double clip_norm;
 };
 
 struct invar_train_section {

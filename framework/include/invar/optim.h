@@ -57,6 +57,9 @@ struct invar_optim_config {
     double step_gamma;
     double final_lr;      /* COSINE: from lr at the end of warm-up to final_lr at the last
                              step (total_steps - 1), half a cosine; stays there after */
+    double clip_norm;     /* > 0: a step whose gradients' global L2 norm n (over every
+                             group) exceeds it first scales them by clip_norm / (n + 1e-6),
+                             as PyTorch's clip_grad_norm_; 0 = never */
 };
 
 struct invar_optim;
@@ -67,9 +70,11 @@ INVAR_API enum invar_status invar_optim_create(struct invar_optim **out,
                                                int n_groups, struct invar_error *err);
 INVAR_API void invar_optim_destroy(struct invar_optim *o);
 /* One update of every group with learning rate lr (from invar_optim_lr), tensors flagged
- * INVAR_P_FIXED_LR with the config's lr instead; reads the groups' gradients, writes their
- * weights. Allocates nothing. */
+ * INVAR_P_FIXED_LR with the config's lr instead; reads the groups' gradients (scaling them
+ * first under clip_norm), writes their weights. Allocates nothing. */
 INVAR_API void invar_optim_step(struct invar_optim *o, double lr);
+/* The global L2 norm of the groups' gradients, buffers aside (summed in double). */
+INVAR_API double invar_optim_grad_norm(const struct invar_optim *o);
 /* The learning rate at 0-based step of total_steps under cfg's warm-up and schedule. */
 INVAR_API double invar_optim_lr(const struct invar_optim_config *cfg, int64_t step,
                                 int64_t total_steps);
