@@ -217,15 +217,23 @@ static void adamw_update(float *w, const float *grad, float *m, float *v, size_t
     }
 }
 
+/* Eight running sums side by side, so the compiler can keep them in vector lanes (one sum
+ * would be a chain of dependent adds); fixed order, so the same gradients give the same bits. */
 double invar_optim_grad_norm(const struct invar_optim *o)
 {
-    double ss = 0;
+    double acc[8] = {0};
     for (int g = 0; g < o->n_groups; g++) {
         const float *grad = invar_params_grad(o->groups[g].p);
-        const size_t n = invar_params_numel(o->groups[g].p);
-        for (size_t i = 0; i < n; i++)
-            ss += (double)grad[i] * grad[i];
+        const size_t n = invar_params_numel(o->groups[g].p), n8 = n / 8 * 8;
+        for (size_t i = 0; i < n8; i += 8)
+            for (int j = 0; j < 8; j++)
+                acc[j] += (double)grad[i + j] * grad[i + j];
+        for (size_t i = n8; i < n; i++)
+            acc[i - n8] += (double)grad[i] * grad[i];
     }
+    double ss = 0;
+    for (int j = 0; j < 8; j++)
+        ss += acc[j];
     return sqrt(ss);
 }
 
