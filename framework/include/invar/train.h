@@ -11,9 +11,9 @@
  * The trainer owns the whole loop: it opens the dataset splits, creates the encoder, the
  * objective (which may clone the encoder), the optimizer and the loader; steps through the
  * epochs logging loss, lr and img/s (and every log_every steps, over the steps since the last
- * such row, the mean and the worst loss and the largest gradient norm); runs the kNN monitor; writes checkpoints atomically; and
- * evaluates at the end (weighted kNN and a linear probe on the test split). Every number it
- * produces goes through on_metric, nothing is printed.
+ * such row, the mean and the worst loss and the largest gradient norm); runs the kNN monitor;
+ * writes checkpoints atomically; and evaluates at the end (weighted kNN and a linear probe on
+ * the test split). Every number it produces goes through on_metric, nothing is printed.
  */
 #ifndef INVAR_TRAIN_H
 #define INVAR_TRAIN_H
